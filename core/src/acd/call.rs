@@ -1,0 +1,100 @@
+//! A call as the ACD holds it: where it waits, its place in line, its timers.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::ids::{AgentId, CallId, QueueId};
+use crate::time::Timestamp;
+
+/// A caller's place in line, ordered: higher priority first, then earlier arrival, then
+/// the heavier queue, then arrival order. Unique by `seq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct CallKey {
+    /// 255 − priority, so that the most urgent sorts first.
+    pub(crate) urgency: u8,
+    pub(crate) arrived: Timestamp,
+    /// u32::MAX − queue weight.
+    pub(crate) lightness: u32,
+    pub(crate) seq: u64,
+    pub(crate) call: CallId,
+}
+
+/// Where a call stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallState {
+    /// In line for an agent.
+    Waiting,
+    /// Ringing an agent.
+    Offered {
+        agent: AgentId,
+        since: Timestamp,
+        ring_due: Timestamp,
+    },
+    /// Talking to an agent.
+    Connected { agent: AgentId, since: Timestamp },
+}
+
+/// Most predictions kept per call; announcements every 30 s over an hour stay within it.
+pub(crate) const MAX_PREDICTIONS: usize = 128;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Call {
+    pub(crate) id: CallId,
+    pub(crate) queue: QueueId,
+    pub(crate) priority: u8,
+    pub(crate) seq: u64,
+    /// First arrival in the ACD: the place in line, kept through offers and overflows.
+    pub(crate) arrived: Timestamp,
+    /// Entry into the current queue: waits, expansion and limits count from here.
+    pub(crate) entered: Timestamp,
+    /// u32::MAX − the current queue's weight.
+    pub(crate) lightness: u32,
+    pub(crate) step: u8,
+    pub(crate) state: CallState,
+    /// Queues entered so far, to stop overflow loops.
+    pub(crate) hops: u32,
+    pub(crate) expansion_due: Option<Timestamp>,
+    pub(crate) max_wait_due: Option<Timestamp>,
+    pub(crate) max_wait_reached: bool,
+    /// When agents who did not take this call may be offered it again, earliest first.
+    pub(crate) retries: VecDeque<Timestamp>,
+    /// Wait predictions: when made, and the wait predicted from then.
+    pub(crate) predictions: Vec<(Timestamp, Duration)>,
+}
+
+impl Call {
+    pub(crate) fn new(id: CallId, queue: QueueId, priority: u8, seq: u64, now: Timestamp) -> Self {
+        Call {
+            id,
+            queue,
+            priority,
+            seq,
+            arrived: now,
+            entered: now,
+            lightness: u32::MAX,
+            step: 0,
+            state: CallState::Waiting,
+            hops: 0,
+            expansion_due: None,
+            max_wait_due: None,
+            max_wait_reached: false,
+            retries: VecDeque::new(),
+            predictions: Vec::new(),
+        }
+    }
+
+    pub(crate) fn key(&self) -> CallKey {
+        CallKey {
+            urgency: u8::MAX - self.priority,
+            arrived: self.arrived,
+            lightness: self.lightness,
+            seq: self.seq,
+            call: self.id,
+        }
+    }
+
+    /// Whether the caller is still in line or ringing, i.e. not yet answered.
+    pub(crate) fn is_queued(&self) -> bool {
+        !matches!(self.state, CallState::Connected { .. })
+    }
+}

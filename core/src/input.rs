@@ -1,0 +1,87 @@
+//! What the edges tell the ACD.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, CallId, QueueId};
+
+/// Something that happened outside the core: a call, a phone, an agent's choice, or the
+/// passing of time. Handed to [`crate::Acd::handle_input`] with the time it is handled at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// A caller asks for a queue (a trunk INVITE to a DID, a transfer).
+    CallArrived {
+        /// The edge's number for the call; unique among live calls.
+        call: CallId,
+        /// The queue asked for.
+        queue: QueueId,
+        /// Higher is served first; equal priorities are served in order of arrival.
+        priority: u8,
+    },
+    /// The caller hung up, or the conversation ended from either side. While waiting or
+    /// ringing this is an abandon; while connected it completes the call.
+    Hangup {
+        /// The call.
+        call: CallId,
+    },
+    /// The agent's phone answered the offered call.
+    OfferAnswered {
+        /// The call.
+        call: CallId,
+        /// The agent it was offered to.
+        agent: AgentId,
+    },
+    /// The agent's phone did not take the offered call.
+    OfferFailed {
+        /// The call.
+        call: CallId,
+        /// The agent it was offered to.
+        agent: AgentId,
+        /// Why.
+        reason: OfferFailure,
+    },
+    /// An agent logs in (a phone registers, a browser connects) and is ready for calls.
+    Login {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// An agent logs out. A call in progress ends first; a ringing offer is withdrawn.
+    Logout {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// An agent takes a break with a reason code. On a call, the pause starts when the
+    /// call ends; in wrap-up, at once.
+    Pause {
+        /// The agent.
+        agent: AgentId,
+        /// The reason code, as the site defines them ("lunch", "training").
+        reason: String,
+    },
+    /// An agent is ready again: ends a pause or an ongoing wrap-up.
+    Ready {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Ask for the estimated wait of a waiting call (for an announcement); the answer is a
+    /// [`crate::Event::WaitEstimated`] and the prediction is kept beside the actual wait.
+    EstimateWait {
+        /// The call.
+        call: CallId,
+    },
+    /// Time has passed: fire the timers that are due. Sent when
+    /// [`crate::Acd::poll_timeout`] is reached.
+    Timeout,
+}
+
+/// Why an offered call was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferFailure {
+    /// The phone rang and nobody answered (the ACD's own ring timeout, or the phone's).
+    NoAnswer,
+    /// The agent declined (busy here, declined).
+    Rejected,
+    /// The phone could not be reached at all.
+    Unreachable,
+}

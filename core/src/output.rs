@@ -1,0 +1,235 @@
+//! What the ACD tells the edges and its observers.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, CallId, QueueId};
+use crate::input::OfferFailure;
+use crate::time::Timestamp;
+
+/// One output of the ACD, from [`crate::Acd::poll_output`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "snake_case")]
+pub enum Output {
+    /// Something the edges must do.
+    Command(Command),
+    /// Something that happened, for statistics, storage and screens.
+    Event(Event),
+}
+
+/// An action for the edges (SIP, media).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Ring the agent's phone with the call. Answer with [`crate::Input::OfferAnswered`]
+    /// or [`crate::Input::OfferFailed`].
+    Ring {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// The queue it is offered from.
+        queue: QueueId,
+    },
+    /// Stop ringing: the offer is withdrawn (ring timeout, caller hung up, agent left).
+    StopRinging {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Send the call to a destination outside the ACD; the ACD is done with it.
+    RouteOut {
+        /// The call.
+        call: CallId,
+        /// The destination's name, from the queue's overflow setting.
+        destination: String,
+    },
+    /// End the call (a queue limit with no overflow destination); the ACD is done with it.
+    Disconnect {
+        /// The call.
+        call: CallId,
+        /// Which limit.
+        reason: OverflowReason,
+    },
+}
+
+/// Something that happened in the ACD.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A caller joined a queue.
+    CallQueued {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// 1 for the first in line.
+        position: u32,
+        /// Expected wait from now, when the caller has to wait and the queue has staff.
+        estimated_wait: Option<Duration>,
+    },
+    /// An estimate asked for by [`crate::Input::EstimateWait`].
+    WaitEstimated {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// 1 for the first in line.
+        position: u32,
+        /// Expected wait from now; `None` when nobody who could answer is working.
+        estimated_wait: Option<Duration>,
+    },
+    /// A waiting caller reached a skill-expansion step.
+    SkillsExpanded {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// The step now in force, 1 for the first expansion.
+        step: u8,
+    },
+    /// An offer was not taken; the call went back to its place.
+    OfferFailed {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: OfferFailure,
+    },
+    /// An agent answered; the conversation starts.
+    CallConnected {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// The queue.
+        queue: QueueId,
+        /// Time from joining the queue to the answer.
+        wait: Duration,
+    },
+    /// The caller hung up before an agent answered. Ends the call.
+    CallAbandoned {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// Time from joining the queue to the hang-up.
+        wait: Duration,
+        /// The caller's place in line when it hung up, 1 for the first.
+        position: u32,
+    },
+    /// A connected call ended. Ends the call.
+    CallCompleted {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// The queue.
+        queue: QueueId,
+        /// Conversation time.
+        talk: Duration,
+    },
+    /// A caller left a queue because of a limit. Ends the call unless it went to another
+    /// queue (then a [`Event::CallQueued`] follows).
+    CallOverflowed {
+        /// The call.
+        call: CallId,
+        /// The queue it left.
+        queue: QueueId,
+        /// Which limit.
+        reason: OverflowReason,
+        /// Where it went.
+        to: OverflowedTo,
+    },
+    /// A wait prediction met its outcome.
+    WaitPredictionResolved {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// When the prediction was made.
+        made_at: Timestamp,
+        /// What was predicted, from `made_at`.
+        predicted: Duration,
+        /// What happened, from `made_at` to the outcome.
+        actual: Duration,
+        /// How the wait ended. Only answered waits measure the estimator's accuracy;
+        /// the others are censored.
+        outcome: WaitOutcome,
+    },
+    /// An agent changed state.
+    AgentStateChanged {
+        /// The agent.
+        agent: AgentId,
+        /// The new state.
+        state: AgentStatus,
+        /// The pause reason, when paused.
+        reason: Option<String>,
+    },
+    /// A statistics interval closed; its report is in each queue's closed intervals.
+    IntervalClosed {
+        /// Its start.
+        start: Timestamp,
+        /// Its end.
+        end: Timestamp,
+    },
+}
+
+/// Which queue limit sent a caller elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowReason {
+    /// The queue already held its maximum number of callers.
+    QueueFull,
+    /// The caller waited the queue's maximum wait.
+    MaxWait,
+    /// No agent who could serve the queue is logged in.
+    NoAgents,
+    /// The caller went round the overflow chain back to a queue it already left.
+    OverflowLoop,
+}
+
+/// Where an overflowing caller went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowedTo {
+    /// Another queue.
+    Queue(QueueId),
+    /// A destination outside the ACD.
+    External(String),
+    /// Nowhere: the call was ended.
+    Hangup,
+}
+
+/// How a wait ended, for a resolved prediction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOutcome {
+    /// An agent answered.
+    Answered,
+    /// The caller hung up.
+    Abandoned,
+    /// The caller left through a queue limit.
+    Overflowed,
+}
+
+/// An agent's state, without its details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Not working.
+    LoggedOut,
+    /// Free for a call.
+    Available,
+    /// A call is being offered: the phone rings.
+    Reserved,
+    /// In a conversation.
+    OnCall,
+    /// After a call, finishing its paperwork, for a set time.
+    WrapUp,
+    /// On a break, with a reason code.
+    Paused,
+}

@@ -1,0 +1,251 @@
+//! Amico's command line: the simulator and the staffing calculator (the server comes with
+//! the SIP edge).
+
+mod report;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use amico_core::erlang::{self, StaffingTarget, Thresholds};
+use amico_core::simulator::{self, Arrivals, HandleTime, Scenario, Traffic};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Amico: an automatic call distribution engine.
+#[derive(Debug, Parser)]
+#[command(name = "amico", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Commands>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run the real ACD core against simulated callers and compare with Erlang A.
+    /// With no flags: a day of Parma's contact centre.
+    Simulate(SimulateArgs),
+    /// How many agents a queue needs for its abandonment and service-level targets
+    /// (Erlang A, or Erlang C without --patience).
+    Staff(StaffArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A readable table.
+    Table,
+    /// One JSON object.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Distribution {
+    /// Exponential, as Erlang A assumes.
+    Exponential,
+    /// Log-normal with --handle-cv.
+    Lognormal,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Agents serving the queue.
+    #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    agents: u32,
+    /// Calls per hour at a constant rate (Poisson). Without it, calls follow Parma's
+    /// 10-hour day (peak hour 15 %).
+    #[arg(long, value_name = "L", value_parser = positive)]
+    arrival_rate_per_hour: Option<f64>,
+    /// Mean handle time in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 240.0, value_parser = positive)]
+    aht: f64,
+    /// Mean patience in seconds (exponential); "inf" for callers who never hang up.
+    #[arg(long, value_name = "SECS", default_value_t = 180.0, value_parser = positive)]
+    patience: f64,
+    /// Number of calls.
+    #[arg(long, value_name = "N", default_value_t = 1225, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    calls: u64,
+    /// Days the profile's calls are spread over (without --arrival-rate-per-hour).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    days: u32,
+    /// Random seed: the same seed gives the same figures.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Abandons after this wait are counted apart (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 47.0, value_parser = non_negative)]
+    threshold: f64,
+    /// Service-level target time (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = non_negative)]
+    sl_threshold: f64,
+    /// Handle-time distribution.
+    #[arg(long, value_enum, default_value_t = Distribution::Exponential)]
+    handle_time: Distribution,
+    /// Coefficient of variation of a log-normal handle time.
+    #[arg(long, value_name = "CV", default_value_t = 1.0, value_parser = positive)]
+    handle_cv: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct StaffArgs {
+    /// Calls per hour.
+    #[arg(long, value_name = "L", value_parser = positive)]
+    arrival_rate_per_hour: f64,
+    /// Mean handle time in seconds.
+    #[arg(long, value_name = "SECS", value_parser = positive)]
+    aht: f64,
+    /// Mean patience in seconds; without it, Erlang C (callers never hang up).
+    #[arg(long, value_name = "SECS", value_parser = positive)]
+    patience: Option<f64>,
+    /// Highest acceptable share of callers who abandon.
+    #[arg(long, value_name = "P", value_parser = probability)]
+    target_abandon: Option<f64>,
+    /// Lowest acceptable service level.
+    #[arg(long, value_name = "P", value_parser = probability)]
+    target_sl: Option<f64>,
+    /// Service-level target time (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = non_negative)]
+    sl_threshold: f64,
+    /// Abandons after this wait are counted apart (seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 47.0, value_parser = non_negative)]
+    threshold: f64,
+    /// Give up above this many agents.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    max_agents: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+fn positive(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v > 0.0 && !v.is_nan() => Ok(v),
+        Ok(_) => Err("must be greater than zero".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+fn non_negative(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number, zero or more".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+fn probability(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(_) => Err("must be a share between 0 and 1 (0.03 for 3 %)".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => Err(anyhow::anyhow!(
+            "the server arrives with the SIP edge; for now try `amico simulate` or `amico staff --help`"
+        )),
+        Some(Commands::Simulate(args)) => simulate(&args),
+        Some(Commands::Staff(args)) => staff(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("amico: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    let secs = Duration::from_secs_f64;
+    let mean = secs(args.aht);
+    let traffic = Traffic {
+        queue: "comune".into(),
+        calls: args.calls,
+        arrivals: match args.arrival_rate_per_hour {
+            Some(per_hour) => Arrivals::Poisson { per_hour },
+            None => Arrivals::Profile {
+                hourly: simulator::PARMA_PROFILE.to_vec(),
+                days: args.days,
+            },
+        },
+        handle: match args.handle_time {
+            Distribution::Exponential => HandleTime::Exponential { mean },
+            Distribution::Lognormal => HandleTime::LogNormal {
+                mean,
+                cv: args.handle_cv,
+            },
+        },
+        patience: args.patience.is_finite().then(|| secs(args.patience)),
+        priority: 0,
+    };
+    let mut scenario = Scenario::single_queue(args.agents, traffic.clone());
+    let queue = &mut scenario.config.queues[0];
+    queue.thresholds.abandon = secs(args.threshold);
+    queue.thresholds.service_level = secs(args.sl_threshold);
+    let thresholds = Thresholds {
+        service_level_secs: args.sl_threshold,
+        abandon_secs: args.threshold,
+        short_abandon_secs: queue.thresholds.short_abandon.as_secs_f64(),
+    };
+
+    let outcome = simulator::run(&scenario, args.seed)?;
+    let model = simulator::erlang_a_for(&traffic, args.agents, thresholds).ok();
+    let report = report::SimulationReport::new(args_summary(args), &outcome, model);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", report.table()),
+    }
+    Ok(())
+}
+
+fn args_summary(args: &SimulateArgs) -> report::ScenarioSummary {
+    report::ScenarioSummary {
+        agents: args.agents,
+        calls: args.calls,
+        arrivals: match args.arrival_rate_per_hour {
+            Some(_) => "poisson".into(),
+            None => "parma-profile".into(),
+        },
+        arrival_rate_per_hour: args.arrival_rate_per_hour,
+        days: args.arrival_rate_per_hour.is_none().then_some(args.days),
+        aht_secs: args.aht,
+        handle_time: match args.handle_time {
+            Distribution::Exponential => "exponential".into(),
+            Distribution::Lognormal => format!("lognormal(cv={})", args.handle_cv),
+        },
+        patience_secs: args.patience.is_finite().then_some(args.patience),
+        threshold_secs: args.threshold,
+        sl_threshold_secs: args.sl_threshold,
+        seed: args.seed,
+    }
+}
+
+fn staff(args: &StaffArgs) -> anyhow::Result<()> {
+    if args.target_abandon.is_none() && args.target_sl.is_none() {
+        anyhow::bail!("give at least one target: --target-abandon or --target-sl");
+    }
+    let traffic = erlang::Traffic {
+        arrivals_per_sec: args.arrival_rate_per_hour / 3600.0,
+        mean_handle_secs: args.aht,
+        mean_patience_secs: args.patience.filter(|p| p.is_finite()),
+    };
+    let thresholds = Thresholds {
+        service_level_secs: args.sl_threshold,
+        abandon_secs: args.threshold,
+        ..Thresholds::default()
+    };
+    let target = StaffingTarget {
+        max_p_abandon: args.target_abandon,
+        min_service_level: args.target_sl,
+    };
+    let figures = erlang::staff(traffic, thresholds, target, args.max_agents)?;
+    let report = report::StaffReport::new(&figures, traffic);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => print!("{}", report.table(args)),
+    }
+    Ok(())
+}
