@@ -111,11 +111,11 @@ fn expected_stages(k: u32, r: f64, theta: f64) -> f64 {
     (digamma(x + f64::from(k)) - digamma(x)) / theta
 }
 
-/// The digamma function ψ(x) for x > 0: the recurrence ψ(x) = ψ(x + 1) − 1/x up to x ≥ 6,
-/// then the asymptotic series (error below 1e-12 there).
+/// The digamma function ψ(x) for x > 0: the recurrence ψ(x) = ψ(x + 1) − 1/x up to x ≥ 10,
+/// then the asymptotic series (error below 1e-13 there).
 fn digamma(mut x: f64) -> f64 {
     let mut result = 0.0;
-    while x < 6.0 {
+    while x < 10.0 {
         result -= 1.0 / x;
         x += 1.0;
     }
@@ -177,7 +177,7 @@ mod tests {
             Duration::from_secs(240),
             Timestamp::ZERO,
         );
-        // 10 callers waiting for 600 s, 30 of them hung up: θ ≈ 30 / 6000 per second.
+        // 10 callers waiting for 600 s (decayed: 5,526.6 caller-seconds), 30 of them hung up.
         estimator.advance(Timestamp::from_secs(600), 10);
         for _ in 0..30 {
             estimator.record_abandon();
@@ -185,12 +185,12 @@ mod tests {
         let theta = estimator.abandon_rate();
         assert!((theta - 30.0 / 5_526.6).abs() < 1e-6, "{theta}");
         let first = estimator.estimate(1, 4.0).unwrap();
-        let tenth = estimator.estimate(10, 4.0).unwrap();
+        let tenth = estimator.estimate(10, 4.0).unwrap().as_secs_f64();
         assert_eq!(first, Duration::from_secs(60));
-        assert!(
-            tenth < Duration::from_secs(600) && tenth > Duration::from_secs(300),
-            "{tenth:?}"
-        );
+        let r = 4.0 / 240.0;
+        let want: f64 = (0..10).map(|j| 1.0 / (r + f64::from(j) * theta)).sum();
+        assert!((tenth - want).abs() < 1e-6, "{tenth} vs {want}");
+        assert!(tenth < 0.5 * 600.0, "patient callers would wait 600 s; {tenth}");
     }
 
     #[test]

@@ -222,7 +222,8 @@ impl<K: Ord + Copy> RankedSet<K> {
                 nodes[hook as usize].child[slot] = small;
                 break;
             }
-            let (small_size, large_size) = (nodes[small as usize].size, nodes[large as usize].size);
+            let (small_size, large_size) =
+                (nodes[small as usize].size, nodes[large as usize].size);
             if nodes[small as usize].prio >= nodes[large as usize].prio {
                 nodes[hook as usize].child[slot] = small;
                 let node = &mut nodes[small as usize];

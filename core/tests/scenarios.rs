@@ -1,0 +1,773 @@
+//! Scenario tests: the ACD driven through a virtual clock, one behaviour at a time.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use amico_core::metrics::Distribution;
+use amico_core::{
+    AcdConfig, AcdError, AgentConfig, AgentId, AgentState, AgentStatus, CallId, Command,
+    ConfigError, Event, ExpansionStep, Input, NoAgentsPolicy, OfferFailure, Output, Overflow,
+    OverflowReason, OverflowedTo, QueueConfig, QueueId, Strategy, Timestamp, WaitOutcome,
+};
+use harness::Harness;
+
+const Q0: QueueId = QueueId(0);
+const Q1: QueueId = QueueId(1);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// One queue "sales" needing skill "sales"; `n` agents with "sales" at level 5.
+fn one_queue(n: u32) -> AcdConfig {
+    AcdConfig {
+        skills: vec!["sales".into(), "billing".into()],
+        queues: vec![QueueConfig::new("sales", &["sales"])],
+        agents: (0..n).map(|i| AgentConfig::new(format!("a{i}"), &[("sales", 5)])).collect(),
+        ..AcdConfig::default()
+    }
+}
+
+fn state(h: &Harness, agent: u32) -> AgentState {
+    h.acd.agent_state(AgentId(agent)).unwrap().clone()
+}
+
+#[test]
+fn longest_idle_agent_gets_the_call() {
+    let mut h = Harness::new(one_queue(3));
+    h.login(2);
+    h.advance(10.0);
+    h.login(0);
+    h.advance(10.0);
+    h.login(1);
+    h.take();
+    h.arrive(1, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 2)], "agent 2 has been free for 20 s");
+    h.arrive(2, 0, 0);
+    assert_eq!(h.take_rings(), [(2, 0)]);
+}
+
+#[test]
+fn fewest_calls_strategy_balances_work() {
+    let mut config = one_queue(3);
+    config.queues[0].strategy = Strategy::FewestCalls;
+    let mut h = Harness::new(config);
+    h.login_all();
+    // Agent 0 (longest idle) takes two calls in a row, agent 1 one.
+    for (call, agent) in [(1, 0), (2, 1)] {
+        h.arrive(call, 0, 0);
+        assert_eq!(h.take_rings(), [(call, agent)]);
+        h.answer(call, agent);
+        h.hangup(call);
+    }
+    h.arrive(3, 0, 0);
+    assert_eq!(h.take_rings(), [(3, 2)], "agent 2 has answered none");
+    h.answer(3, 2);
+    h.hangup(3);
+    // All on one call each now; agent 0 has been free the longest.
+    h.arrive(4, 0, 0);
+    assert_eq!(h.take_rings(), [(4, 0)]);
+}
+
+#[test]
+fn best_skill_strategy_picks_the_most_proficient() {
+    let mut config = one_queue(0);
+    config.queues[0].strategy = Strategy::BestSkill;
+    config.agents = vec![
+        AgentConfig::new("novice", &[("sales", 2)]),
+        AgentConfig::new("expert", &[("sales", 9)]),
+        AgentConfig::new("good", &[("sales", 6)]),
+    ];
+    let mut h = Harness::new(config);
+    h.login_all();
+    h.arrive(1, 0, 0);
+    h.arrive(2, 0, 0);
+    h.arrive(3, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 1), (2, 2), (3, 0)]);
+}
+
+#[test]
+fn round_robin_strategy_rotates_through_agents() {
+    let mut config = one_queue(3);
+    config.queues[0].strategy = Strategy::RoundRobin;
+    let mut h = Harness::new(config);
+    h.login(2);
+    h.login(1);
+    h.login(0);
+    let mut rung = Vec::new();
+    for call in 1..=6 {
+        h.arrive(call, 0, 0);
+        let rings = h.take_rings();
+        let (_, agent) = rings[0];
+        rung.push(agent);
+        h.answer(call, agent);
+        h.hangup(call);
+    }
+    assert_eq!(rung, [0, 1, 2, 0, 1, 2]);
+}
+
+#[test]
+fn a_free_agent_takes_the_highest_priority_then_the_longest_waiting_caller_across_queues() {
+    let mut config = one_queue(0);
+    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config.agents = vec![AgentConfig::new("both", &[("sales", 5), ("billing", 5)])];
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0); // sales, t=0
+    h.advance(1.0);
+    h.arrive(2, 1, 0); // billing, t=1
+    h.advance(1.0);
+    h.arrive(3, 1, 5); // billing, t=2, priority 5
+    h.advance(1.0);
+    h.arrive(4, 0, 0); // sales, t=3
+    h.take();
+    h.login(0);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let rings = h.take_rings();
+        let (call, agent) = rings[0];
+        order.push(call);
+        h.answer(call, agent);
+        h.hangup(call);
+    }
+    assert_eq!(order, [3, 1, 2, 4]);
+}
+
+#[test]
+fn queue_weight_breaks_ties_between_equal_waits() {
+    let mut config = one_queue(0);
+    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config.queues[1].weight = 10;
+    config.agents = vec![AgentConfig::new("both", &[("sales", 5), ("billing", 5)])];
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.arrive(2, 1, 0); // same instant, heavier queue
+    h.login(0);
+    assert_eq!(h.take_rings(), [(2, 0)]);
+}
+
+#[test]
+fn a_rejected_offer_keeps_the_callers_place_and_rings_the_next_agent() {
+    let mut h = Harness::new(one_queue(2));
+    h.login(0);
+    h.arrive(1, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.advance(5.0);
+    h.arrive(2, 0, 0);
+    h.arrive(3, 0, 0);
+    assert_eq!(h.acd.position(CallId(2)), Some(1));
+    h.advance(5.0);
+    h.reject(1, 0);
+    let events = h.take_events();
+    assert!(events.contains(&Event::OfferFailed {
+        call: CallId(1),
+        agent: AgentId(0),
+        reason: OfferFailure::Rejected
+    }));
+    // Agent 0 is skipped for call 1 but free for the next caller; call 1 is first again.
+    assert_eq!(h.acd.position(CallId(1)), Some(1));
+    assert_eq!(h.acd.position(CallId(3)), Some(2));
+    assert!(matches!(state(&h, 0), AgentState::Reserved { call: CallId(2) }));
+    h.login(1);
+    assert_eq!(h.take_rings(), [(1, 1)], "the next agent gets the caller at the head");
+}
+
+#[test]
+fn the_agent_who_did_not_answer_gets_the_call_again_after_retry_after() {
+    let mut config = one_queue(1);
+    config.queues[0].retry_after = secs(8);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.take();
+    h.reject(1, 0);
+    assert_eq!(state(&h, 0), AgentState::Available);
+    assert!(h.take_rings().is_empty());
+    h.advance(7.9);
+    assert!(h.take_rings().is_empty());
+    h.advance(0.2);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+}
+
+#[test]
+fn ring_timeout_withdraws_the_offer_and_counts_a_no_answer() {
+    let mut config = one_queue(2);
+    config.queues[0].ring_timeout = secs(15);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.advance(1.0);
+    h.login(1);
+    h.arrive(1, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.advance(15.0);
+    let outputs = h.take();
+    let stop = outputs
+        .iter()
+        .position(|o| {
+            *o == Output::Command(Command::StopRinging { call: CallId(1), agent: AgentId(0) })
+        })
+        .expect("stop ringing");
+    let ring = outputs
+        .iter()
+        .position(|o| {
+            matches!(o, Output::Command(Command::Ring { call: CallId(1), agent: AgentId(1), .. }))
+        })
+        .expect("next agent rung");
+    assert!(stop < ring);
+    assert!(outputs.contains(&Output::Event(Event::OfferFailed {
+        call: CallId(1),
+        agent: AgentId(0),
+        reason: OfferFailure::NoAnswer
+    })));
+    // A late answer from the first phone is refused and changes nothing.
+    let before = h.state_json();
+    assert_eq!(
+        h.input(Input::OfferAnswered { call: CallId(1), agent: AgentId(0) }),
+        Err(AcdError::NoSuchOffer { call: CallId(1), agent: AgentId(0) })
+    );
+    assert_eq!(h.state_json(), before);
+    assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.offers_failed, 1);
+}
+
+#[test]
+fn consecutive_ring_no_answers_pause_the_agent() {
+    let mut config = one_queue(1);
+    config.queues[0].auto_pause_after = Some(2);
+    config.queues[0].ring_timeout = secs(10);
+    config.queues[0].retry_after = Duration::ZERO;
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.advance(10.0); // first no-answer: rung again at once (no retry pause)
+    assert_eq!(state(&h, 0), AgentState::Reserved { call: CallId(1) });
+    h.advance(10.0); // second: paused
+    assert_eq!(state(&h, 0), AgentState::Paused { reason: "no-answer".into() });
+    assert!(h.take_events().contains(&Event::AgentStateChanged {
+        agent: AgentId(0),
+        state: AgentStatus::Paused,
+        reason: Some("no-answer".into())
+    }));
+    // An answered call resets the count.
+    h.input(Input::Ready { agent: AgentId(0) }).unwrap();
+    h.advance(10.0);
+    h.answer(1, 0);
+    h.hangup(1);
+    h.arrive(2, 0, 0);
+    h.advance(10.0);
+    assert_eq!(state(&h, 0), AgentState::Reserved { call: CallId(2) });
+}
+
+#[test]
+fn skill_expansion_widens_the_agents_over_wait_time() {
+    let mut config = one_queue(0);
+    config.queues[0].skills[0].min_level = 7;
+    config.queues[0].ring_timeout = secs(100);
+    config.queues[0].expansion = vec![
+        ExpansionStep { after: secs(20), min_level: Some(3), add_queues: vec![] },
+        ExpansionStep { after: secs(40), min_level: None, add_queues: vec!["billing".into()] },
+    ];
+    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config.agents = vec![
+        AgentConfig::new("junior", &[("sales", 3)]),
+        AgentConfig::new("biller", &[("billing", 5)]),
+    ];
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.arrive(2, 0, 0);
+    h.login_all();
+    assert!(h.take_rings().is_empty(), "nobody qualifies at level 7");
+    h.advance(19.9);
+    assert!(h.take_rings().is_empty());
+    h.advance(0.1);
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Event(Event::SkillsExpanded {
+        call: CallId(1),
+        queue: Q0,
+        step: 1
+    })));
+    assert!(outputs.contains(&Output::Command(Command::Ring {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0
+    })));
+    h.advance(20.0);
+    assert_eq!(h.take_rings(), [(2, 1)], "at 40 s billing's agents join");
+    // The biller serves billing's own callers first only by priority and arrival.
+    assert_eq!(h.acd.snapshot().queues[0].ringing, 2);
+}
+
+#[test]
+fn a_full_queue_overflows_new_callers_to_the_next_queue() {
+    let mut config = one_queue(0);
+    config.queues[0].max_callers = Some(2);
+    config.queues[0].overflow = Overflow::Queue("billing".into());
+    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config.queues[1].max_callers = Some(1);
+    config.queues[1].overflow = Overflow::External("voicemail".into());
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.arrive(2, 0, 0);
+    h.take();
+    h.arrive(3, 0, 0);
+    let events = h.take_events();
+    assert_eq!(
+        events[0],
+        Event::CallOverflowed {
+            call: CallId(3),
+            queue: Q0,
+            reason: OverflowReason::QueueFull,
+            to: OverflowedTo::Queue(Q1)
+        }
+    );
+    assert!(matches!(events[1], Event::CallQueued { call: CallId(3), queue: Q1, position: 1, .. }));
+    h.arrive(4, 0, 0);
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Command(Command::RouteOut {
+        call: CallId(4),
+        destination: "voicemail".into()
+    })));
+    assert_eq!(h.acd.call_count(), 3);
+    let sales = h.acd.queue_stats(Q0).unwrap().counters;
+    let billing = h.acd.queue_stats(Q1).unwrap().counters;
+    assert_eq!((sales.offered, sales.overflowed), (4, 2));
+    assert_eq!((billing.offered, billing.overflowed), (2, 1));
+}
+
+#[test]
+fn max_wait_overflows_a_waiting_caller_but_not_a_ringing_one() {
+    let mut config = one_queue(1);
+    config.queues[0].max_wait = Some(secs(60));
+    config.queues[0].ring_timeout = secs(20);
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.advance(50.0);
+    h.login(0);
+    h.arrive(2, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.advance(10.0);
+    assert!(
+        !h.take_commands().iter().any(|c| matches!(c, Command::Disconnect { .. })),
+        "ringing at 60 s: left alone"
+    );
+    h.advance(10.0); // ring timeout at 70 s: call 1 overflows (hang-up target), call 2 rings
+    let commands = h.take_commands();
+    assert!(commands.contains(&Command::Disconnect {
+        call: CallId(1),
+        reason: OverflowReason::MaxWait
+    }));
+    assert!(commands.contains(&Command::Ring { call: CallId(2), agent: AgentId(0), queue: Q0 }));
+}
+
+#[test]
+fn no_agents_policy_refuses_and_empties_the_queue() {
+    let mut config = one_queue(1);
+    config.queues[0].when_no_agents = NoAgentsPolicy { join: false, leave: true };
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    assert!(h.take_commands().contains(&Command::Disconnect {
+        call: CallId(1),
+        reason: OverflowReason::NoAgents
+    }));
+    h.login(0);
+    h.input(Input::Pause { agent: AgentId(0), reason: "lunch".into() }).unwrap();
+    h.arrive(2, 0, 0);
+    h.arrive(3, 0, 0);
+    assert_eq!(h.acd.queue_depth(Q0), Some((2, 0)), "paused agents count as logged in");
+    h.take();
+    h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    let disconnected: Vec<_> = h
+        .take_commands()
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Disconnect { call, reason: OverflowReason::NoAgents } => Some(call.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(disconnected, [2, 3]);
+    assert_eq!(h.acd.call_count(), 0);
+}
+
+#[test]
+fn abandons_in_every_state() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = secs(30);
+    let mut h = Harness::new(config);
+    // Waiting, at position 2.
+    h.arrive(1, 0, 0);
+    h.arrive(2, 0, 0);
+    h.advance(12.0);
+    h.hangup(2);
+    assert!(h.take_events().contains(&Event::CallAbandoned {
+        call: CallId(2),
+        queue: Q0,
+        wait: secs(12),
+        position: 2
+    }));
+    // Ringing: the phone stops, the agent is free again with no failure counted.
+    h.login(0);
+    h.take();
+    h.advance(3.0);
+    h.hangup(1);
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Command(Command::StopRinging {
+        call: CallId(1),
+        agent: AgentId(0)
+    })));
+    assert!(outputs.contains(&Output::Event(Event::CallAbandoned {
+        call: CallId(1),
+        queue: Q0,
+        wait: secs(15),
+        position: 1
+    })));
+    assert_eq!(state(&h, 0), AgentState::Available);
+    // Connected: completes, then timed wrap-up.
+    h.arrive(3, 0, 0);
+    h.advance(2.0);
+    h.answer(3, 0);
+    h.advance(100.0);
+    h.hangup(3);
+    assert!(h.take_events().contains(&Event::CallCompleted {
+        call: CallId(3),
+        agent: AgentId(0),
+        queue: Q0,
+        talk: secs(100)
+    }));
+    assert!(matches!(state(&h, 0), AgentState::WrapUp { .. }));
+    h.advance(30.0);
+    assert_eq!(state(&h, 0), AgentState::Available);
+    let stats = h.acd.queue_stats(Q0).unwrap();
+    assert_eq!(stats.counters.abandoned, 2);
+    assert_eq!(stats.counters.completed, 1);
+    assert_eq!(stats.rates().aht, Some(secs(130)));
+    assert_eq!(h.acd.call_count(), 0);
+    // Ended calls are unknown afterwards.
+    assert_eq!(h.input(Input::Hangup { call: CallId(3) }), Err(AcdError::UnknownCall(CallId(3))));
+}
+
+#[test]
+fn pause_and_logout_requested_on_a_call_wait_for_its_end() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = secs(10);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.answer(1, 0);
+    h.input(Input::Pause { agent: AgentId(0), reason: "coffee".into() }).unwrap();
+    assert_eq!(state(&h, 0), AgentState::OnCall { call: CallId(1) });
+    h.hangup(1);
+    h.advance(10.0);
+    assert_eq!(state(&h, 0), AgentState::Paused { reason: "coffee".into() });
+    // Ready during wrap-up ends it early.
+    h.input(Input::Ready { agent: AgentId(0) }).unwrap();
+    h.arrive(2, 0, 0);
+    h.answer(2, 0);
+    h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    h.hangup(2);
+    assert!(matches!(state(&h, 0), AgentState::WrapUp { .. }));
+    h.advance(3.0);
+    h.input(Input::Ready { agent: AgentId(0) }).unwrap();
+    assert_eq!(state(&h, 0), AgentState::LoggedOut, "the pending logout wins over ready");
+    let wrap = &h.acd.queue_stats(Q0).unwrap().wrap_up;
+    assert_eq!(wrap.count(), 2);
+    assert_eq!(wrap.sum(), secs(13));
+}
+
+#[test]
+fn logging_out_while_ringing_puts_the_caller_back_first_in_line() {
+    let mut h = Harness::new(one_queue(2));
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.advance(5.0);
+    h.arrive(2, 0, 0);
+    h.take();
+    h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    assert!(h.take_commands().contains(&Command::StopRinging { call: CallId(1), agent: AgentId(0) }));
+    assert_eq!(h.acd.position(CallId(1)), Some(1));
+    h.login(1);
+    assert_eq!(h.take_rings(), [(1, 1)]);
+    assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.offers_failed, 0);
+}
+
+#[test]
+fn thresholds_classify_waits_exactly() {
+    let mut h = Harness::new(one_queue(1));
+    // Abandons at 4.9 s (short), 20 s (within SL), 47 s (not after threshold), 47.001 s.
+    for (call, wait) in [(1, 4.9), (2, 20.0), (3, 47.0), (4, 47.001)] {
+        h.arrive(call, 0, 0);
+        h.advance(wait);
+        h.hangup(call);
+    }
+    // Answers at 20 s (within) and 20.001 s (not).
+    h.arrive(5, 0, 0);
+    h.arrive(6, 0, 0);
+    h.advance(20.0);
+    h.login(0);
+    h.answer(5, 0);
+    h.hangup(5);
+    h.advance(0.001);
+    h.answer(6, 0);
+    let c = h.acd.queue_stats(Q0).unwrap().counters;
+    assert_eq!(c.short_abandoned, 1);
+    assert_eq!(c.abandoned_within_sl, 2);
+    assert_eq!(c.abandoned_after_threshold, 1);
+    assert_eq!(c.answered_within_sl, 1);
+    let rates = h.acd.queue_stats(Q0).unwrap().rates();
+    assert_eq!(rates.service_level, Some(1.0 / 5.0));
+    assert_eq!(rates.abandon_after_threshold_rate, Some(1.0 / 6.0));
+}
+
+#[test]
+fn intervals_close_on_their_boundaries_with_exact_percentiles() {
+    let mut config = one_queue(1);
+    config.statistics.interval = secs(900);
+    let mut h = Harness::new(config);
+    for (call, wait) in [(1u64, 10.0), (2, 20.0), (3, 30.0)] {
+        h.arrive(call, 0, 0);
+        h.advance(wait);
+        h.login(0);
+        h.answer(call, 0);
+        h.advance(60.0);
+        h.hangup(call);
+        h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    }
+    assert_eq!(h.now, Timestamp::from_secs(240));
+    assert_eq!(h.acd.closed_intervals(Q0).count(), 0);
+    h.advance_to(Timestamp::from_secs(900));
+    let closed: Vec<_> = h.acd.closed_intervals(Q0).collect();
+    assert_eq!(closed.len(), 1);
+    let report = closed[0];
+    assert_eq!((report.start, report.end), (Timestamp::ZERO, Timestamp::from_secs(900)));
+    assert_eq!(report.summary.counters.answered, 3);
+    assert_eq!(report.summary.wait.p50, secs(20));
+    assert_eq!(report.summary.wait.max, secs(30));
+    assert_eq!(report.summary.rates.asa, Some(secs(20)));
+    assert_eq!(h.acd.interval_stats(Q0).unwrap().counters.answered, 0);
+    // Agent time: on call 3 × 60 s, logged out the rest.
+    let agents: Vec<_> = h.acd.closed_agent_intervals().collect();
+    assert_eq!(agents[0].time.busy, secs(180));
+    assert_eq!(agents[0].time.available, Duration::ZERO);
+    h.advance_to(Timestamp::from_secs(1800));
+    assert_eq!(h.acd.closed_intervals(Q0).count(), 2);
+    assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.answered, 3, "cumulative stays");
+}
+
+#[test]
+fn wait_estimates_are_kept_beside_actual_waits() {
+    let mut config = one_queue(2);
+    config.queues[0].expected_handle_time = secs(120);
+    let mut h = Harness::new(config);
+    h.login_all();
+    h.arrive(1, 0, 0);
+    h.arrive(2, 0, 0);
+    h.answer(1, 0);
+    h.answer(2, 1);
+    h.take();
+    // Both agents busy; 2 staffed at 120 s: one comes free every 60 s.
+    h.arrive(3, 0, 0);
+    h.arrive(4, 0, 0);
+    let events = h.take_events();
+    assert!(events.contains(&Event::CallQueued {
+        call: CallId(3),
+        queue: Q0,
+        position: 1,
+        estimated_wait: Some(secs(60))
+    }));
+    assert!(events.contains(&Event::CallQueued {
+        call: CallId(4),
+        queue: Q0,
+        position: 2,
+        estimated_wait: Some(secs(120))
+    }));
+    h.advance(30.0);
+    h.input(Input::EstimateWait { call: CallId(4) }).unwrap();
+    assert!(h.take_events().contains(&Event::WaitEstimated {
+        call: CallId(4),
+        queue: Q0,
+        position: 2,
+        estimated_wait: Some(secs(120))
+    }));
+    h.advance(25.0);
+    h.hangup(1); // agent 0 free at 55 s: call 3 (predicted 60 s) rings
+    h.answer(3, 0);
+    let events = h.take_events();
+    assert!(events.contains(&Event::WaitPredictionResolved {
+        call: CallId(3),
+        queue: Q0,
+        made_at: Timestamp::ZERO,
+        predicted: secs(60),
+        actual: secs(55),
+        outcome: WaitOutcome::Answered
+    }));
+    h.hangup(4);
+    let resolved: Vec<_> = h
+        .take_events()
+        .into_iter()
+        .filter(|e| matches!(e, Event::WaitPredictionResolved { outcome: WaitOutcome::Abandoned, .. }))
+        .collect();
+    assert_eq!(resolved.len(), 2, "both of call 4's predictions, censored");
+    let c = h.acd.queue_stats(Q0).unwrap().counters;
+    assert_eq!((c.predictions, c.predictions_within_20pct), (1, 1));
+    assert_eq!(
+        h.input(Input::EstimateWait { call: CallId(3) }),
+        Err(AcdError::CallNotWaiting(CallId(3)))
+    );
+}
+
+#[test]
+fn refused_inputs_name_the_problem_and_change_nothing() {
+    let mut h = Harness::new(one_queue(1));
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.advance(5.0);
+    h.take();
+    let before = h.state_json();
+    let cases = [
+        (Input::CallArrived { call: CallId(1), queue: Q0, priority: 0 }, AcdError::DuplicateCall(CallId(1))),
+        (Input::CallArrived { call: CallId(9), queue: QueueId(7), priority: 0 }, AcdError::UnknownQueue(QueueId(7))),
+        (Input::Hangup { call: CallId(9) }, AcdError::UnknownCall(CallId(9))),
+        (Input::Login { agent: AgentId(5) }, AcdError::UnknownAgent(AgentId(5))),
+        (
+            Input::OfferAnswered { call: CallId(1), agent: AgentId(5) },
+            AcdError::UnknownAgent(AgentId(5)),
+        ),
+        (
+            Input::OfferFailed { call: CallId(9), agent: AgentId(0), reason: OfferFailure::Rejected },
+            AcdError::UnknownCall(CallId(9)),
+        ),
+    ];
+    for (input, error) in cases {
+        assert_eq!(h.input(input), Err(error));
+        assert_eq!(h.state_json(), before);
+    }
+    assert!(h.take_events().is_empty());
+    let error = h.acd.handle_input(Timestamp::from_secs(1), Input::Timeout).unwrap_err();
+    assert_eq!(
+        error,
+        AcdError::TimeWentBackwards { now: Timestamp::from_secs(1), last: Timestamp::from_secs(5) }
+    );
+    assert_eq!(error.to_string(), "time went backwards: 1.000000s is before 5.000000s");
+    h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    assert_eq!(
+        h.input(Input::Pause { agent: AgentId(0), reason: "x".into() }),
+        Err(AcdError::AgentLoggedOut(AgentId(0)))
+    );
+}
+
+#[test]
+fn bad_configs_name_the_field_and_the_reason() {
+    let base = || {
+        let mut config = one_queue(1);
+        config.queues.push(QueueConfig::new("billing", &["billing"]));
+        config
+    };
+    let check = |edit: &dyn Fn(&mut AcdConfig), want: ConfigError, text: &str| {
+        let mut config = base();
+        edit(&mut config);
+        let error = amico_core::Acd::new(config, Timestamp::ZERO).unwrap_err();
+        assert_eq!(error, AcdError::Config(want));
+        assert_eq!(error.to_string(), format!("invalid configuration: {text}"));
+    };
+    check(
+        &|c| c.queues[0].skills[0].skill = "salse".into(),
+        ConfigError::UnknownSkill { owner: "queues[sales].skills".into(), skill: "salse".into() },
+        "queues[sales].skills: skill 'salse' is not declared in skills",
+    );
+    check(
+        &|c| c.agents[0].skills[0].level = 11,
+        ConfigError::LevelOutOfRange { owner: "agents[a0].skills".into(), skill: "sales".into(), level: 11 },
+        "agents[a0].skills: level 11 of skill 'sales' is outside 1-10",
+    );
+    check(
+        &|c| c.queues[1].name = "sales".into(),
+        ConfigError::DuplicateName { kind: "queue", name: "sales".into() },
+        "queue 'sales' is declared twice",
+    );
+    check(
+        &|c| c.queues[0].overflow = Overflow::Queue("nowhere".into()),
+        ConfigError::UnknownQueue { field: "queues[sales].overflow".into(), queue: "nowhere".into() },
+        "queues[sales].overflow: queue 'nowhere' does not exist",
+    );
+    check(
+        &|c| c.queues[0].overflow = Overflow::Queue("sales".into()),
+        ConfigError::OverflowToSelf { queue: "sales".into() },
+        "queues[sales].overflow: a queue cannot overflow into itself",
+    );
+    check(
+        &|c| {
+            c.queues[0].expansion = vec![
+                ExpansionStep { after: secs(30), ..Default::default() },
+                ExpansionStep { after: secs(20), ..Default::default() },
+            ]
+        },
+        ConfigError::ExpansionOutOfOrder { queue: "sales".into(), step: 1 },
+        "queues[sales].expansion[1].after: steps must be after 0 s and in increasing order",
+    );
+    check(
+        &|c| c.queues[0].ring_timeout = Duration::ZERO,
+        ConfigError::ZeroDuration { field: "queues[sales].ring_timeout".into() },
+        "queues[sales].ring_timeout must be greater than zero",
+    );
+    check(
+        &|c| c.queues[0].max_callers = Some(0),
+        ConfigError::ZeroCount { field: "queues[sales].max_callers".into() },
+        "queues[sales].max_callers must be at least 1",
+    );
+    check(
+        &|c| c.agents[0].skills.push(amico_core::AgentSkill { skill: "sales".into(), level: 2 }),
+        ConfigError::RepeatedSkill { owner: "agents[a0].skills".into(), skill: "sales".into() },
+        "agents[a0].skills: skill 'sales' is listed twice",
+    );
+    check(
+        &|c| c.agents[0].name = " ".into(),
+        ConfigError::EmptyName { kind: "agent", index: 0 },
+        "agent #0 has an empty name",
+    );
+}
+
+#[test]
+fn a_config_round_trips_through_json() {
+    let mut config = one_queue(2);
+    config.queues[0].max_wait = Some(Duration::from_millis(90_500));
+    config.queues[0].overflow = Overflow::External("+390521000000".into());
+    let json = serde_json::to_string(&config).unwrap();
+    let back: AcdConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, config);
+    let error = serde_json::from_str::<AcdConfig>(r#"{"skills":[],"queues":[],"agents":[],"sklls":1}"#)
+        .unwrap_err();
+    assert!(error.to_string().contains("unknown field `sklls`"), "{error}");
+}
+
+#[test]
+fn a_snapshot_lists_callers_in_line_order() {
+    let mut h = Harness::new(one_queue(1));
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.advance(1.0);
+    h.arrive(2, 0, 0);
+    h.advance(1.0);
+    h.arrive(3, 0, 9);
+    h.advance(1.0);
+    let snapshot = h.acd.snapshot();
+    let queue = &snapshot.queues[0];
+    assert_eq!((queue.waiting, queue.ringing), (2, 1));
+    let order: Vec<_> = queue.callers.iter().map(|c| (c.call.0, c.position, c.ringing)).collect();
+    assert_eq!(order, [(1, None, Some(AgentId(0))), (3, Some(1), None), (2, Some(2), None)]);
+    assert_eq!(queue.longest_wait, secs(3));
+    assert_eq!(queue.agents.reserved, 1);
+    assert_eq!(snapshot.agents[0].state, AgentState::Reserved { call: CallId(1) });
+    assert!(serde_json::to_string(&snapshot).unwrap().contains("\"name\":\"sales\""));
+}
+
+#[test]
+fn drive_bounded_reaches_a_quiet_acd() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = secs(5);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.answer(1, 0);
+    h.hangup(1);
+    h.drive_bounded(10, |h| h.acd.agent_state(AgentId(0)) == Some(&AgentState::Available));
+    assert_eq!(h.now, Timestamp::from_secs(5));
+}
