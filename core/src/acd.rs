@@ -999,6 +999,7 @@ impl Acd {
         queue.record(|c| c.offers_failed += 1);
         let (retry_after, auto_pause_after) = (queue.retry_after, queue.auto_pause_after);
         let seq = call.seq;
+        let max_wait_reached = call.max_wait_reached;
         if !retry_after.is_zero() {
             let until = now + retry_after;
             if call.retries.is_empty() {
@@ -1035,8 +1036,13 @@ impl Acd {
         if self.agents[agent.index()].state == AgentState::LoggedOut {
             self.apply_leave_policy(agent);
         }
-        self.back_in_line(id);
+        // A caller whose maximum wait passed while it rang leaves now. Then the agent: it may
+        // owe a higher-priority caller than this one. Then the caller tries the other agents.
+        if max_wait_reached {
+            self.overflow(id, OverflowReason::MaxWait);
+        }
         self.match_agent(agent);
+        self.match_call(id);
     }
 
     /// After an offer ended without an answer: a caller whose maximum wait passed while it

@@ -603,6 +603,25 @@ mod tests {
     }
 
     #[test]
+    fn failed_operations_change_nothing() {
+        // Refused inserts and removes of absent keys adjust sizes on the way down and must undo
+        // that exactly; a duplicate can sit above or below the would-be insertion point.
+        let mut set = RankedSet::new();
+        for k in (0..2000).map(|i| (i * 7919) % 2000 * 2) {
+            set.insert(k);
+        }
+        let before = format!("{:?}", set);
+        for k in 0..2000 {
+            assert!(!set.insert(k * 2), "{k}");
+            assert!(!set.remove(&(k * 2 + 1)));
+            assert!(!set.remove(&(k + 4000)));
+        }
+        assert!(!set.remove(&-1));
+        assert_eq!(format!("{:?}", set), before);
+        set.validate();
+    }
+
+    #[test]
     fn contains_tracks_membership() {
         let mut set = set_of(&[10, 20, 30]);
         assert!(set.contains(&20));
