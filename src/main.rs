@@ -45,6 +45,7 @@ enum Distribution {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct SimulateArgs {
     /// Agents serving the queue.
     #[arg(long, default_value_t = 13, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -86,7 +87,8 @@ struct SimulateArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct StaffArgs {
+#[command(allow_negative_numbers = true)]
+pub(crate) struct StaffArgs {
     /// Calls per hour.
     #[arg(long, value_name = "L", value_parser = positive)]
     arrival_rate_per_hour: f64,

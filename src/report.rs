@@ -306,38 +306,16 @@ impl StaffReport {
             args.patience
                 .map_or(String::new(), |p| format!(", patience {p} s"))
         );
-        let _ = writeln!(
-            out,
-            "  P(wait)                     {:>8.2} %",
-            self.p_wait * 100.0
-        );
-        let _ = writeln!(
-            out,
-            "  abandon rate                {:>8.2} %",
-            self.p_abandon * 100.0
-        );
-        let _ = writeln!(
-            out,
-            "  abandon rate after {:<5}    {:>8.2} %",
-            format!("{} s", args.threshold),
-            self.p_abandon_after_threshold * 100.0
-        );
-        let _ = writeln!(
-            out,
-            "  service level ({:<5})       {:>8.2} %",
-            format!("{} s", args.sl_threshold),
-            self.service_level * 100.0
-        );
-        let _ = writeln!(
-            out,
-            "  average speed of answer     {:>8.1} s",
-            self.asa_secs
-        );
-        let _ = writeln!(
-            out,
-            "  occupancy                   {:>8.2} %",
-            self.occupancy * 100.0
-        );
+        let mut line = |label: String, value: String| {
+            let _ = writeln!(out, "  {label:<32}{value:>10}");
+        };
+        let pct = |v: f64| format!("{:.2} %", v * 100.0);
+        line("P(wait)".into(), pct(self.p_wait));
+        line("abandon rate".into(), pct(self.p_abandon));
+        line(format!("abandon rate after {} s", args.threshold), pct(self.p_abandon_after_threshold));
+        line(format!("service level ({} s)", args.sl_threshold), pct(self.service_level));
+        line("average speed of answer".into(), format!("{:.1} s", self.asa_secs));
+        line("occupancy".into(), pct(self.occupancy));
         out
     }
 }

@@ -190,7 +190,10 @@ mod tests {
         let r = 4.0 / 240.0;
         let want: f64 = (0..10).map(|j| 1.0 / (r + f64::from(j) * theta)).sum();
         assert!((tenth - want).abs() < 1e-6, "{tenth} vs {want}");
-        assert!(tenth < 0.5 * 600.0, "patient callers would wait 600 s; {tenth}");
+        assert!(
+            tenth < 0.5 * 600.0,
+            "patient callers would wait 600 s; {tenth}"
+        );
     }
 
     #[test]

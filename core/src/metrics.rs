@@ -479,17 +479,19 @@ mod tests {
 
     #[test]
     fn rates_follow_the_documented_formulas() {
-        let mut stats = QueueStats::<Samples>::default();
-        stats.counters = Counters {
-            answered: 90,
-            abandoned: 10,
-            short_abandoned: 4,
-            abandoned_after_threshold: 3,
-            answered_within_sl: 72,
-            abandoned_within_sl: 6,
-            predictions: 50,
-            predictions_within_20pct: 20,
-            ..Counters::default()
+        let mut stats = QueueStats::<Samples> {
+            counters: Counters {
+                answered: 90,
+                abandoned: 10,
+                short_abandoned: 4,
+                abandoned_after_threshold: 3,
+                answered_within_sl: 72,
+                abandoned_within_sl: 6,
+                predictions: 50,
+                predictions_within_20pct: 20,
+                ..Counters::default()
+            },
+            ..QueueStats::default()
         };
         for _ in 0..90 {
             stats.wait.record(ms(10_000));

@@ -60,7 +60,11 @@ fn rich_config() -> AcdConfig {
     let mut sales = QueueConfig::new("sales", &["sales"]);
     sales.skills[0].min_level = 6;
     sales.expansion = vec![
-        ExpansionStep { after: Duration::from_secs(10), min_level: Some(3), add_queues: vec![] },
+        ExpansionStep {
+            after: Duration::from_secs(10),
+            min_level: Some(3),
+            add_queues: vec![],
+        },
         ExpansionStep {
             after: Duration::from_secs(25),
             min_level: None,
@@ -104,7 +108,9 @@ fn fifo_config() -> AcdConfig {
     AcdConfig {
         skills: vec!["s".into()],
         queues: vec![queue],
-        agents: (0..3).map(|i| AgentConfig::new(format!("a{i}"), &[("s", 5)])).collect(),
+        agents: (0..3)
+            .map(|i| AgentConfig::new(format!("a{i}"), &[("s", 5)]))
+            .collect(),
         ..AcdConfig::default()
     }
 }
@@ -129,8 +135,14 @@ impl Model {
         match output {
             Output::Command(Command::Ring { call, agent, .. }) => {
                 let (call, agent) = (call.0, agent.0);
-                assert!(!self.ringing.contains_key(&call), "{call} offered to two agents");
-                assert!(!self.connected.contains_key(&call), "{call} offered while connected");
+                assert!(
+                    !self.ringing.contains_key(&call),
+                    "{call} offered to two agents"
+                );
+                assert!(
+                    !self.connected.contains_key(&call),
+                    "{call} offered while connected"
+                );
                 assert!(
                     !self.agent_call.contains_key(&agent),
                     "agent {agent} offered {call} while holding {:?}",
@@ -165,11 +177,18 @@ impl Model {
                 self.waiting.insert(call.0, self.priority[&call.0]);
             }
             Output::Event(Event::CallConnected { call, agent, .. }) => {
-                assert_eq!(self.ringing.remove(&call.0), Some(agent.0), "answered unoffered");
+                assert_eq!(
+                    self.ringing.remove(&call.0),
+                    Some(agent.0),
+                    "answered unoffered"
+                );
                 self.connected.insert(call.0, agent.0);
             }
             Output::Event(Event::CallAbandoned { call, .. }) => {
-                assert!(!self.ringing.contains_key(&call.0), "abandoned while still ringing");
+                assert!(
+                    !self.ringing.contains_key(&call.0),
+                    "abandoned while still ringing"
+                );
                 self.end(call.0);
             }
             Output::Event(Event::CallCompleted { call, agent, .. }) => {
@@ -188,7 +207,10 @@ impl Model {
     }
 
     fn end(&mut self, call: u64) {
-        assert!(self.arrived.contains(&call), "{call} ended without arriving");
+        assert!(
+            self.arrived.contains(&call),
+            "{call} ended without arriving"
+        );
         self.waiting.remove(&call);
         *self.ended.entry(call).or_default() += 1;
         assert_eq!(self.ended[&call], 1, "{call} ended twice");
@@ -211,15 +233,25 @@ fn check_accounts(h: &Harness) {
             "queue {q}: every offered call accounted for"
         );
         let interval = h.acd.interval_stats(QueueId(q)).unwrap();
-        let closed: u64 =
-            h.acd.closed_intervals(QueueId(q)).map(|r| r.summary.counters.answered).sum();
-        assert_eq!(closed + interval.counters.answered, c.answered, "intervals add up");
+        let closed: u64 = h
+            .acd
+            .closed_intervals(QueueId(q))
+            .map(|r| r.summary.counters.answered)
+            .sum();
+        assert_eq!(
+            closed + interval.counters.answered,
+            c.answered,
+            "intervals add up"
+        );
     }
 }
 
 fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
     let mut h = Harness::new(config);
-    let mut model = Model { fifo, ..Model::default() };
+    let mut model = Model {
+        fifo,
+        ..Model::default()
+    };
     let mut next_call = 0u64;
     let mut live: Vec<u64> = Vec::new();
     for op in ops {
@@ -234,26 +266,46 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 model.priority.insert(call, priority);
                 live.push(call);
                 let queue = if fifo { 0 } else { queue };
-                Input::CallArrived { call: CallId(call), queue: QueueId(queue), priority }
+                Input::CallArrived {
+                    call: CallId(call),
+                    queue: QueueId(queue),
+                    priority,
+                }
             }
-            Op::Hangup { pick } if !live.is_empty() => {
-                Input::Hangup { call: CallId(live[pick % live.len()]) }
-            }
+            Op::Hangup { pick } if !live.is_empty() => Input::Hangup {
+                call: CallId(live[pick % live.len()]),
+            },
             Op::Answer { pick } if !offers.is_empty() => {
                 let (call, agent) = offers[pick % offers.len()];
-                Input::OfferAnswered { call: CallId(call), agent: AgentId(agent) }
+                Input::OfferAnswered {
+                    call: CallId(call),
+                    agent: AgentId(agent),
+                }
             }
             Op::Fail { pick, reason } if !offers.is_empty() => {
                 let (call, agent) = offers[pick % offers.len()];
-                Input::OfferFailed { call: CallId(call), agent: AgentId(agent), reason }
+                Input::OfferFailed {
+                    call: CallId(call),
+                    agent: AgentId(agent),
+                    reason,
+                }
             }
-            Op::Login { agent } => Input::Login { agent: AgentId(agent) },
-            Op::Logout { agent } => Input::Logout { agent: AgentId(agent) },
-            Op::Pause { agent } => Input::Pause { agent: AgentId(agent), reason: "break".into() },
-            Op::Ready { agent } => Input::Ready { agent: AgentId(agent) },
-            Op::Estimate { pick } if !live.is_empty() => {
-                Input::EstimateWait { call: CallId(live[pick % live.len()]) }
-            }
+            Op::Login { agent } => Input::Login {
+                agent: AgentId(agent),
+            },
+            Op::Logout { agent } => Input::Logout {
+                agent: AgentId(agent),
+            },
+            Op::Pause { agent } => Input::Pause {
+                agent: AgentId(agent),
+                reason: "break".into(),
+            },
+            Op::Ready { agent } => Input::Ready {
+                agent: AgentId(agent),
+            },
+            Op::Estimate { pick } if !live.is_empty() => Input::EstimateWait {
+                call: CallId(live[pick % live.len()]),
+            },
             Op::Advance { millis } => {
                 h.advance(millis as f64 / 1000.0);
                 for output in h.take() {
@@ -285,7 +337,13 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
             break;
         }
         // A caller put back in line by a withdrawn offer may still be queued: hang up again.
-        for call in model.arrived.iter().copied().filter(|c| !model.ended.contains_key(c)).collect::<Vec<_>>() {
+        for call in model
+            .arrived
+            .iter()
+            .copied()
+            .filter(|c| !model.ended.contains_key(c))
+            .collect::<Vec<_>>()
+        {
             let _ = h.input(Input::Hangup { call: CallId(call) });
         }
         for output in h.take() {
@@ -294,9 +352,17 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
     }
     assert_eq!(h.acd.call_count(), 0);
     for call in &model.arrived {
-        assert_eq!(model.ended.get(call), Some(&1), "{call} must end exactly once");
+        assert_eq!(
+            model.ended.get(call),
+            Some(&1),
+            "{call} must end exactly once"
+        );
     }
-    assert!(model.agent_call.is_empty(), "no agent keeps a call: {:?}", model.agent_call);
+    assert!(
+        model.agent_call.is_empty(),
+        "no agent keeps a call: {:?}",
+        model.agent_call
+    );
     check_accounts(&h);
 }
 

@@ -34,7 +34,12 @@ fn config() -> AcdConfig {
         skills: vec!["a".into(), "b".into()],
         queues: vec![first, second],
         agents: (0..8)
-            .map(|i| AgentConfig::new(format!("agent{i}"), &[("a", 1 + i as u8), ("b", 8 - i as u8)]))
+            .map(|i| {
+                AgentConfig::new(
+                    format!("agent{i}"),
+                    &[("a", 1 + i as u8), ("b", 8 - i as u8)],
+                )
+            })
             .collect(),
         statistics: amico_core::StatisticsConfig {
             interval: Duration::from_secs(300),
@@ -58,7 +63,11 @@ fn replaying_a_long_random_run_reproduces_every_output() {
                 next_call += 1;
                 live.push(next_call);
                 let queue = QueueId(pick(&mut rng, 2) as u32);
-                Input::CallArrived { call: CallId(next_call), queue, priority: pick(&mut rng, 3) as u8 }
+                Input::CallArrived {
+                    call: CallId(next_call),
+                    queue,
+                    priority: pick(&mut rng, 3) as u8,
+                }
             }
             6..=8 if !live.is_empty() => {
                 let call = live.swap_remove(pick(&mut rng, live.len()));
@@ -66,17 +75,35 @@ fn replaying_a_long_random_run_reproduces_every_output() {
             }
             9..=12 if !ringing.is_empty() => {
                 let (call, agent) = ringing[pick(&mut rng, ringing.len())];
-                Input::OfferAnswered { call: CallId(call), agent: AgentId(agent) }
+                Input::OfferAnswered {
+                    call: CallId(call),
+                    agent: AgentId(agent),
+                }
             }
             13 if !ringing.is_empty() => {
                 let (call, agent) = ringing[pick(&mut rng, ringing.len())];
-                Input::OfferFailed { call: CallId(call), agent: AgentId(agent), reason: OfferFailure::Rejected }
+                Input::OfferFailed {
+                    call: CallId(call),
+                    agent: AgentId(agent),
+                    reason: OfferFailure::Rejected,
+                }
             }
-            14 => Input::Login { agent: AgentId(pick(&mut rng, 8) as u32) },
-            15 => Input::Logout { agent: AgentId(pick(&mut rng, 8) as u32) },
-            16 => Input::Pause { agent: AgentId(pick(&mut rng, 8) as u32), reason: "break".into() },
-            17 => Input::Ready { agent: AgentId(pick(&mut rng, 8) as u32) },
-            18 if !live.is_empty() => Input::EstimateWait { call: CallId(live[pick(&mut rng, live.len())]) },
+            14 => Input::Login {
+                agent: AgentId(pick(&mut rng, 8) as u32),
+            },
+            15 => Input::Logout {
+                agent: AgentId(pick(&mut rng, 8) as u32),
+            },
+            16 => Input::Pause {
+                agent: AgentId(pick(&mut rng, 8) as u32),
+                reason: "break".into(),
+            },
+            17 => Input::Ready {
+                agent: AgentId(pick(&mut rng, 8) as u32),
+            },
+            18 if !live.is_empty() => Input::EstimateWait {
+                call: CallId(live[pick(&mut rng, live.len())]),
+            },
             _ => {
                 h.advance(rng.exponential(6.0));
                 continue;
@@ -87,21 +114,40 @@ fn replaying_a_long_random_run_reproduces_every_output() {
         }
         for output in h.take() {
             match output {
-                Output::Command(Command::Ring { call, agent, .. }) => ringing.push((call.0, agent.0)),
-                Output::Command(Command::StopRinging { call, .. }) => ringing.retain(|r| r.0 != call.0),
-                Output::Event(amico_core::Event::CallConnected { call, .. }) => ringing.retain(|r| r.0 != call.0),
+                Output::Command(Command::Ring { call, agent, .. }) => {
+                    ringing.push((call.0, agent.0))
+                }
+                Output::Command(Command::StopRinging { call, .. }) => {
+                    ringing.retain(|r| r.0 != call.0)
+                }
+                Output::Event(amico_core::Event::CallConnected { call, .. }) => {
+                    ringing.retain(|r| r.0 != call.0)
+                }
                 _ => {}
             }
         }
     }
     assert!(h.all.len() > 100_000, "a long run: {} outputs", h.all.len());
-    assert!(refused > 0, "the run includes refused inputs, which replay must also refuse");
+    assert!(
+        refused > 0,
+        "the run includes refused inputs, which replay must also refuse"
+    );
 
     // Through JSON lines and back, as a server would persist it.
     let entries = h.acd.take_journal();
-    let lines: Vec<String> = entries.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
-    let entries: Vec<JournalEntry> = lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let journal = Journal { config: config(), start: Timestamp::ZERO, entries };
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let entries: Vec<JournalEntry> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let journal = Journal {
+        config: config(),
+        start: Timestamp::ZERO,
+        entries,
+    };
     let replay = journal.replay().unwrap();
     assert_eq!(replay.refused.len(), refused);
     assert_eq!(replay.outputs.len(), h.all.len());

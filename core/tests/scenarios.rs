@@ -25,7 +25,9 @@ fn one_queue(n: u32) -> AcdConfig {
     AcdConfig {
         skills: vec!["sales".into(), "billing".into()],
         queues: vec![QueueConfig::new("sales", &["sales"])],
-        agents: (0..n).map(|i| AgentConfig::new(format!("a{i}"), &[("sales", 5)])).collect(),
+        agents: (0..n)
+            .map(|i| AgentConfig::new(format!("a{i}"), &[("sales", 5)]))
+            .collect(),
         ..AcdConfig::default()
     }
 }
@@ -111,7 +113,9 @@ fn round_robin_strategy_rotates_through_agents() {
 #[test]
 fn a_free_agent_takes_the_highest_priority_then_the_longest_waiting_caller_across_queues() {
     let mut config = one_queue(0);
-    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
     config.agents = vec![AgentConfig::new("both", &[("sales", 5), ("billing", 5)])];
     let mut h = Harness::new(config);
     h.arrive(1, 0, 0); // sales, t=0
@@ -137,7 +141,9 @@ fn a_free_agent_takes_the_highest_priority_then_the_longest_waiting_caller_acros
 #[test]
 fn queue_weight_breaks_ties_between_equal_waits() {
     let mut config = one_queue(0);
-    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
     config.queues[1].weight = 10;
     config.agents = vec![AgentConfig::new("both", &[("sales", 5), ("billing", 5)])];
     let mut h = Harness::new(config);
@@ -168,9 +174,16 @@ fn a_rejected_offer_keeps_the_callers_place_and_rings_the_next_agent() {
     // Agent 0 is skipped for call 1 but free for the next caller; call 1 is first again.
     assert_eq!(h.acd.position(CallId(1)), Some(1));
     assert_eq!(h.acd.position(CallId(3)), Some(2));
-    assert!(matches!(state(&h, 0), AgentState::Reserved { call: CallId(2) }));
+    assert!(matches!(
+        state(&h, 0),
+        AgentState::Reserved { call: CallId(2) }
+    ));
     h.login(1);
-    assert_eq!(h.take_rings(), [(1, 1)], "the next agent gets the caller at the head");
+    assert_eq!(
+        h.take_rings(),
+        [(1, 1)],
+        "the next agent gets the caller at the head"
+    );
 }
 
 #[test]
@@ -205,13 +218,23 @@ fn ring_timeout_withdraws_the_offer_and_counts_a_no_answer() {
     let stop = outputs
         .iter()
         .position(|o| {
-            *o == Output::Command(Command::StopRinging { call: CallId(1), agent: AgentId(0) })
+            *o == Output::Command(Command::StopRinging {
+                call: CallId(1),
+                agent: AgentId(0),
+            })
         })
         .expect("stop ringing");
     let ring = outputs
         .iter()
         .position(|o| {
-            matches!(o, Output::Command(Command::Ring { call: CallId(1), agent: AgentId(1), .. }))
+            matches!(
+                o,
+                Output::Command(Command::Ring {
+                    call: CallId(1),
+                    agent: AgentId(1),
+                    ..
+                })
+            )
         })
         .expect("next agent rung");
     assert!(stop < ring);
@@ -223,8 +246,14 @@ fn ring_timeout_withdraws_the_offer_and_counts_a_no_answer() {
     // A late answer from the first phone is refused and changes nothing.
     let before = h.state_json();
     assert_eq!(
-        h.input(Input::OfferAnswered { call: CallId(1), agent: AgentId(0) }),
-        Err(AcdError::NoSuchOffer { call: CallId(1), agent: AgentId(0) })
+        h.input(Input::OfferAnswered {
+            call: CallId(1),
+            agent: AgentId(0)
+        }),
+        Err(AcdError::NoSuchOffer {
+            call: CallId(1),
+            agent: AgentId(0)
+        })
     );
     assert_eq!(h.state_json(), before);
     assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.offers_failed, 1);
@@ -242,7 +271,12 @@ fn consecutive_ring_no_answers_pause_the_agent() {
     h.advance(10.0); // first no-answer: rung again at once (no retry pause)
     assert_eq!(state(&h, 0), AgentState::Reserved { call: CallId(1) });
     h.advance(10.0); // second: paused
-    assert_eq!(state(&h, 0), AgentState::Paused { reason: "no-answer".into() });
+    assert_eq!(
+        state(&h, 0),
+        AgentState::Paused {
+            reason: "no-answer".into()
+        }
+    );
     assert!(h.take_events().contains(&Event::AgentStateChanged {
         agent: AgentId(0),
         state: AgentStatus::Paused,
@@ -264,10 +298,20 @@ fn skill_expansion_widens_the_agents_over_wait_time() {
     config.queues[0].skills[0].min_level = 7;
     config.queues[0].ring_timeout = secs(100);
     config.queues[0].expansion = vec![
-        ExpansionStep { after: secs(20), min_level: Some(3), add_queues: vec![] },
-        ExpansionStep { after: secs(40), min_level: None, add_queues: vec!["billing".into()] },
+        ExpansionStep {
+            after: secs(20),
+            min_level: Some(3),
+            add_queues: vec![],
+        },
+        ExpansionStep {
+            after: secs(40),
+            min_level: None,
+            add_queues: vec!["billing".into()],
+        },
     ];
-    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
     config.agents = vec![
         AgentConfig::new("junior", &[("sales", 3)]),
         AgentConfig::new("biller", &[("billing", 5)]),
@@ -302,7 +346,9 @@ fn a_full_queue_overflows_new_callers_to_the_next_queue() {
     let mut config = one_queue(0);
     config.queues[0].max_callers = Some(2);
     config.queues[0].overflow = Overflow::Queue("billing".into());
-    config.queues.push(QueueConfig::new("billing", &["billing"]));
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
     config.queues[1].max_callers = Some(1);
     config.queues[1].overflow = Overflow::External("voicemail".into());
     let mut h = Harness::new(config);
@@ -320,7 +366,15 @@ fn a_full_queue_overflows_new_callers_to_the_next_queue() {
             to: OverflowedTo::Queue(Q1)
         }
     );
-    assert!(matches!(events[1], Event::CallQueued { call: CallId(3), queue: Q1, position: 1, .. }));
+    assert!(matches!(
+        events[1],
+        Event::CallQueued {
+            call: CallId(3),
+            queue: Q1,
+            position: 1,
+            ..
+        }
+    ));
     h.arrive(4, 0, 0);
     let outputs = h.take();
     assert!(outputs.contains(&Output::Command(Command::RouteOut {
@@ -347,7 +401,9 @@ fn max_wait_overflows_a_waiting_caller_but_not_a_ringing_one() {
     assert_eq!(h.take_rings(), [(1, 0)]);
     h.advance(10.0);
     assert!(
-        !h.take_commands().iter().any(|c| matches!(c, Command::Disconnect { .. })),
+        !h.take_commands()
+            .iter()
+            .any(|c| matches!(c, Command::Disconnect { .. })),
         "ringing at 60 s: left alone"
     );
     h.advance(10.0); // ring timeout at 70 s: call 1 overflows (hang-up target), call 2 rings
@@ -356,13 +412,20 @@ fn max_wait_overflows_a_waiting_caller_but_not_a_ringing_one() {
         call: CallId(1),
         reason: OverflowReason::MaxWait
     }));
-    assert!(commands.contains(&Command::Ring { call: CallId(2), agent: AgentId(0), queue: Q0 }));
+    assert!(commands.contains(&Command::Ring {
+        call: CallId(2),
+        agent: AgentId(0),
+        queue: Q0
+    }));
 }
 
 #[test]
 fn no_agents_policy_refuses_and_empties_the_queue() {
     let mut config = one_queue(1);
-    config.queues[0].when_no_agents = NoAgentsPolicy { join: false, leave: true };
+    config.queues[0].when_no_agents = NoAgentsPolicy {
+        join: false,
+        leave: true,
+    };
     let mut h = Harness::new(config);
     h.arrive(1, 0, 0);
     assert!(h.take_commands().contains(&Command::Disconnect {
@@ -370,17 +433,28 @@ fn no_agents_policy_refuses_and_empties_the_queue() {
         reason: OverflowReason::NoAgents
     }));
     h.login(0);
-    h.input(Input::Pause { agent: AgentId(0), reason: "lunch".into() }).unwrap();
+    h.input(Input::Pause {
+        agent: AgentId(0),
+        reason: "lunch".into(),
+    })
+    .unwrap();
     h.arrive(2, 0, 0);
     h.arrive(3, 0, 0);
-    assert_eq!(h.acd.queue_depth(Q0), Some((2, 0)), "paused agents count as logged in");
+    assert_eq!(
+        h.acd.queue_depth(Q0),
+        Some((2, 0)),
+        "paused agents count as logged in"
+    );
     h.take();
     h.input(Input::Logout { agent: AgentId(0) }).unwrap();
     let disconnected: Vec<_> = h
         .take_commands()
         .into_iter()
         .filter_map(|c| match c {
-            Command::Disconnect { call, reason: OverflowReason::NoAgents } => Some(call.0),
+            Command::Disconnect {
+                call,
+                reason: OverflowReason::NoAgents,
+            } => Some(call.0),
             _ => None,
         })
         .collect();
@@ -442,7 +516,10 @@ fn abandons_in_every_state() {
     assert_eq!(stats.rates().aht, Some(secs(130)));
     assert_eq!(h.acd.call_count(), 0);
     // Ended calls are unknown afterwards.
-    assert_eq!(h.input(Input::Hangup { call: CallId(3) }), Err(AcdError::UnknownCall(CallId(3))));
+    assert_eq!(
+        h.input(Input::Hangup { call: CallId(3) }),
+        Err(AcdError::UnknownCall(CallId(3)))
+    );
 }
 
 #[test]
@@ -453,11 +530,20 @@ fn pause_and_logout_requested_on_a_call_wait_for_its_end() {
     h.login(0);
     h.arrive(1, 0, 0);
     h.answer(1, 0);
-    h.input(Input::Pause { agent: AgentId(0), reason: "coffee".into() }).unwrap();
+    h.input(Input::Pause {
+        agent: AgentId(0),
+        reason: "coffee".into(),
+    })
+    .unwrap();
     assert_eq!(state(&h, 0), AgentState::OnCall { call: CallId(1) });
     h.hangup(1);
     h.advance(10.0);
-    assert_eq!(state(&h, 0), AgentState::Paused { reason: "coffee".into() });
+    assert_eq!(
+        state(&h, 0),
+        AgentState::Paused {
+            reason: "coffee".into()
+        }
+    );
     // Ready during wrap-up ends it early.
     h.input(Input::Ready { agent: AgentId(0) }).unwrap();
     h.arrive(2, 0, 0);
@@ -467,7 +553,11 @@ fn pause_and_logout_requested_on_a_call_wait_for_its_end() {
     assert!(matches!(state(&h, 0), AgentState::WrapUp { .. }));
     h.advance(3.0);
     h.input(Input::Ready { agent: AgentId(0) }).unwrap();
-    assert_eq!(state(&h, 0), AgentState::LoggedOut, "the pending logout wins over ready");
+    assert_eq!(
+        state(&h, 0),
+        AgentState::LoggedOut,
+        "the pending logout wins over ready"
+    );
     let wrap = &h.acd.queue_stats(Q0).unwrap().wrap_up;
     assert_eq!(wrap.count(), 2);
     assert_eq!(wrap.sum(), secs(13));
@@ -482,7 +572,10 @@ fn logging_out_while_ringing_puts_the_caller_back_first_in_line() {
     h.arrive(2, 0, 0);
     h.take();
     h.input(Input::Logout { agent: AgentId(0) }).unwrap();
-    assert!(h.take_commands().contains(&Command::StopRinging { call: CallId(1), agent: AgentId(0) }));
+    assert!(h.take_commands().contains(&Command::StopRinging {
+        call: CallId(1),
+        agent: AgentId(0)
+    }));
     assert_eq!(h.acd.position(CallId(1)), Some(1));
     h.login(1);
     assert_eq!(h.take_rings(), [(1, 1)]);
@@ -537,7 +630,10 @@ fn intervals_close_on_their_boundaries_with_exact_percentiles() {
     let closed: Vec<_> = h.acd.closed_intervals(Q0).collect();
     assert_eq!(closed.len(), 1);
     let report = closed[0];
-    assert_eq!((report.start, report.end), (Timestamp::ZERO, Timestamp::from_secs(900)));
+    assert_eq!(
+        (report.start, report.end),
+        (Timestamp::ZERO, Timestamp::from_secs(900))
+    );
     assert_eq!(report.summary.counters.answered, 3);
     assert_eq!(report.summary.wait.p50, secs(20));
     assert_eq!(report.summary.wait.max, secs(30));
@@ -549,7 +645,11 @@ fn intervals_close_on_their_boundaries_with_exact_percentiles() {
     assert_eq!(agents[0].time.available, Duration::ZERO);
     h.advance_to(Timestamp::from_secs(1800));
     assert_eq!(h.acd.closed_intervals(Q0).count(), 2);
-    assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.answered, 3, "cumulative stays");
+    assert_eq!(
+        h.acd.queue_stats(Q0).unwrap().counters.answered,
+        3,
+        "cumulative stays"
+    );
 }
 
 #[test]
@@ -603,7 +703,15 @@ fn wait_estimates_are_kept_beside_actual_waits() {
     let resolved: Vec<_> = h
         .take_events()
         .into_iter()
-        .filter(|e| matches!(e, Event::WaitPredictionResolved { outcome: WaitOutcome::Abandoned, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::WaitPredictionResolved {
+                    outcome: WaitOutcome::Abandoned,
+                    ..
+                }
+            )
+        })
         .collect();
     assert_eq!(resolved.len(), 2, "both of call 4's predictions, censored");
     let c = h.acd.queue_stats(Q0).unwrap().counters;
@@ -623,16 +731,43 @@ fn refused_inputs_name_the_problem_and_change_nothing() {
     h.take();
     let before = h.state_json();
     let cases = [
-        (Input::CallArrived { call: CallId(1), queue: Q0, priority: 0 }, AcdError::DuplicateCall(CallId(1))),
-        (Input::CallArrived { call: CallId(9), queue: QueueId(7), priority: 0 }, AcdError::UnknownQueue(QueueId(7))),
-        (Input::Hangup { call: CallId(9) }, AcdError::UnknownCall(CallId(9))),
-        (Input::Login { agent: AgentId(5) }, AcdError::UnknownAgent(AgentId(5))),
         (
-            Input::OfferAnswered { call: CallId(1), agent: AgentId(5) },
+            Input::CallArrived {
+                call: CallId(1),
+                queue: Q0,
+                priority: 0,
+            },
+            AcdError::DuplicateCall(CallId(1)),
+        ),
+        (
+            Input::CallArrived {
+                call: CallId(9),
+                queue: QueueId(7),
+                priority: 0,
+            },
+            AcdError::UnknownQueue(QueueId(7)),
+        ),
+        (
+            Input::Hangup { call: CallId(9) },
+            AcdError::UnknownCall(CallId(9)),
+        ),
+        (
+            Input::Login { agent: AgentId(5) },
             AcdError::UnknownAgent(AgentId(5)),
         ),
         (
-            Input::OfferFailed { call: CallId(9), agent: AgentId(0), reason: OfferFailure::Rejected },
+            Input::OfferAnswered {
+                call: CallId(1),
+                agent: AgentId(5),
+            },
+            AcdError::UnknownAgent(AgentId(5)),
+        ),
+        (
+            Input::OfferFailed {
+                call: CallId(9),
+                agent: AgentId(0),
+                reason: OfferFailure::Rejected,
+            },
             AcdError::UnknownCall(CallId(9)),
         ),
     ];
@@ -641,15 +776,27 @@ fn refused_inputs_name_the_problem_and_change_nothing() {
         assert_eq!(h.state_json(), before);
     }
     assert!(h.take_events().is_empty());
-    let error = h.acd.handle_input(Timestamp::from_secs(1), Input::Timeout).unwrap_err();
+    let error = h
+        .acd
+        .handle_input(Timestamp::from_secs(1), Input::Timeout)
+        .unwrap_err();
     assert_eq!(
         error,
-        AcdError::TimeWentBackwards { now: Timestamp::from_secs(1), last: Timestamp::from_secs(5) }
+        AcdError::TimeWentBackwards {
+            now: Timestamp::from_secs(1),
+            last: Timestamp::from_secs(5)
+        }
     );
-    assert_eq!(error.to_string(), "time went backwards: 1.000000s is before 5.000000s");
+    assert_eq!(
+        error.to_string(),
+        "time went backwards: 1.000000s is before 5.000000s"
+    );
     h.input(Input::Logout { agent: AgentId(0) }).unwrap();
     assert_eq!(
-        h.input(Input::Pause { agent: AgentId(0), reason: "x".into() }),
+        h.input(Input::Pause {
+            agent: AgentId(0),
+            reason: "x".into()
+        }),
         Err(AcdError::AgentLoggedOut(AgentId(0)))
     );
 }
@@ -658,7 +805,9 @@ fn refused_inputs_name_the_problem_and_change_nothing() {
 fn bad_configs_name_the_field_and_the_reason() {
     let base = || {
         let mut config = one_queue(1);
-        config.queues.push(QueueConfig::new("billing", &["billing"]));
+        config
+            .queues
+            .push(QueueConfig::new("billing", &["billing"]));
         config
     };
     let check = |edit: &dyn Fn(&mut AcdConfig), want: ConfigError, text: &str| {
@@ -670,57 +819,96 @@ fn bad_configs_name_the_field_and_the_reason() {
     };
     check(
         &|c| c.queues[0].skills[0].skill = "salse".into(),
-        ConfigError::UnknownSkill { owner: "queues[sales].skills".into(), skill: "salse".into() },
+        ConfigError::UnknownSkill {
+            owner: "queues[sales].skills".into(),
+            skill: "salse".into(),
+        },
         "queues[sales].skills: skill 'salse' is not declared in skills",
     );
     check(
         &|c| c.agents[0].skills[0].level = 11,
-        ConfigError::LevelOutOfRange { owner: "agents[a0].skills".into(), skill: "sales".into(), level: 11 },
+        ConfigError::LevelOutOfRange {
+            owner: "agents[a0].skills".into(),
+            skill: "sales".into(),
+            level: 11,
+        },
         "agents[a0].skills: level 11 of skill 'sales' is outside 1-10",
     );
     check(
         &|c| c.queues[1].name = "sales".into(),
-        ConfigError::DuplicateName { kind: "queue", name: "sales".into() },
+        ConfigError::DuplicateName {
+            kind: "queue",
+            name: "sales".into(),
+        },
         "queue 'sales' is declared twice",
     );
     check(
         &|c| c.queues[0].overflow = Overflow::Queue("nowhere".into()),
-        ConfigError::UnknownQueue { field: "queues[sales].overflow".into(), queue: "nowhere".into() },
+        ConfigError::UnknownQueue {
+            field: "queues[sales].overflow".into(),
+            queue: "nowhere".into(),
+        },
         "queues[sales].overflow: queue 'nowhere' does not exist",
     );
     check(
         &|c| c.queues[0].overflow = Overflow::Queue("sales".into()),
-        ConfigError::OverflowToSelf { queue: "sales".into() },
+        ConfigError::OverflowToSelf {
+            queue: "sales".into(),
+        },
         "queues[sales].overflow: a queue cannot overflow into itself",
     );
     check(
         &|c| {
             c.queues[0].expansion = vec![
-                ExpansionStep { after: secs(30), ..Default::default() },
-                ExpansionStep { after: secs(20), ..Default::default() },
+                ExpansionStep {
+                    after: secs(30),
+                    ..Default::default()
+                },
+                ExpansionStep {
+                    after: secs(20),
+                    ..Default::default()
+                },
             ]
         },
-        ConfigError::ExpansionOutOfOrder { queue: "sales".into(), step: 1 },
+        ConfigError::ExpansionOutOfOrder {
+            queue: "sales".into(),
+            step: 1,
+        },
         "queues[sales].expansion[1].after: steps must be after 0 s and in increasing order",
     );
     check(
         &|c| c.queues[0].ring_timeout = Duration::ZERO,
-        ConfigError::ZeroDuration { field: "queues[sales].ring_timeout".into() },
+        ConfigError::ZeroDuration {
+            field: "queues[sales].ring_timeout".into(),
+        },
         "queues[sales].ring_timeout must be greater than zero",
     );
     check(
         &|c| c.queues[0].max_callers = Some(0),
-        ConfigError::ZeroCount { field: "queues[sales].max_callers".into() },
+        ConfigError::ZeroCount {
+            field: "queues[sales].max_callers".into(),
+        },
         "queues[sales].max_callers must be at least 1",
     );
     check(
-        &|c| c.agents[0].skills.push(amico_core::AgentSkill { skill: "sales".into(), level: 2 }),
-        ConfigError::RepeatedSkill { owner: "agents[a0].skills".into(), skill: "sales".into() },
+        &|c| {
+            c.agents[0].skills.push(amico_core::AgentSkill {
+                skill: "sales".into(),
+                level: 2,
+            })
+        },
+        ConfigError::RepeatedSkill {
+            owner: "agents[a0].skills".into(),
+            skill: "sales".into(),
+        },
         "agents[a0].skills: skill 'sales' is listed twice",
     );
     check(
         &|c| c.agents[0].name = " ".into(),
-        ConfigError::EmptyName { kind: "agent", index: 0 },
+        ConfigError::EmptyName {
+            kind: "agent",
+            index: 0,
+        },
         "agent #0 has an empty name",
     );
 }
@@ -733,9 +921,13 @@ fn a_config_round_trips_through_json() {
     let json = serde_json::to_string(&config).unwrap();
     let back: AcdConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back, config);
-    let error = serde_json::from_str::<AcdConfig>(r#"{"skills":[],"queues":[],"agents":[],"sklls":1}"#)
-        .unwrap_err();
-    assert!(error.to_string().contains("unknown field `sklls`"), "{error}");
+    let error =
+        serde_json::from_str::<AcdConfig>(r#"{"skills":[],"queues":[],"agents":[],"sklls":1}"#)
+            .unwrap_err();
+    assert!(
+        error.to_string().contains("unknown field `sklls`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -751,12 +943,30 @@ fn a_snapshot_lists_callers_in_line_order() {
     let snapshot = h.acd.snapshot();
     let queue = &snapshot.queues[0];
     assert_eq!((queue.waiting, queue.ringing), (2, 1));
-    let order: Vec<_> = queue.callers.iter().map(|c| (c.call.0, c.position, c.ringing)).collect();
-    assert_eq!(order, [(1, None, Some(AgentId(0))), (3, Some(1), None), (2, Some(2), None)]);
+    let order: Vec<_> = queue
+        .callers
+        .iter()
+        .map(|c| (c.call.0, c.position, c.ringing))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, None, Some(AgentId(0))),
+            (3, Some(1), None),
+            (2, Some(2), None)
+        ]
+    );
     assert_eq!(queue.longest_wait, secs(3));
     assert_eq!(queue.agents.reserved, 1);
-    assert_eq!(snapshot.agents[0].state, AgentState::Reserved { call: CallId(1) });
-    assert!(serde_json::to_string(&snapshot).unwrap().contains("\"name\":\"sales\""));
+    assert_eq!(
+        snapshot.agents[0].state,
+        AgentState::Reserved { call: CallId(1) }
+    );
+    assert!(
+        serde_json::to_string(&snapshot)
+            .unwrap()
+            .contains("\"name\":\"sales\"")
+    );
 }
 
 #[test]
@@ -768,6 +978,8 @@ fn drive_bounded_reaches_a_quiet_acd() {
     h.arrive(1, 0, 0);
     h.answer(1, 0);
     h.hangup(1);
-    h.drive_bounded(10, |h| h.acd.agent_state(AgentId(0)) == Some(&AgentState::Available));
+    h.drive_bounded(10, |h| {
+        h.acd.agent_state(AgentId(0)) == Some(&AgentState::Available)
+    });
     assert_eq!(h.now, Timestamp::from_secs(5));
 }

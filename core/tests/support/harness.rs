@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use amico_core::{
-    Acd, AcdConfig, AcdError, AgentId, CallId, Command, Event, Input, OfferFailure, Output, QueueId,
-    Timestamp,
+    Acd, AcdConfig, AcdError, AgentId, CallId, Command, Event, Input, OfferFailure, Output,
+    QueueId, Timestamp,
 };
 
 /// The ACD, a virtual clock and every output so far.
@@ -53,10 +53,12 @@ impl Harness {
     pub fn advance_to(&mut self, target: Timestamp) {
         while let Some(deadline) = self.acd.poll_timeout().filter(|&d| d < target) {
             self.now = deadline;
-            self.input(Input::Timeout).expect("a timeout is always accepted");
+            self.input(Input::Timeout)
+                .expect("a timeout is always accepted");
         }
         self.now = target;
-        self.input(Input::Timeout).expect("a timeout is always accepted");
+        self.input(Input::Timeout)
+            .expect("a timeout is always accepted");
     }
 
     /// Jumps to the next deadline and fires it; false when none is pending.
@@ -64,7 +66,8 @@ impl Harness {
         match self.acd.poll_timeout() {
             Some(deadline) => {
                 self.now = deadline;
-                self.input(Input::Timeout).expect("a timeout is always accepted");
+                self.input(Input::Timeout)
+                    .expect("a timeout is always accepted");
                 true
             }
             None => false,
@@ -119,12 +122,19 @@ impl Harness {
     }
 
     pub fn arrive(&mut self, call: u64, queue: u32, priority: u8) {
-        self.input(Input::CallArrived { call: CallId(call), queue: QueueId(queue), priority })
-            .expect("arrival accepted");
+        self.input(Input::CallArrived {
+            call: CallId(call),
+            queue: QueueId(queue),
+            priority,
+        })
+        .expect("arrival accepted");
     }
 
     pub fn login(&mut self, agent: u32) {
-        self.input(Input::Login { agent: AgentId(agent) }).expect("login accepted");
+        self.input(Input::Login {
+            agent: AgentId(agent),
+        })
+        .expect("login accepted");
     }
 
     pub fn login_all(&mut self) {
@@ -134,8 +144,11 @@ impl Harness {
     }
 
     pub fn answer(&mut self, call: u64, agent: u32) {
-        self.input(Input::OfferAnswered { call: CallId(call), agent: AgentId(agent) })
-            .expect("answer accepted");
+        self.input(Input::OfferAnswered {
+            call: CallId(call),
+            agent: AgentId(agent),
+        })
+        .expect("answer accepted");
     }
 
     pub fn reject(&mut self, call: u64, agent: u32) {
@@ -148,7 +161,8 @@ impl Harness {
     }
 
     pub fn hangup(&mut self, call: u64) {
-        self.input(Input::Hangup { call: CallId(call) }).expect("hangup accepted");
+        self.input(Input::Hangup { call: CallId(call) })
+            .expect("hangup accepted");
     }
 
     /// The snapshot as JSON: a cheap deep comparison of the whole visible state.
