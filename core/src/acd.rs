@@ -18,6 +18,7 @@
 
 mod agent;
 mod call;
+mod lines;
 mod queue;
 mod setup;
 mod timer;
@@ -29,7 +30,8 @@ use rustc_hash::FxHashMap;
 
 pub use self::agent::AgentState;
 use self::agent::{Agent, Pending};
-use self::call::{Call, CallKey, CallState, MAX_PREDICTIONS};
+use self::call::{Call, CallKey, CallState, Predictions};
+use self::lines::Lines;
 use self::queue::{OverflowTarget, Queue};
 use self::timer::{Timer, Timers};
 use crate::config::{AcdConfig, Strategy};
@@ -52,6 +54,7 @@ pub const AUTO_PAUSE_REASON: &str = "no-answer";
 pub struct Acd {
     config: AcdConfig,
     queues: Vec<Queue>,
+    lines: Lines,
     agents: Vec<Agent>,
     calls: FxHashMap<CallId, Call>,
     /// Available agents, longest idle first.
@@ -73,9 +76,11 @@ impl Acd {
     pub fn new(config: AcdConfig, now: Timestamp) -> Result<Self, AcdError> {
         let (queues, agents) = setup::build(&config, now)?;
         let statistics = config.statistics;
+        let lines = Lines::new(queues.iter().map(|q| q.steps.len()));
         let mut acd = Acd {
             config,
             queues,
+            lines,
             agents,
             calls: FxHashMap::default(),
             available: BTreeSet::new(),
@@ -258,7 +263,7 @@ impl Acd {
     /// Callers in a queue who wait for an agent (not ringing), and who ring one.
     pub fn queue_depth(&self, queue: QueueId) -> Option<(usize, usize)> {
         self.queues.get(queue.index()).map(|q| {
-            let waiting = q.waiting_len();
+            let waiting = self.lines.len(queue);
             (waiting, q.queued as usize - waiting)
         })
     }
@@ -266,8 +271,7 @@ impl Acd {
     /// A waiting caller's place in line, 1 for the first; `None` if not waiting.
     pub fn position(&self, call: CallId) -> Option<u32> {
         let call = self.calls.get(&call)?;
-        matches!(call.state, CallState::Waiting)
-            .then(|| self.queues[call.queue.index()].position(&call.key()))
+        matches!(call.state, CallState::Waiting).then(|| self.lines.position(call.queue, &call.key()))
     }
 
     /// A consistent picture of everything, for readers (API, metrics, wallboard).
@@ -292,7 +296,8 @@ impl Acd {
                             CallState::Offered { agent, .. } => Some(agent),
                             _ => None,
                         };
-                        let position = ringing.is_none().then(|| queue.position(&call.key()));
+                        let position =
+                            ringing.is_none().then(|| self.lines.position(id, &call.key()));
                         WaitingCaller {
                             call: call.id,
                             priority: call.priority,
@@ -307,8 +312,8 @@ impl Acd {
                 QueueSnapshot {
                     id,
                     name: queue.name.clone(),
-                    waiting: queue.waiting_len() as u32,
-                    ringing: queue.queued - queue.waiting_len() as u32,
+                    waiting: self.lines.len(id) as u32,
+                    ringing: queue.queued - self.lines.len(id) as u32,
                     longest_wait: callers.iter().map(|c| c.waited).max().unwrap_or_default(),
                     agents,
                     staffed: queue.staffed as f64 / agent::SHARE_UNIT as f64,
@@ -425,7 +430,7 @@ impl Acd {
         queue.queued -= 1;
         let within_sl = wait <= queue.thresholds.service_level;
         let mut within_20pct = 0;
-        for &(made_at, predicted) in &predictions {
+        for (made_at, predicted) in predictions.iter() {
             let actual = now.saturating_since(made_at);
             if predicted.abs_diff(actual).as_secs_f64() <= 0.2 * actual.as_secs_f64() {
                 within_20pct += 1;
@@ -572,7 +577,7 @@ impl Acd {
         }
         let q = call.queue;
         let queue = &self.queues[q.index()];
-        let position = queue.position(&call.key());
+        let position = self.lines.position(q, &call.key());
         let estimated_wait = self.estimate(queue, position);
         if let Some(predicted) = estimated_wait {
             self.predict(id, predicted);
@@ -657,8 +662,8 @@ impl Acd {
         }
         let (q, step) = (call.queue, call.step);
         if call.state == CallState::Waiting {
-            queue.waiting[from].remove(&key);
-            queue.waiting[to].insert(key);
+            self.lines.remove(q, from, &key);
+            self.lines.insert(q, to, key);
         }
         self.event(Event::SkillsExpanded {
             call: id,
@@ -735,7 +740,7 @@ impl Acd {
         queue.estimator.advance(now, queue.queued as usize);
         queue.queued += 1;
         let key = call.key();
-        queue.waiting[0].insert(key);
+        self.lines.insert(q, 0, key);
         if let Some(step) = queue.steps.get(1) {
             call.expansion_due = Some(now + step.after);
             self.timers.set(now + step.after, Timer::Expansion(id));
@@ -745,7 +750,7 @@ impl Acd {
             self.timers.set(now + max_wait, Timer::MaxWait(id));
         }
 
-        let position = queue.position(&key);
+        let position = self.lines.position(q, &key);
         match self.pick_agent(q, 0, key.seq) {
             Some(agent) => {
                 self.event(Event::CallQueued {
@@ -774,7 +779,7 @@ impl Acd {
     /// The caller hung up before an answer. Ends the call.
     fn abandon(&mut self, id: CallId) {
         let position = match self.calls.get(&id) {
-            Some(call) => self.queues[call.queue.index()].position(&call.key()),
+            Some(call) => self.lines.position(call.queue, &call.key()),
             None => return,
         };
         self.leave_queue(id);
@@ -862,7 +867,7 @@ impl Acd {
         let (q, step) = (call.queue, usize::from(call.step));
         let ringing = matches!(call.state, CallState::Offered { .. });
         // A call refused at the door (queue full, no agents) was never counted in.
-        let counted = self.queues[q.index()].waiting[step].remove(&key) || ringing;
+        let counted = self.lines.remove(q, step, &key) || ringing;
         self.cancel_queue_timers(id);
         let queue = &mut self.queues[q.index()];
         if counted {
@@ -886,9 +891,7 @@ impl Acd {
 
     fn predict(&mut self, id: CallId, predicted: Duration) {
         let now = self.now;
-        if let Some(call) = self.calls.get_mut(&id)
-            && call.predictions.len() < MAX_PREDICTIONS
-        {
+        if let Some(call) = self.calls.get_mut(&id) {
             call.predictions.push((now, predicted));
         }
     }
@@ -897,10 +900,10 @@ impl Acd {
         &mut self,
         id: CallId,
         q: QueueId,
-        predictions: &[(Timestamp, Duration)],
+        predictions: &Predictions,
         outcome: WaitOutcome,
     ) {
-        for &(made_at, predicted) in predictions {
+        for (made_at, predicted) in predictions.iter() {
             let actual = self.now.saturating_since(made_at);
             self.event(Event::WaitPredictionResolved {
                 call: id,
@@ -933,11 +936,8 @@ impl Acd {
             if queue.logged_in > 0 || !queue.when_no_agents.leave {
                 continue;
             }
-            let mut leaving: Vec<CallKey> = queue
-                .waiting
-                .iter()
-                .flat_map(|set| set.iter().copied())
-                .collect();
+            let mut leaving: Vec<CallKey> =
+                self.lines.steps(q).iter().flat_map(|set| set.iter().copied()).collect();
             leaving.sort_unstable();
             for key in leaving {
                 self.overflow(key.call, OverflowReason::NoAgents);
@@ -966,8 +966,8 @@ impl Acd {
     fn offer(&mut self, id: CallId, agent: AgentId) {
         let now = self.now;
         let call = self.calls.get_mut(&id).expect("offered calls exist");
+        self.lines.remove(call.queue, usize::from(call.step), &call.key());
         let queue = &mut self.queues[call.queue.index()];
-        queue.waiting[usize::from(call.step)].remove(&call.key());
         queue.cursor = agent.index();
         let ring_due = now + queue.ring_timeout;
         call.state = CallState::Offered {
@@ -994,8 +994,8 @@ impl Acd {
             .get_mut(&id)
             .expect("failed offers are of live calls");
         call.state = CallState::Waiting;
+        self.lines.insert(call.queue, usize::from(call.step), call.key());
         let queue = &mut self.queues[call.queue.index()];
-        queue.waiting[usize::from(call.step)].insert(call.key());
         queue.record(|c| c.offers_failed += 1);
         let (retry_after, auto_pause_after) = (queue.retry_after, queue.auto_pause_after);
         let seq = call.seq;
@@ -1065,8 +1065,7 @@ impl Acd {
             self.timers.cancel(Some(ring_due), Timer::RingTimeout(id));
         }
         call.state = CallState::Waiting;
-        let queue = &mut self.queues[call.queue.index()];
-        queue.waiting[usize::from(call.step)].insert(call.key());
+        self.lines.insert(call.queue, usize::from(call.step), call.key());
         self.command(Command::StopRinging { call: id, agent });
     }
 
@@ -1152,15 +1151,15 @@ impl Acd {
         let now = self.now;
         let mut best: Option<CallKey> = None;
         for &(q, first_step) in &entry.reach {
-            for set in &self.queues[q.index()].waiting[usize::from(first_step)..] {
-                let Some(&head) = set.first() else { continue };
+            let first_step = usize::from(first_step);
+            for (step, head) in self.lines.heads(q, first_step).iter().enumerate() {
+                let Some(head) = *head else { continue };
+                let step = first_step + step;
                 if best.is_some_and(|best| best < head) {
                     continue;
                 }
                 let candidate = if entry.excludes(head.seq, now) {
-                    set.iter()
-                        .copied()
-                        .find(|key| !entry.excludes(key.seq, now))
+                    self.lines.set(q, step).iter().copied().find(|key| !entry.excludes(key.seq, now))
                 } else {
                     Some(head)
                 };

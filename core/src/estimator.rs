@@ -102,13 +102,19 @@ impl WaitEstimator {
 
 /// `Σ_{j=0}^{k−1} 1 / (r + jθ)`.
 fn expected_stages(k: u32, r: f64, theta: f64) -> f64 {
+    let k_f = f64::from(k);
+    // With no abandons to speak of, every stage takes 1/r (the relative error of this
+    // shortcut is below θk/r < 1e-9).
+    if theta * k_f < 1e-9 * r {
+        return k_f / r;
+    }
     // Summing directly is exact and cheap for short queues; the closed form keeps long
-    // queues O(1). When θ is negligible beside r the digamma difference loses precision.
-    if k <= 64 || theta * f64::from(k) < 1e-9 * r {
+    // queues O(1).
+    if k <= 64 {
         return (0..k).map(|j| 1.0 / (r + f64::from(j) * theta)).sum();
     }
     let x = r / theta;
-    (digamma(x + f64::from(k)) - digamma(x)) / theta
+    (digamma(x + k_f) - digamma(x)) / theta
 }
 
 /// The digamma function ψ(x) for x > 0: the recurrence ψ(x) = ψ(x + 1) − 1/x up to x ≥ 10,

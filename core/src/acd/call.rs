@@ -59,7 +59,7 @@ pub(crate) struct Call {
     /// When agents who did not take this call may be offered it again, earliest first.
     pub(crate) retries: VecDeque<Timestamp>,
     /// Wait predictions: when made, and the wait predicted from then.
-    pub(crate) predictions: Vec<(Timestamp, Duration)>,
+    pub(crate) predictions: Predictions,
 }
 
 impl Call {
@@ -79,7 +79,7 @@ impl Call {
             max_wait_due: None,
             max_wait_reached: false,
             retries: VecDeque::new(),
-            predictions: Vec::new(),
+            predictions: Predictions::default(),
         }
     }
 
@@ -96,5 +96,32 @@ impl Call {
     /// Whether the caller is still in line or ringing, i.e. not yet answered.
     pub(crate) fn is_queued(&self) -> bool {
         !matches!(self.state, CallState::Connected { .. })
+    }
+}
+
+/// A call's wait predictions. Most calls get one (on entry) and some get none; the first is
+/// kept inline so that a call costs no allocation for it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Predictions {
+    first: Option<(Timestamp, Duration)>,
+    rest: Vec<(Timestamp, Duration)>,
+}
+
+impl Predictions {
+    /// Keeps a prediction, up to [`MAX_PREDICTIONS`].
+    pub(crate) fn push(&mut self, prediction: (Timestamp, Duration)) {
+        if self.first.is_none() {
+            self.first = Some(prediction);
+        } else if self.rest.len() + 1 < MAX_PREDICTIONS {
+            self.rest.push(prediction);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Timestamp, Duration)> + '_ {
+        self.first.iter().chain(&self.rest).copied()
     }
 }

@@ -4,13 +4,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::acd::call::CallKey;
 use crate::bitset::Bitset;
 use crate::config::{NoAgentsPolicy, Strategy, Thresholds};
 use crate::estimator::WaitEstimator;
 use crate::ids::{QueueId, SkillId};
 use crate::metrics::{Histogram, IntervalReport, QueueStats, Samples};
-use crate::ranked::RankedSet;
 
 /// Where a queue's overflow goes, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,8 +42,6 @@ pub(crate) struct Queue {
     pub(crate) thresholds: Thresholds,
     /// Step 0 is the queue's own requirement; later steps widen it.
     pub(crate) steps: Vec<Step>,
-    /// Waiting (not ringing) callers, one ordered set per step.
-    pub(crate) waiting: Vec<RankedSet<CallKey>>,
     /// Callers waiting or ringing: exposed to hanging up, counted against `max_callers`.
     pub(crate) queued: u32,
     /// Logged-in agents who may serve the queue at some step.
@@ -73,15 +69,5 @@ impl Queue {
     pub(crate) fn record(&mut self, f: impl Fn(&mut crate::metrics::Counters)) {
         f(&mut self.stats.counters);
         f(&mut self.interval.counters);
-    }
-
-    /// 1 for the first in line: callers waiting (not ringing) whose key sorts before `key`.
-    pub(crate) fn position(&self, key: &CallKey) -> u32 {
-        let ahead: usize = self.waiting.iter().map(|set| set.rank(key)).sum();
-        u32::try_from(ahead + 1).unwrap_or(u32::MAX)
-    }
-
-    pub(crate) fn waiting_len(&self) -> usize {
-        self.waiting.iter().map(|set| set.len()).sum()
     }
 }

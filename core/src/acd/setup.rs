@@ -12,7 +12,6 @@ use crate::error::ConfigError;
 use crate::estimator::WaitEstimator;
 use crate::ids::{QueueId, SkillId};
 use crate::metrics::QueueStats;
-use crate::ranked::RankedSet;
 use crate::time::Timestamp;
 
 /// Most expansion steps per queue (step numbers travel as `u8`).
@@ -229,7 +228,6 @@ pub(crate) fn build(
             overflow,
             when_no_agents: queue.when_no_agents,
             thresholds: queue.thresholds,
-            waiting: (0..steps.len()).map(|_| RankedSet::new()).collect(),
             steps,
             queued: 0,
             logged_in: 0,
