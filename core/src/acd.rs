@@ -18,12 +18,13 @@
 
 mod agent;
 mod call;
+mod idle;
 mod lines;
 mod queue;
 mod setup;
 mod timer;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -31,6 +32,7 @@ use rustc_hash::FxHashMap;
 pub use self::agent::AgentState;
 use self::agent::{Agent, Pending};
 use self::call::{Call, CallKey, CallState, Predictions};
+use self::idle::IdleOrder;
 use self::lines::Lines;
 use self::queue::{OverflowTarget, Queue};
 use self::timer::{Timer, Timers};
@@ -58,7 +60,7 @@ pub struct Acd {
     agents: Vec<Agent>,
     calls: FxHashMap<CallId, Call>,
     /// Available agents, longest idle first.
-    available: BTreeSet<(Timestamp, AgentId)>,
+    idle: IdleOrder,
     timers: Timers,
     outputs: VecDeque<Output>,
     now: Timestamp,
@@ -77,13 +79,14 @@ impl Acd {
         let (queues, agents) = setup::build(&config, now)?;
         let statistics = config.statistics;
         let lines = Lines::new(queues.iter().map(|q| q.steps.len()));
+        let agents_len = agents.len();
         let mut acd = Acd {
             config,
             queues,
             lines,
             agents,
             calls: FxHashMap::default(),
-            available: BTreeSet::new(),
+            idle: IdleOrder::new(agents_len),
             timers: Timers::default(),
             outputs: VecDeque::new(),
             now,
@@ -128,7 +131,7 @@ impl Acd {
             });
         }
         self.fire_timers(now);
-        match input {
+        let result = match input {
             Input::CallArrived {
                 call,
                 queue,
@@ -147,7 +150,9 @@ impl Acd {
             Input::Ready { agent } => self.ready(agent),
             Input::EstimateWait { call } => self.estimate_wait(call),
             Input::Timeout => Ok(()),
-        }
+        };
+        self.prune_timers();
+        result
     }
 
     /// The next output, if any. Drain it after every input.
@@ -157,7 +162,7 @@ impl Acd {
 
     /// When the ACD next needs [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.timers.next_deadline()
+        self.timers.peek().map(|(at, _)| at)
     }
 
     /// The inputs recorded since the last call, when built [`Acd::with_journal`].
@@ -212,11 +217,6 @@ impl Acd {
     /// Calls the ACD holds: waiting, ringing or connected.
     pub fn call_count(&self) -> usize {
         self.calls.len()
-    }
-
-    /// Timers pending.
-    pub fn timer_count(&self) -> usize {
-        self.timers.len()
     }
 
     /// An agent's state.
@@ -374,10 +374,7 @@ impl Acd {
         let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
         match call.state {
             CallState::Waiting => self.abandon(id),
-            CallState::Offered {
-                agent, ring_due, ..
-            } => {
-                self.timers.cancel(Some(ring_due), Timer::RingTimeout(id));
+            CallState::Offered { agent, .. } => {
                 self.command(Command::StopRinging { call: id, agent });
                 self.abandon(id);
                 self.release_agent(agent);
@@ -414,9 +411,8 @@ impl Acd {
     }
 
     fn offer_answered(&mut self, id: CallId, agent: AgentId) -> Result<(), AcdError> {
-        let (since, ring_due) = self.offer_of(id, agent)?;
+        let since = self.offer_of(id, agent)?;
         let now = self.now;
-        self.timers.cancel(Some(ring_due), Timer::RingTimeout(id));
         self.cancel_queue_timers(id);
         let call = self.calls.get_mut(&id).expect("offer_of checked the call");
         call.state = CallState::Connected { agent, since: now };
@@ -468,8 +464,7 @@ impl Acd {
         agent: AgentId,
         reason: OfferFailure,
     ) -> Result<(), AcdError> {
-        let (_, ring_due) = self.offer_of(id, agent)?;
-        self.timers.cancel(Some(ring_due), Timer::RingTimeout(id));
+        self.offer_of(id, agent)?;
         self.fail_offer(id, agent, reason);
         Ok(())
     }
@@ -503,8 +498,7 @@ impl Acd {
             AgentState::Available | AgentState::Paused { .. } => {
                 self.set_agent_state(agent, AgentState::LoggedOut);
             }
-            AgentState::WrapUp { until } => {
-                self.timers.cancel(Some(until), Timer::WrapUpEnd(agent));
+            AgentState::WrapUp { .. } => {
                 self.finish_wrap_up(agent);
                 self.set_agent_state(agent, AgentState::LoggedOut);
             }
@@ -529,8 +523,7 @@ impl Acd {
             AgentState::Available | AgentState::Paused { .. } => {
                 self.set_agent_state(agent, AgentState::Paused { reason });
             }
-            AgentState::WrapUp { until } => {
-                self.timers.cancel(Some(until), Timer::WrapUpEnd(agent));
+            AgentState::WrapUp { .. } => {
                 self.finish_wrap_up(agent);
                 self.set_agent_state(agent, AgentState::Paused { reason });
             }
@@ -560,8 +553,7 @@ impl Acd {
                 self.set_agent_state(agent, AgentState::Available);
                 self.match_agent(agent);
             }
-            AgentState::WrapUp { until } => {
-                self.timers.cancel(Some(until), Timer::WrapUpEnd(agent));
+            AgentState::WrapUp { .. } => {
                 self.finish_wrap_up(agent);
                 self.release_agent(agent);
                 self.match_agent(agent);
@@ -595,6 +587,9 @@ impl Acd {
 
     fn fire_timers(&mut self, until: Timestamp) {
         while let Some((at, timer)) = self.timers.pop_due(until) {
+            if !self.timer_is_live(at, timer) {
+                continue;
+            }
             // Each timer acts at its own deadline, so that waits are exact even when the
             // timeout input comes late.
             self.now = self.now.max(at);
@@ -605,7 +600,7 @@ impl Acd {
                     self.release_agent(agent);
                     self.match_agent(agent);
                 }
-                Timer::RingTimeout(call) => {
+                Timer::RingTimeout(call, _) => {
                     if let Some(&Call {
                         state: CallState::Offered { agent, .. },
                         ..
@@ -615,8 +610,8 @@ impl Acd {
                         self.fail_offer(call, agent, OfferFailure::NoAnswer);
                     }
                 }
-                Timer::Expansion(call) => self.expand(call),
-                Timer::MaxWait(call) => {
+                Timer::Expansion(call, _) => self.expand(call),
+                Timer::MaxWait(call, _) => {
                     let Some(entry) = self.calls.get_mut(&call) else {
                         continue;
                     };
@@ -628,19 +623,43 @@ impl Acd {
                         CallState::Connected { .. } => {}
                     }
                 }
-                Timer::Retry(call) => {
+                Timer::Retry(call, seq) => {
                     let Some(entry) = self.calls.get_mut(&call) else {
                         continue;
                     };
                     entry.retries.pop_front();
                     if let Some(&next) = entry.retries.front() {
-                        self.timers.set(next, Timer::Retry(call));
+                        self.timers.set(next, Timer::Retry(call, seq));
                     }
                     self.match_call(call);
                 }
             }
         }
         self.now = until;
+    }
+
+    /// Whether a timer still matches its owner; one that does not was cancelled.
+    fn timer_is_live(&self, at: Timestamp, timer: Timer) -> bool {
+        let call = |id: CallId, seq: u64| self.calls.get(&id).filter(|call| call.seq == seq);
+        match timer {
+            Timer::IntervalEnd => true,
+            Timer::WrapUpEnd(agent) => self.agents[agent.index()].state == AgentState::WrapUp { until: at },
+            Timer::RingTimeout(id, seq) => call(id, seq)
+                .is_some_and(|c| matches!(c.state, CallState::Offered { ring_due, .. } if ring_due == at)),
+            Timer::Expansion(id, seq) => call(id, seq).is_some_and(|c| c.expansion_due == Some(at)),
+            Timer::MaxWait(id, seq) => call(id, seq).is_some_and(|c| c.max_wait_due == Some(at)),
+            Timer::Retry(id, seq) => call(id, seq).is_some_and(|c| c.retries.front() == Some(&at)),
+        }
+    }
+
+    /// Drops stale timers from the front, so that `poll_timeout` names a live one.
+    fn prune_timers(&mut self) {
+        while let Some((at, timer)) = self.timers.peek() {
+            if self.timer_is_live(at, timer) {
+                break;
+            }
+            self.timers.pop();
+        }
     }
 
     fn expand(&mut self, id: CallId) {
@@ -658,7 +677,7 @@ impl Acd {
         if let Some(next) = queue.steps.get(to + 1) {
             let due = call.entered + next.after;
             call.expansion_due = Some(due);
-            self.timers.set(due, Timer::Expansion(id));
+            self.timers.set(due, Timer::Expansion(id, call.seq));
         }
         let (q, step) = (call.queue, call.step);
         if call.state == CallState::Waiting {
@@ -743,11 +762,11 @@ impl Acd {
         self.lines.insert(q, 0, key);
         if let Some(step) = queue.steps.get(1) {
             call.expansion_due = Some(now + step.after);
-            self.timers.set(now + step.after, Timer::Expansion(id));
+            self.timers.set(now + step.after, Timer::Expansion(id, call.seq));
         }
         if let Some(max_wait) = queue.max_wait {
             call.max_wait_due = Some(now + max_wait);
-            self.timers.set(now + max_wait, Timer::MaxWait(id));
+            self.timers.set(now + max_wait, Timer::MaxWait(id, call.seq));
         }
 
         let position = self.lines.position(q, &key);
@@ -880,12 +899,9 @@ impl Acd {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        self.timers
-            .cancel(call.expansion_due.take(), Timer::Expansion(id));
-        self.timers
-            .cancel(call.max_wait_due.take(), Timer::MaxWait(id));
-        self.timers
-            .cancel(call.retries.front().copied(), Timer::Retry(id));
+        // Their timers go stale: see `timer_is_live`.
+        call.expansion_due = None;
+        call.max_wait_due = None;
         call.retries.clear();
     }
 
@@ -947,18 +963,14 @@ impl Acd {
 
     // ---- offers -------------------------------------------------------------------------
 
-    /// The offer of `call` to `agent`: when it started and when it times out.
-    fn offer_of(&self, call: CallId, agent: AgentId) -> Result<(Timestamp, Timestamp), AcdError> {
+    /// The offer of `call` to `agent`: when it started.
+    fn offer_of(&self, call: CallId, agent: AgentId) -> Result<Timestamp, AcdError> {
         if agent.index() >= self.agents.len() {
             return Err(AcdError::UnknownAgent(agent));
         }
         match self.calls.get(&call).map(|c| c.state) {
             None => Err(AcdError::UnknownCall(call)),
-            Some(CallState::Offered {
-                agent: offered,
-                since,
-                ring_due,
-            }) if offered == agent => Ok((since, ring_due)),
+            Some(CallState::Offered { agent: offered, since, .. }) if offered == agent => Ok(since),
             Some(_) => Err(AcdError::NoSuchOffer { call, agent }),
         }
     }
@@ -976,7 +988,7 @@ impl Acd {
             ring_due,
         };
         let q = call.queue;
-        self.timers.set(ring_due, Timer::RingTimeout(id));
+        self.timers.set(ring_due, Timer::RingTimeout(id, call.seq));
         self.set_agent_state(agent, AgentState::Reserved { call: id });
         self.command(Command::Ring {
             call: id,
@@ -1003,7 +1015,7 @@ impl Acd {
         if !retry_after.is_zero() {
             let until = now + retry_after;
             if call.retries.is_empty() {
-                self.timers.set(until, Timer::Retry(id));
+                self.timers.set(until, Timer::Retry(id, seq));
             }
             call.retries.push_back(until);
         }
@@ -1061,9 +1073,7 @@ impl Acd {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        if let CallState::Offered { ring_due, .. } = call.state {
-            self.timers.cancel(Some(ring_due), Timer::RingTimeout(id));
-        }
+        // Its ring timer goes stale with the state.
         call.state = CallState::Waiting;
         self.lines.insert(call.queue, usize::from(call.step), call.key());
         self.command(Command::StopRinging { call: id, agent });
@@ -1103,11 +1113,7 @@ impl Acd {
             eligible.contains(agent.index()) && !self.agents[agent.index()].excludes(seq, now)
         };
         // `available` is in longest-idle order, so the first of equals is the longest idle.
-        let mut candidates = self
-            .available
-            .iter()
-            .map(|&(_, agent)| agent)
-            .filter(|&a| may_take(a));
+        let mut candidates = self.idle.iter().filter(|&a| may_take(a));
         match queue.strategy {
             Strategy::LongestIdle => candidates.next(),
             Strategy::FewestCalls => {
@@ -1213,11 +1219,10 @@ impl Acd {
         let old = std::mem::replace(&mut entry.state, state);
         entry.since = now;
         if old == AgentState::Available {
-            self.available.remove(&(entry.idle_since, agent));
+            self.idle.remove(agent);
         }
         if entry.state == AgentState::Available {
-            entry.idle_since = now;
-            self.available.insert((now, agent));
+            self.idle.push_back(agent);
         }
         if old.is_staffed() != entry.state.is_staffed() {
             for &q in &entry.home_queues {

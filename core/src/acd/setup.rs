@@ -92,7 +92,6 @@ pub(crate) fn build(
             pending: None,
             failures_in_a_row: 0,
             calls_answered: 0,
-            idle_since: now,
             last_call: None,
             exclusions: Vec::new(),
         });
