@@ -312,9 +312,18 @@ impl StaffReport {
         let pct = |v: f64| format!("{:.2} %", v * 100.0);
         line("P(wait)".into(), pct(self.p_wait));
         line("abandon rate".into(), pct(self.p_abandon));
-        line(format!("abandon rate after {} s", args.threshold), pct(self.p_abandon_after_threshold));
-        line(format!("service level ({} s)", args.sl_threshold), pct(self.service_level));
-        line("average speed of answer".into(), format!("{:.1} s", self.asa_secs));
+        line(
+            format!("abandon rate after {} s", args.threshold),
+            pct(self.p_abandon_after_threshold),
+        );
+        line(
+            format!("service level ({} s)", args.sl_threshold),
+            pct(self.service_level),
+        );
+        line(
+            "average speed of answer".into(),
+            format!("{:.1} s", self.asa_secs),
+        );
         line("occupancy".into(), pct(self.occupancy));
         out
     }

@@ -4,30 +4,66 @@
 use std::process::{Command, Output};
 
 fn amico(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_amico")).args(args).output().expect("amico runs")
+    Command::new(env!("CARGO_BIN_EXE_amico"))
+        .args(args)
+        .output()
+        .expect("amico runs")
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
     let output = amico(args);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("stdout is one JSON object")
 }
 
 #[test]
 fn simulate_prints_the_promised_json_fields() {
     let value = json(&[
-        "simulate", "--agents", "10", "--arrival-rate-per-hour", "120", "--aht", "240",
-        "--patience", "300", "--calls", "20000", "--seed", "7", "--format", "json",
+        "simulate",
+        "--agents",
+        "10",
+        "--arrival-rate-per-hour",
+        "120",
+        "--aht",
+        "240",
+        "--patience",
+        "300",
+        "--calls",
+        "20000",
+        "--seed",
+        "7",
+        "--format",
+        "json",
     ]);
     for field in [
-        "offered", "answered", "abandoned", "abandoned_after_threshold", "p_abandon",
-        "p_abandon_after_threshold", "service_level", "asa_secs", "wait_p50_secs",
-        "wait_p90_secs", "wait_p99_secs",
+        "offered",
+        "answered",
+        "abandoned",
+        "abandoned_after_threshold",
+        "p_abandon",
+        "p_abandon_after_threshold",
+        "service_level",
+        "asa_secs",
+        "wait_p50_secs",
+        "wait_p90_secs",
+        "wait_p99_secs",
     ] {
         assert!(value[field].is_number(), "{field} missing in {value}");
     }
-    for field in ["p_abandon", "p_abandon_after_threshold", "service_level", "asa_secs"] {
-        assert!(value["erlang_a"][field].is_number(), "erlang_a.{field} missing");
+    for field in [
+        "p_abandon",
+        "p_abandon_after_threshold",
+        "service_level",
+        "asa_secs",
+    ] {
+        assert!(
+            value["erlang_a"][field].is_number(),
+            "erlang_a.{field} missing"
+        );
     }
     assert_eq!(value["offered"], 20000);
     let answered = value["answered"].as_u64().unwrap();
@@ -41,23 +77,50 @@ fn simulate_prints_the_promised_json_fields() {
 
 #[test]
 fn the_same_seed_gives_the_same_figures() {
-    let args = ["simulate", "--calls", "3000", "--seed", "99", "--format", "json"];
+    let args = [
+        "simulate", "--calls", "3000", "--seed", "99", "--format", "json",
+    ];
     assert_eq!(json(&args), json(&args));
-    let other = json(&["simulate", "--calls", "3000", "--seed", "100", "--format", "json"]);
+    let other = json(&[
+        "simulate", "--calls", "3000", "--seed", "100", "--format", "json",
+    ]);
     assert_ne!(json(&args)["answered"], serde_json::Value::Null);
     assert_ne!(json(&args), other);
 }
 
 #[test]
 fn thresholds_change_what_is_counted() {
-    let base = ["simulate", "--agents", "12", "--arrival-rate-per-hour", "200", "--calls", "20000", "--format", "json"];
+    let base = [
+        "simulate",
+        "--agents",
+        "12",
+        "--arrival-rate-per-hour",
+        "200",
+        "--calls",
+        "20000",
+        "--format",
+        "json",
+    ];
     let default = json(&base);
-    let longer: Vec<&str> = base.iter().copied().chain(["--threshold", "120", "--sl-threshold", "60"]).collect();
+    let longer: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--threshold", "120", "--sl-threshold", "60"])
+        .collect();
     let longer = json(&longer);
-    assert_eq!(default["abandoned"], longer["abandoned"], "same seed, same calls");
-    assert!(longer["abandoned_after_threshold"].as_u64() < default["abandoned_after_threshold"].as_u64());
+    assert_eq!(
+        default["abandoned"], longer["abandoned"],
+        "same seed, same calls"
+    );
+    assert!(
+        longer["abandoned_after_threshold"].as_u64()
+            < default["abandoned_after_threshold"].as_u64()
+    );
     assert!(longer["service_level"].as_f64() > default["service_level"].as_f64());
-    assert!(longer["erlang_a"]["service_level"].as_f64() > default["erlang_a"]["service_level"].as_f64());
+    assert!(
+        longer["erlang_a"]["service_level"].as_f64()
+            > default["erlang_a"]["service_level"].as_f64()
+    );
 }
 
 #[test]
@@ -65,7 +128,10 @@ fn simulate_without_flags_runs_parmas_day_as_a_table() {
     let output = amico(&["simulate"]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.contains("1225 calls over 1 day(s) of Parma's 10-hour profile"), "{text}");
+    assert!(
+        text.contains("1225 calls over 1 day(s) of Parma's 10-hour profile"),
+        "{text}"
+    );
     assert!(text.contains("13 agents"), "{text}");
     assert!(text.contains("abandon rate after 47 s"), "{text}");
     assert!(text.contains("Parma reported 2.80 %"), "{text}");
@@ -75,8 +141,21 @@ fn simulate_without_flags_runs_parmas_day_as_a_table() {
 #[test]
 fn staff_finds_the_smallest_team() {
     let value = json(&[
-        "staff", "--arrival-rate-per-hour", "183.75", "--aht", "240", "--patience", "180",
-        "--target-abandon", "0.03", "--target-sl", "0.8", "--sl-threshold", "20", "--format", "json",
+        "staff",
+        "--arrival-rate-per-hour",
+        "183.75",
+        "--aht",
+        "240",
+        "--patience",
+        "180",
+        "--target-abandon",
+        "0.03",
+        "--target-sl",
+        "0.8",
+        "--sl-threshold",
+        "20",
+        "--format",
+        "json",
     ]);
     let agents = value["agents"].as_u64().unwrap();
     assert!(value["p_abandon"].as_f64().unwrap() <= 0.03);
@@ -84,14 +163,29 @@ fn staff_finds_the_smallest_team() {
     assert!(value["asa_secs"].is_number());
     // One fewer misses a target.
     let fewer = amico(&[
-        "staff", "--arrival-rate-per-hour", "183.75", "--aht", "240", "--patience", "180",
-        "--target-abandon", "0.03", "--target-sl", "0.8", "--max-agents", &(agents - 1).to_string(),
-        "--format", "json",
+        "staff",
+        "--arrival-rate-per-hour",
+        "183.75",
+        "--aht",
+        "240",
+        "--patience",
+        "180",
+        "--target-abandon",
+        "0.03",
+        "--target-sl",
+        "0.8",
+        "--max-agents",
+        &(agents - 1).to_string(),
+        "--format",
+        "json",
     ]);
     assert!(!fewer.status.success());
     assert!(fewer.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&fewer.stderr);
-    assert!(stderr.contains(&format!("no staffing level up to {} agents", agents - 1)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("no staffing level up to {} agents", agents - 1)),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -99,12 +193,26 @@ fn bad_flags_name_the_flag_and_fail() {
     for (args, flag) in [
         (vec!["simulate", "--agents", "0"], "--agents"),
         (vec!["simulate", "--aht", "-3"], "--aht"),
-        (vec!["simulate", "--arrival-rate-per-hour", "many"], "--arrival-rate-per-hour"),
+        (
+            vec!["simulate", "--arrival-rate-per-hour", "many"],
+            "--arrival-rate-per-hour",
+        ),
         (vec!["simulate", "--format", "xml"], "--format"),
         (vec!["simulate", "--calls", "0"], "--calls"),
         (vec!["simulate", "--agnets", "3"], "--agnets"),
         (vec!["staff", "--aht", "240"], "--arrival-rate-per-hour"),
-        (vec!["staff", "--arrival-rate-per-hour", "100", "--aht", "240", "--target-abandon", "3"], "--target-abandon"),
+        (
+            vec![
+                "staff",
+                "--arrival-rate-per-hour",
+                "100",
+                "--aht",
+                "240",
+                "--target-abandon",
+                "3",
+            ],
+            "--target-abandon",
+        ),
     ] {
         let output = amico(&args);
         assert!(!output.status.success(), "{args:?} must fail");

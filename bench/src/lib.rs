@@ -56,7 +56,9 @@ impl Loaded {
     pub fn busy(agents: usize, skills: usize, waiting: usize) -> Self {
         let mut loaded = Loaded::empty(agents, skills);
         for agent in 0..agents {
-            loaded.input(Input::Login { agent: AgentId(agent as u32) });
+            loaded.input(Input::Login {
+                agent: AgentId(agent as u32),
+            });
         }
         for _ in 0..agents + waiting {
             loaded.arrive();
@@ -70,7 +72,9 @@ impl Loaded {
     pub fn idle(agents: usize, skills: usize) -> Self {
         let mut loaded = Loaded::empty(agents, skills);
         for agent in 0..agents {
-            loaded.input(Input::Login { agent: AgentId(agent as u32) });
+            loaded.input(Input::Login {
+                agent: AgentId(agent as u32),
+            });
         }
         loaded
     }
@@ -92,19 +96,27 @@ impl Loaded {
     pub fn next_arrival(&mut self) -> Input {
         self.next_call += 1;
         let queue = QueueId((self.rng.next_u64() % u64::from(self.queues)) as u32);
-        Input::CallArrived { call: CallId(self.next_call), queue, priority: 0 }
+        Input::CallArrived {
+            call: CallId(self.next_call),
+            queue,
+            priority: 0,
+        }
     }
 
     /// The input for a random waiting caller hanging up (from anywhere in its queue).
     pub fn next_abandon(&mut self) -> Input {
         let pick = (self.rng.next_u64() % self.waiting.len() as u64) as usize;
-        Input::Hangup { call: self.waiting[pick] }
+        Input::Hangup {
+            call: self.waiting[pick],
+        }
     }
 
     /// The input that ends a random connected call, freeing its agent.
     pub fn next_completion(&mut self) -> Input {
         let pick = (self.rng.next_u64() % self.connected.len() as u64) as usize;
-        Input::Hangup { call: self.connected[pick].0 }
+        Input::Hangup {
+            call: self.connected[pick].0,
+        }
     }
 
     /// A new caller arrives (and is answered at once if an agent is free).
@@ -124,7 +136,9 @@ impl Loaded {
     /// this is the part a benchmark times.
     pub fn handle(&mut self, input: Input) {
         self.now = Timestamp::from_micros(self.now.as_micros() + 1);
-        self.acd.handle_input(self.now, input).expect("benchmark inputs are valid");
+        self.acd
+            .handle_input(self.now, input)
+            .expect("benchmark inputs are valid");
     }
 
     /// Drains the outputs, answering offers and keeping the bookkeeping.

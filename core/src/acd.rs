@@ -271,7 +271,8 @@ impl Acd {
     /// A waiting caller's place in line, 1 for the first; `None` if not waiting.
     pub fn position(&self, call: CallId) -> Option<u32> {
         let call = self.calls.get(&call)?;
-        matches!(call.state, CallState::Waiting).then(|| self.lines.position(call.queue, &call.key()))
+        matches!(call.state, CallState::Waiting)
+            .then(|| self.lines.position(call.queue, &call.key()))
     }
 
     /// A consistent picture of everything, for readers (API, metrics, wallboard).
@@ -296,8 +297,9 @@ impl Acd {
                             CallState::Offered { agent, .. } => Some(agent),
                             _ => None,
                         };
-                        let position =
-                            ringing.is_none().then(|| self.lines.position(id, &call.key()));
+                        let position = ringing
+                            .is_none()
+                            .then(|| self.lines.position(id, &call.key()));
                         WaitingCaller {
                             call: call.id,
                             priority: call.priority,
@@ -643,9 +645,12 @@ impl Acd {
         let call = |id: CallId, seq: u64| self.calls.get(&id).filter(|call| call.seq == seq);
         match timer {
             Timer::IntervalEnd => true,
-            Timer::WrapUpEnd(agent) => self.agents[agent.index()].state == AgentState::WrapUp { until: at },
-            Timer::RingTimeout(id, seq) => call(id, seq)
-                .is_some_and(|c| matches!(c.state, CallState::Offered { ring_due, .. } if ring_due == at)),
+            Timer::WrapUpEnd(agent) => {
+                self.agents[agent.index()].state == AgentState::WrapUp { until: at }
+            }
+            Timer::RingTimeout(id, seq) => call(id, seq).is_some_and(
+                |c| matches!(c.state, CallState::Offered { ring_due, .. } if ring_due == at),
+            ),
             Timer::Expansion(id, seq) => call(id, seq).is_some_and(|c| c.expansion_due == Some(at)),
             Timer::MaxWait(id, seq) => call(id, seq).is_some_and(|c| c.max_wait_due == Some(at)),
             Timer::Retry(id, seq) => call(id, seq).is_some_and(|c| c.retries.front() == Some(&at)),
@@ -762,11 +767,13 @@ impl Acd {
         self.lines.insert(q, 0, key);
         if let Some(step) = queue.steps.get(1) {
             call.expansion_due = Some(now + step.after);
-            self.timers.set(now + step.after, Timer::Expansion(id, call.seq));
+            self.timers
+                .set(now + step.after, Timer::Expansion(id, call.seq));
         }
         if let Some(max_wait) = queue.max_wait {
             call.max_wait_due = Some(now + max_wait);
-            self.timers.set(now + max_wait, Timer::MaxWait(id, call.seq));
+            self.timers
+                .set(now + max_wait, Timer::MaxWait(id, call.seq));
         }
 
         let position = self.lines.position(q, &key);
@@ -952,8 +959,12 @@ impl Acd {
             if queue.logged_in > 0 || !queue.when_no_agents.leave {
                 continue;
             }
-            let mut leaving: Vec<CallKey> =
-                self.lines.steps(q).iter().flat_map(|set| set.iter().copied()).collect();
+            let mut leaving: Vec<CallKey> = self
+                .lines
+                .steps(q)
+                .iter()
+                .flat_map(|set| set.iter().copied())
+                .collect();
             leaving.sort_unstable();
             for key in leaving {
                 self.overflow(key.call, OverflowReason::NoAgents);
@@ -970,7 +981,11 @@ impl Acd {
         }
         match self.calls.get(&call).map(|c| c.state) {
             None => Err(AcdError::UnknownCall(call)),
-            Some(CallState::Offered { agent: offered, since, .. }) if offered == agent => Ok(since),
+            Some(CallState::Offered {
+                agent: offered,
+                since,
+                ..
+            }) if offered == agent => Ok(since),
             Some(_) => Err(AcdError::NoSuchOffer { call, agent }),
         }
     }
@@ -978,7 +993,8 @@ impl Acd {
     fn offer(&mut self, id: CallId, agent: AgentId) {
         let now = self.now;
         let call = self.calls.get_mut(&id).expect("offered calls exist");
-        self.lines.remove(call.queue, usize::from(call.step), &call.key());
+        self.lines
+            .remove(call.queue, usize::from(call.step), &call.key());
         let queue = &mut self.queues[call.queue.index()];
         queue.cursor = agent.index();
         let ring_due = now + queue.ring_timeout;
@@ -1006,7 +1022,8 @@ impl Acd {
             .get_mut(&id)
             .expect("failed offers are of live calls");
         call.state = CallState::Waiting;
-        self.lines.insert(call.queue, usize::from(call.step), call.key());
+        self.lines
+            .insert(call.queue, usize::from(call.step), call.key());
         let queue = &mut self.queues[call.queue.index()];
         queue.record(|c| c.offers_failed += 1);
         let (retry_after, auto_pause_after) = (queue.retry_after, queue.auto_pause_after);
@@ -1075,7 +1092,8 @@ impl Acd {
         };
         // Its ring timer goes stale with the state.
         call.state = CallState::Waiting;
-        self.lines.insert(call.queue, usize::from(call.step), call.key());
+        self.lines
+            .insert(call.queue, usize::from(call.step), call.key());
         self.command(Command::StopRinging { call: id, agent });
     }
 
@@ -1165,7 +1183,11 @@ impl Acd {
                     continue;
                 }
                 let candidate = if entry.excludes(head.seq, now) {
-                    self.lines.set(q, step).iter().copied().find(|key| !entry.excludes(key.seq, now))
+                    self.lines
+                        .set(q, step)
+                        .iter()
+                        .copied()
+                        .find(|key| !entry.excludes(key.seq, now))
                 } else {
                     Some(head)
                 };

@@ -50,19 +50,40 @@ fn measure(
 
 fn main() -> anyhow::Result<()> {
     let rounds: u64 = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|_| anyhow::anyhow!("ROUNDS must be a number, got {arg}"))?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|_| anyhow::anyhow!("ROUNDS must be a number, got {arg}"))?,
         None => 200_000,
     };
     let only = std::env::args().nth(2);
     let only = only.as_deref();
     println!("{rounds} rounds each, nanoseconds per handle_input");
-    println!("{:<44} {:>8} {:>8} {:>8} {:>8} {:>9}", "operation", "p50", "p90", "p99", "p99.9", "mean");
+    println!(
+        "{:<44} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "operation", "p50", "p90", "p99", "p99.9", "mean"
+    );
     let mut busy = Loaded::busy(AGENTS, SKILLS, WAITING);
-    measure(only, "enqueue", "enqueue (10k waiting, no agent free)", rounds, &mut busy, Loaded::next_arrival, |l| {
-        let abandon = l.next_abandon();
-        l.input(abandon);
-    })?;
-    measure(only, "abandon", "abandon from the middle", rounds, &mut busy, Loaded::next_abandon, Loaded::arrive)?;
+    measure(
+        only,
+        "enqueue",
+        "enqueue (10k waiting, no agent free)",
+        rounds,
+        &mut busy,
+        Loaded::next_arrival,
+        |l| {
+            let abandon = l.next_abandon();
+            l.input(abandon);
+        },
+    )?;
+    measure(
+        only,
+        "abandon",
+        "abandon from the middle",
+        rounds,
+        &mut busy,
+        Loaded::next_abandon,
+        Loaded::arrive,
+    )?;
     measure(
         only,
         "available",
@@ -73,9 +94,17 @@ fn main() -> anyhow::Result<()> {
         Loaded::arrive,
     )?;
     let mut idle = Loaded::idle(AGENTS, SKILLS);
-    measure(only, "match", "match an arrival (1k agents free)", rounds, &mut idle, Loaded::next_arrival, |l| {
-        let completion = l.next_completion();
-        l.input(completion);
-    })?;
+    measure(
+        only,
+        "match",
+        "match an arrival (1k agents free)",
+        rounds,
+        &mut idle,
+        Loaded::next_arrival,
+        |l| {
+            let completion = l.next_completion();
+            l.input(completion);
+        },
+    )?;
     Ok(())
 }
