@@ -592,3 +592,153 @@ fn add(a: &Figures, b: &Figures) -> Figures {
 
 /// The queue a single-queue scenario's statistics are in.
 pub const FIRST_QUEUE: QueueId = QueueId(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ExpansionStep, Overflow};
+    use crate::metrics::Distribution;
+
+    fn two_queues() -> Scenario {
+        let mut vip = QueueConfig::new("vip", &["vip"]);
+        vip.expansion = vec![ExpansionStep {
+            after: Duration::from_secs(30),
+            min_level: None,
+            add_queues: vec!["general".into()],
+        }];
+        let mut general = QueueConfig::new("general", &["general"]);
+        general.max_wait = Some(Duration::from_secs(300));
+        general.overflow = Overflow::External("voicemail".into());
+        general.wrap_up = Duration::from_secs(20);
+        let agents = (0..12)
+            .map(|i| {
+                let skills: &[(&str, u8)] = if i < 3 {
+                    &[("vip", 8), ("general", 5)]
+                } else {
+                    &[("general", 5)]
+                };
+                AgentConfig::new(format!("agent{i}"), skills)
+            })
+            .collect();
+        let stream = |queue: &str, per_hour: f64, priority: u8| Traffic {
+            queue: queue.into(),
+            calls: 5_000,
+            arrivals: Arrivals::Poisson { per_hour },
+            handle: HandleTime::LogNormal {
+                mean: Duration::from_secs(200),
+                cv: 0.7,
+            },
+            patience: Some(Duration::from_secs(150)),
+            priority,
+        };
+        Scenario {
+            config: AcdConfig {
+                skills: vec!["vip".into(), "general".into()],
+                queues: vec![vip, general],
+                agents,
+                ..AcdConfig::default()
+            },
+            traffic: vec![stream("vip", 20.0, 5), stream("general", 180.0, 0)],
+            ring_delay: Duration::from_secs(3),
+            opening: None,
+        }
+    }
+
+    #[test]
+    fn several_queues_and_skills_run_to_the_end_with_every_call_accounted_for() {
+        let outcome = run(&two_queues(), 3).unwrap();
+        assert_eq!(outcome.arrivals, 10_000);
+        assert_eq!(outcome.acd.call_count(), 0);
+        let mut ended = 0;
+        for queue in [QueueId(0), QueueId(1)] {
+            let c = outcome.acd.queue_stats(queue).unwrap().counters;
+            assert_eq!(c.offered, c.answered + c.abandoned + c.overflowed);
+            assert_eq!(c.answered, c.completed);
+            ended += c.answered + c.abandoned;
+        }
+        let overflowed = outcome
+            .acd
+            .queue_stats(QueueId(1))
+            .unwrap()
+            .counters
+            .overflowed;
+        assert_eq!(ended + overflowed, 10_000);
+        // Ring delay shows in ring times; VIP callers, with their own agents and priority,
+        // wait less.
+        let vip = outcome.acd.queue_stats(QueueId(0)).unwrap().rates();
+        let general = outcome.acd.queue_stats(QueueId(1)).unwrap().rates();
+        assert!(
+            vip.asa.unwrap() < general.asa.unwrap(),
+            "{vip:?} {general:?}"
+        );
+        let ring = outcome.acd.queue_stats(QueueId(0)).unwrap().ring.summary();
+        assert_eq!(ring.p50, Duration::from_secs(3));
+        assert!(
+            general.aht.unwrap() > Duration::from_secs(200),
+            "wrap-up counts in AHT"
+        );
+    }
+
+    #[test]
+    fn a_seed_fixes_the_run() {
+        let a = run(&two_queues(), 9).unwrap();
+        let b = run(&two_queues(), 9).unwrap();
+        let c = run(&two_queues(), 10).unwrap();
+        let summary = |o: &Outcome| o.acd.queue_stats(QueueId(1)).unwrap().summary();
+        assert_eq!(summary(&a), summary(&b));
+        assert_eq!(a.inputs, b.inputs);
+        assert_ne!(summary(&a), summary(&c));
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let mut scenario = Scenario::parma_day();
+        scenario.traffic[0].handle = HandleTime::LogNormal {
+            mean: Duration::from_secs(240),
+            cv: 0.0,
+        };
+        assert_eq!(
+            run(&scenario, 1).unwrap_err(),
+            SimulationError::InvalidParameter {
+                field: "handle time coefficient of variation",
+                value: 0.0
+            }
+        );
+        let mut scenario = Scenario::parma_day();
+        scenario.traffic[0].queue = "nowhere".into();
+        assert_eq!(
+            run(&scenario, 1).unwrap_err().to_string(),
+            "traffic for queue 'nowhere', which the configuration does not have"
+        );
+        let mut scenario = Scenario::parma_day();
+        scenario.traffic[0].arrivals = Arrivals::Poisson { per_hour: f64::NAN };
+        assert!(matches!(
+            run(&scenario, 1).unwrap_err(),
+            SimulationError::InvalidParameter {
+                field: "arrival rate per hour",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_profile_day_puts_the_peak_hour_share_in_the_peak_hour() {
+        let traffic = Scenario::parma(10, 12_250).traffic.remove(0);
+        let times = arrival_times_of(&traffic, &mut Rng::new(1));
+        let in_peak = times
+            .iter()
+            .filter(|t| {
+                let hour_of_day = (t.as_secs_f64() / 3600.0) as u64 % 24;
+                hour_of_day == 3
+            })
+            .count();
+        let share = in_peak as f64 / times.len() as f64;
+        assert!((share - 0.15).abs() < 0.01, "{share}");
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(
+            times
+                .iter()
+                .all(|t| (t.as_secs_f64() / 3600.0) as u64 % 24 < 10)
+        );
+    }
+}
