@@ -1,7 +1,13 @@
-//! Amico's command line: the simulator and the staffing calculator (the server comes with
-//! the SIP edge).
+//! Amico's command line: the server, its configuration check, the simulator and the
+//! staffing calculator.
 
+mod callflow;
+mod config;
+mod http;
+mod metrics;
 mod report;
+mod runner;
+mod server;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,12 +26,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Commands {
+    /// Run the server (SIP, RTP, HTTP). Without --config: the embedded demo configuration.
+    Run(RunArgs),
+    /// Check a configuration file; every error names the field and the reason.
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
     /// Run the real ACD core against simulated callers and compare with Erlang A.
     /// With no flags: a day of Parma's contact centre.
     Simulate(SimulateArgs),
     /// How many agents a queue needs for its abandonment and service-level targets
     /// (Erlang A, or Erlang C without --patience).
     Staff(StaffArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct RunArgs {
+    /// The TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,9 +165,9 @@ fn probability(value: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => Err(anyhow::anyhow!(
-            "the server arrives with the SIP edge; for now try `amico simulate` or `amico staff --help`"
-        )),
+        None => run(&RunArgs::default()),
+        Some(Commands::Run(args)) => run(&args),
+        Some(Commands::CheckConfig { file }) => check_config(&file),
         Some(Commands::Simulate(args)) => simulate(&args),
         Some(Commands::Staff(args)) => staff(&args),
     };
@@ -158,6 +178,56 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<config::Validated> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config::Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let validated = load(path)?;
+    println!(
+        "{}: ok ({} queues, {} agents, {} trunks)",
+        path.display(),
+        validated.acd.queues.len(),
+        validated.acd.agents.len(),
+        validated.trunks.len()
+    );
+    Ok(())
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // The whole configuration is checked before any port is bound.
+    let (validated, demo) = match &args.config {
+        Some(path) => (load(path)?, false),
+        None => (config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?, true),
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMICO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            signals.cancel();
+        });
+        server::run(validated, demo, shutdown).await
+    })
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

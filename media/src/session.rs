@@ -1,0 +1,830 @@
+//! A call's media, run as one Tokio task.
+
+use crate::counters::{DropReason, MediaCounters};
+use crate::port_pool::RtpSocket;
+use crate::session_state::{SessionState, Transmit, TransmitKind};
+use crate::{Leg, MediaEvent, RemoteMedia};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Events waiting for the call flow before new ones are dropped (with a warning): enough for
+/// a burst of DTMF, small enough that a stuck consumer cannot grow memory.
+const EVENT_CAPACITY: usize = 64;
+
+/// Larger than any RTP packet a G.711 phone sends (a 1500-byte MTU), so nothing is cut.
+const RECEIVE_BUFFER: usize = 2048;
+
+/// How a [`MediaSession`] behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionConfig {
+    /// No RTP received on a leg this long, while the leg is expected to send (not on hold,
+    /// not inactive), raises [`MediaEvent::RtpTimeout`]. `None` disables the check.
+    pub rtp_timeout: Option<Duration>,
+    /// The RMS level of the comfort noise the caller hears while waiting, in dBov (e.g. -50:
+    /// audible as a live line, far below speech).
+    pub comfort_level_dbov: f32,
+}
+
+impl Default for SessionConfig {
+    /// 30 s RTP timeout, comfort noise at -50 dBov.
+    fn default() -> Self {
+        Self {
+            rtp_timeout: Some(Duration::from_secs(30)),
+            comfort_level_dbov: -50.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Command {
+    Bridge(RtpSocket, RemoteMedia),
+    Hold,
+    UpdateRemote(Leg, RemoteMedia),
+    Stop,
+}
+
+/// One call's media: the caller leg always, an agent leg while bridged.
+///
+/// The methods only queue a command for the session's task and return at once; they never
+/// fail. A command sent after the session stopped is ignored. Dropping the handle stops the
+/// session, closing its sockets and returning their ports.
+#[derive(Debug)]
+pub struct MediaSession {
+    commands: mpsc::UnboundedSender<Command>,
+    caller_local_addr: SocketAddr,
+}
+
+impl MediaSession {
+    /// Starts serving the caller leg on `caller`, sending RTP to `caller_remote`: the caller
+    /// hears the comfort stream until [`bridge`](Self::bridge). Must be called inside a Tokio
+    /// runtime. Events arrive on the returned receiver until the session stops.
+    pub fn start(
+        caller: RtpSocket,
+        caller_remote: RemoteMedia,
+        config: SessionConfig,
+        counters: Arc<MediaCounters>,
+    ) -> (MediaSession, mpsc::Receiver<MediaEvent>) {
+        let (event_sender, events) = mpsc::channel(EVENT_CAPACITY);
+        let (commands, command_receiver) = mpsc::unbounded_channel();
+        let caller_local_addr = caller.local_addr();
+        let state = SessionState::new(now(), caller_remote, config, Arc::clone(&counters));
+        tracing::debug!(local = %caller_local_addr, remote = %caller_remote.addr, ssrc = state.caller_ssrc(), "media session started");
+        counters.session_started();
+        let active = ActiveSession(counters);
+        tokio::spawn(run(state, caller, command_receiver, event_sender, active));
+        (
+            MediaSession {
+                commands,
+                caller_local_addr,
+            },
+            events,
+        )
+    }
+
+    /// Bridges an agent leg: relays RTP both ways from now on, transcoding if the legs' laws
+    /// differ. A previous agent leg, if any, is released.
+    pub fn bridge(&self, agent: RtpSocket, agent_remote: RemoteMedia) {
+        self.send(Command::Bridge(agent, agent_remote));
+    }
+
+    /// Returns the caller to the comfort stream and releases the agent leg (if any), closing
+    /// its socket.
+    pub fn hold(&self) {
+        self.send(Command::Hold);
+    }
+
+    /// Applies an in-dialog re-INVITE on `leg` (hold, unhold, new address, new codec): the
+    /// session keeps running and a bridge stays up. Ignored for the agent leg when not bridged.
+    pub fn update_remote(&self, leg: Leg, remote: RemoteMedia) {
+        self.send(Command::UpdateRemote(leg, remote));
+    }
+
+    /// Stops the session: no more packets or events; the sockets close. Also done on drop.
+    pub fn stop(&self) {
+        self.send(Command::Stop);
+    }
+
+    /// The caller leg's local address, as put in the SDP answer.
+    pub fn caller_local_addr(&self) -> SocketAddr {
+        self.caller_local_addr
+    }
+
+    fn send(&self, command: Command) {
+        // An error only means the task has already ended; there is nothing left to command.
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.send(Command::Stop);
+    }
+}
+
+/// Keeps `sessions_active` right however the task ends, even dropped unpolled at shutdown.
+struct ActiveSession(Arc<MediaCounters>);
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        self.0.session_ended();
+    }
+}
+
+fn now() -> Instant {
+    // Tokio's clock, so that a paused test runtime is respected.
+    tokio::time::Instant::now().into_std()
+}
+
+async fn receive(socket: Option<&RtpSocket>, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.socket().recv_from(buffer).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn send(
+    transmit: Option<Transmit<'_>>,
+    caller: &RtpSocket,
+    agent: Option<&RtpSocket>,
+    counters: &MediaCounters,
+) {
+    let Some(transmit) = transmit else { return };
+    let socket = match transmit.leg {
+        Leg::Caller => caller,
+        Leg::Agent => match agent {
+            Some(agent) => agent,
+            None => return counters.add_dropped(DropReason::NoPeer),
+        },
+    };
+    // try_send_to never waits: a full socket buffer drops this packet rather than delaying
+    // every later one.
+    match socket
+        .socket()
+        .try_send_to(transmit.packet, transmit.destination)
+    {
+        Ok(_) => match transmit.kind {
+            TransmitKind::Relayed => counters.add_relayed(),
+            TransmitKind::Generated => counters.add_generated(),
+        },
+        Err(error) => {
+            tracing::debug!(leg = %transmit.leg, destination = %transmit.destination, %error, "RTP send failed");
+            counters.add_dropped(DropReason::SendFailed);
+        }
+    }
+}
+
+async fn run(
+    mut state: SessionState,
+    caller: RtpSocket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::Sender<MediaEvent>,
+    active: ActiveSession,
+) {
+    let counters = Arc::clone(&active.0);
+    let mut agent: Option<RtpSocket> = None;
+    let mut caller_buffer = vec![0; RECEIVE_BUFFER];
+    let mut agent_buffer = vec![0; RECEIVE_BUFFER];
+    loop {
+        let deadline = state.poll_timeout();
+        // A far-away wake-up stands in for "none"; the branch is disabled then anyway.
+        let wake_at = deadline.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(3600),
+            tokio::time::Instant::from_std,
+        );
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(Command::Stop) => break,
+                Some(Command::Bridge(socket, remote)) => {
+                    tracing::debug!(local = %socket.local_addr(), remote = %remote.addr, "agent leg bridged");
+                    agent = Some(socket);
+                    state.handle_bridge(now(), remote);
+                }
+                Some(Command::Hold) => {
+                    agent = None;
+                    state.handle_hold(now());
+                }
+                Some(Command::UpdateRemote(leg, remote)) => state.handle_update_remote(now(), leg, remote),
+            },
+            received = caller.socket().recv_from(&mut caller_buffer) => match received {
+                Ok((len, from)) => {
+                    let transmit = state.handle_datagram(now(), Leg::Caller, from, &caller_buffer[..len]);
+                    send(transmit, &caller, agent.as_ref(), &counters);
+                }
+                // ICMP errors from earlier sends surface here (ECONNREFUSED on Linux); the
+                // socket is still fine.
+                Err(error) => tracing::trace!(%error, "caller RTP receive error"),
+            },
+            received = receive(agent.as_ref(), &mut agent_buffer) => match received {
+                Ok((len, from)) => {
+                    let transmit = state.handle_datagram(now(), Leg::Agent, from, &agent_buffer[..len]);
+                    send(transmit, &caller, agent.as_ref(), &counters);
+                }
+                Err(error) => tracing::trace!(%error, "agent RTP receive error"),
+            },
+            () = tokio::time::sleep_until(wake_at), if deadline.is_some() => {
+                let transmit = state.handle_timeout(now());
+                send(transmit, &caller, agent.as_ref(), &counters);
+            }
+        }
+        while let Some(event) = state.poll_event() {
+            if let Err(error) = events.try_send(event) {
+                tracing::warn!(%error, "media event dropped: the call flow is not reading events");
+            }
+        }
+    }
+    tracing::debug!(local = %caller.local_addr(), "media session stopped");
+    // Sockets closed and the session uncounted before the event channel closes, so a call
+    // flow that sees the channel end can rely on both.
+    drop(agent);
+    drop(caller);
+    drop(active);
+    drop(events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{goertzel_ratio, rms, tone};
+    use crate::{AudioFormat, Codec, Direction, g711};
+    use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
+    use tokio::net::UdpSocket;
+    use tokio::time::timeout;
+
+    /// Every wait in these tests ends here at the latest, so a broken session fails the test
+    /// instead of hanging it.
+    const DEADLINE: Duration = Duration::from_secs(5);
+
+    fn localhost() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    /// A received RTP packet, decoded.
+    #[derive(Debug, Clone)]
+    struct Packet {
+        from: SocketAddr,
+        payload_type: u8,
+        sequence: u16,
+        timestamp: u32,
+        ssrc: u32,
+        marker: bool,
+        payload: Vec<u8>,
+    }
+
+    impl Packet {
+        fn linear(&self, codec: Codec) -> Vec<i16> {
+            let mut linear = Vec::new();
+            g711::decode(codec, &self.payload, &mut linear);
+            linear
+        }
+
+        /// Relayed test tones are loud; comfort noise is at -50 dBov.
+        fn is_loud(&self, codec: Codec) -> bool {
+            rms(&self.linear(codec)) > 1000.0
+        }
+    }
+
+    /// A fake phone: a plain UDP socket speaking RTP.
+    struct Phone {
+        socket: UdpSocket,
+        ssrc: u32,
+        sequence: u16,
+        timestamp: u32,
+    }
+
+    impl Phone {
+        async fn new() -> Self {
+            Self {
+                socket: UdpSocket::bind(localhost()).await.unwrap(),
+                ssrc: 0x5EED_0001,
+                sequence: 1000,
+                timestamp: 50_000,
+            }
+        }
+
+        fn addr(&self) -> SocketAddr {
+            self.socket.local_addr().unwrap()
+        }
+
+        fn remote(&self, codec: Codec, telephone_event: Option<u8>) -> RemoteMedia {
+            RemoteMedia {
+                addr: self.addr(),
+                format: AudioFormat::new(codec, telephone_event),
+                direction: Direction::SendRecv,
+            }
+        }
+
+        async fn send_raw(&self, to: SocketAddr, datagram: &[u8]) {
+            self.socket.send_to(datagram, to).await.unwrap();
+        }
+
+        /// Sends the next 20 ms of audio and returns nothing; sequence and timestamp advance.
+        async fn send_audio(&mut self, to: SocketAddr, payload_type: u8, payload: &[u8]) {
+            self.send_packet(to, payload_type, false, payload).await;
+            self.timestamp = self.timestamp.wrapping_add(payload.len() as u32);
+        }
+
+        async fn send_packet(
+            &mut self,
+            to: SocketAddr,
+            payload_type: u8,
+            marker: bool,
+            payload: &[u8],
+        ) {
+            let packet = RtpPacketBuilder::new()
+                .payload_type(payload_type)
+                .marked(marker)
+                .sequence(Seq::from(self.sequence))
+                .timestamp(self.timestamp)
+                .ssrc(self.ssrc)
+                .payload(payload)
+                .build()
+                .unwrap();
+            self.sequence = self.sequence.wrapping_add(1);
+            self.send_raw(to, &packet).await;
+        }
+
+        async fn try_recv(&self, wait: Duration) -> Option<Packet> {
+            let mut buffer = [0; 2048];
+            let (len, from) = timeout(wait, self.socket.recv_from(&mut buffer))
+                .await
+                .ok()?
+                .unwrap();
+            let reader = RtpReader::new(&buffer[..len]).expect("Amico sends valid RTP version 2");
+            assert_eq!(reader.version(), 2);
+            Some(Packet {
+                from,
+                payload_type: reader.payload_type(),
+                sequence: reader.sequence_number().into(),
+                timestamp: reader.timestamp(),
+                ssrc: reader.ssrc(),
+                marker: reader.mark(),
+                payload: reader.payload().to_vec(),
+            })
+        }
+
+        async fn recv(&self) -> Packet {
+            self.try_recv(DEADLINE)
+                .await
+                .expect("an RTP packet before the deadline")
+        }
+    }
+
+    /// 20 ms frames of a tone in `codec`'s law.
+    fn tone_frames(codec: Codec, frequency_hz: f64, frames: usize) -> Vec<Vec<u8>> {
+        let samples = tone(frequency_hz, -10.0, frames * 160);
+        samples
+            .chunks(160)
+            .map(|chunk| {
+                let mut payload = Vec::new();
+                g711::encode(codec, chunk, &mut payload);
+                payload
+            })
+            .collect()
+    }
+
+    /// `sender` keeps sending tone frames to `to` until `receiver` got `wanted` loud packets
+    /// (commands reach the session asynchronously, so the first frames may meet no bridge
+    /// yet). Between sends it waits up to 20 ms for a packet; the whole pump has a deadline.
+    async fn pump(
+        sender: &mut Phone,
+        to: SocketAddr,
+        codec: Codec,
+        frequency_hz: f64,
+        receiver: &Phone,
+        receiver_codec: Codec,
+        wanted: usize,
+    ) -> Vec<Packet> {
+        let frames = tone_frames(codec, frequency_hz, 50);
+        let mut all = Vec::new();
+        let pumping = async {
+            let mut loud = 0;
+            for frame in frames.iter().cycle() {
+                sender.send_audio(to, codec.payload_type(), frame).await;
+                while let Some(packet) = receiver.try_recv(Duration::from_millis(20)).await {
+                    loud += usize::from(packet.is_loud(receiver_codec));
+                    all.push(packet);
+                    if loud == wanted {
+                        return;
+                    }
+                }
+            }
+        };
+        timeout(DEADLINE, pumping)
+            .await
+            .expect("the relayed packets before the deadline");
+        all
+    }
+
+    fn start(
+        caller: &Phone,
+        codec: Codec,
+        telephone_event: Option<u8>,
+        rtp_timeout: Option<Duration>,
+    ) -> (MediaSession, mpsc::Receiver<MediaEvent>, Arc<MediaCounters>) {
+        let counters = Arc::new(MediaCounters::default());
+        let socket = RtpSocket::bind(localhost()).unwrap();
+        let config = SessionConfig {
+            rtp_timeout,
+            comfort_level_dbov: -50.0,
+        };
+        let (session, events) = MediaSession::start(
+            socket,
+            caller.remote(codec, telephone_event),
+            config,
+            Arc::clone(&counters),
+        );
+        (session, events, counters)
+    }
+
+    fn wrapping_after(a: u32, b: u32) -> bool {
+        (a.wrapping_sub(b) as i32) > 0
+    }
+
+    #[tokio::test]
+    async fn caller_hears_a_paced_comfort_stream_in_its_law() {
+        let caller = Phone::new().await;
+        let (session, _events, counters) = start(&caller, Codec::Pcma, None, None);
+        let mut packets = Vec::new();
+        for _ in 0..25 {
+            packets.push(caller.recv().await);
+        }
+        let first = &packets[0];
+        assert_eq!(first.from, session.caller_local_addr());
+        assert!(first.marker, "RFC 3551 §4.1: marker on the first packet");
+        let mut heard = Vec::new();
+        for pair in packets.windows(2) {
+            let (previous, packet) = (&pair[0], &pair[1]);
+            assert_eq!(packet.payload_type, 8);
+            assert_eq!(packet.ssrc, first.ssrc);
+            assert!(!packet.marker);
+            assert_eq!(packet.sequence, previous.sequence.wrapping_add(1));
+            // +160 per packet; a loaded test machine may make the task skip frames, which
+            // then shows as a multiple of 160 (the exact pacing is tested in session_state).
+            let advance = packet.timestamp.wrapping_sub(previous.timestamp);
+            assert!(
+                advance >= 160 && advance % 160 == 0,
+                "timestamp advance {advance}"
+            );
+            assert_eq!(packet.payload.len(), 160);
+            heard.extend(packet.linear(Codec::Pcma));
+        }
+        let level = 20.0 * (rms(&heard) / 32767.0).log10();
+        assert!(
+            (-53.0..=-47.0).contains(&level),
+            "comfort noise at {level} dBov"
+        );
+        assert!(counters.packets_generated() >= 25);
+        assert_eq!(counters.sessions_active(), 1);
+    }
+
+    #[tokio::test]
+    async fn bridge_relays_tones_both_ways_transcoding_pcmu_and_pcma() {
+        let mut caller = Phone::new().await;
+        let mut agent = Phone::new().await;
+        agent.ssrc = 0xA6E7;
+        let (session, _events, counters) = start(&caller, Codec::Pcmu, None, None);
+        let caller_port = session.caller_local_addr();
+        let agent_socket = RtpSocket::bind(localhost()).unwrap();
+        let agent_port = agent_socket.local_addr();
+        session.bridge(agent_socket, agent.remote(Codec::Pcma, None));
+
+        let to_agent = pump(
+            &mut caller,
+            caller_port,
+            Codec::Pcmu,
+            1000.0,
+            &agent,
+            Codec::Pcma,
+            20,
+        )
+        .await;
+        assert!(
+            to_agent
+                .iter()
+                .all(|p| p.payload_type == 8 && p.from == agent_port)
+        );
+        let heard: Vec<i16> = to_agent
+            .iter()
+            .flat_map(|p| p.linear(Codec::Pcma))
+            .collect();
+        let ratio = goertzel_ratio(&heard, 1000.0, 1400.0);
+        assert!(
+            ratio > 100.0,
+            "agent hears the caller's 1 kHz tone (ratio {ratio})"
+        );
+
+        let to_caller = pump(
+            &mut agent,
+            agent_port,
+            Codec::Pcma,
+            600.0,
+            &caller,
+            Codec::Pcmu,
+            20,
+        )
+        .await;
+        let relayed: Vec<&Packet> = to_caller
+            .iter()
+            .filter(|p| p.is_loud(Codec::Pcmu))
+            .collect();
+        assert!(relayed.iter().all(|p| p.payload_type == 0));
+        let heard: Vec<i16> = relayed.iter().flat_map(|p| p.linear(Codec::Pcmu)).collect();
+        let ratio = goertzel_ratio(&heard, 600.0, 800.0);
+        assert!(
+            ratio > 100.0,
+            "caller hears the agent's 600 Hz tone (ratio {ratio})"
+        );
+        assert!(counters.packets_relayed() >= 40);
+    }
+
+    #[tokio::test]
+    async fn the_callers_stream_stays_continuous_from_comfort_to_relay_and_back() {
+        let caller = Phone::new().await;
+        let mut agent = Phone::new().await;
+        let (session, _events, _counters) = start(&caller, Codec::Pcmu, None, None);
+        let mut received = Vec::new();
+        for _ in 0..3 {
+            received.push(caller.recv().await);
+        }
+        let agent_socket = RtpSocket::bind(localhost()).unwrap();
+        let agent_port = agent_socket.local_addr();
+        session.bridge(agent_socket, agent.remote(Codec::Pcmu, None));
+        received.extend(
+            pump(
+                &mut agent,
+                agent_port,
+                Codec::Pcmu,
+                600.0,
+                &caller,
+                Codec::Pcmu,
+                10,
+            )
+            .await,
+        );
+        session.hold();
+        loop {
+            let packet = caller.recv().await;
+            let quiet = !packet.is_loud(Codec::Pcmu);
+            received.push(packet);
+            if quiet
+                && received
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .all(|p| !p.is_loud(Codec::Pcmu))
+            {
+                break;
+            }
+        }
+
+        let ssrc = received[0].ssrc;
+        let mut switches = Vec::new();
+        for (index, pair) in received.windows(2).enumerate() {
+            let (previous, packet) = (&pair[0], &pair[1]);
+            assert_eq!(packet.ssrc, ssrc, "one SSRC for the caller's stream");
+            assert_eq!(
+                packet.sequence,
+                previous.sequence.wrapping_add(1),
+                "packet {}",
+                index + 1
+            );
+            assert!(
+                wrapping_after(packet.timestamp, previous.timestamp),
+                "timestamps move forward at packet {}",
+                index + 1
+            );
+            if packet.is_loud(Codec::Pcmu) != previous.is_loud(Codec::Pcmu) {
+                switches.push(index + 1);
+                assert!(
+                    packet.marker,
+                    "marker on the first packet after a switch (packet {})",
+                    index + 1
+                );
+            } else {
+                assert!(
+                    !packet.marker,
+                    "no marker inside a run (packet {})",
+                    index + 1
+                );
+            }
+        }
+        assert_eq!(switches.len(), 2, "comfort → relay → comfort");
+    }
+
+    #[tokio::test]
+    async fn telephone_events_cross_with_the_agents_payload_type_and_raise_one_dtmf_event() {
+        let mut caller = Phone::new().await;
+        let agent = Phone::new().await;
+        let (session, mut events, _counters) = start(&caller, Codec::Pcmu, Some(101), None);
+        let caller_port = session.caller_local_addr();
+        session.bridge(
+            RtpSocket::bind(localhost()).unwrap(),
+            agent.remote(Codec::Pcmu, Some(96)),
+        );
+        pump(
+            &mut caller,
+            caller_port,
+            Codec::Pcmu,
+            1000.0,
+            &agent,
+            Codec::Pcmu,
+            3,
+        )
+        .await;
+
+        // RFC 4733 §2.5: key '#' held 100 ms; the end packet three times.
+        let steps = [
+            (true, 0x0A, 160u16),
+            (false, 0x0A, 320),
+            (false, 0x0A, 480),
+            (false, 0x8A, 800),
+            (false, 0x8A, 800),
+            (false, 0x8A, 800),
+        ];
+        for (marker, flags, duration) in steps {
+            let [high, low] = duration.to_be_bytes();
+            caller
+                .send_packet(caller_port, 101, marker, &[11, flags, high, low])
+                .await;
+        }
+        let mut events_seen = Vec::new();
+        while events_seen.len() < 6 {
+            let packet = agent.recv().await;
+            if packet.payload_type == 96 {
+                events_seen.push(packet);
+            }
+        }
+        assert!(
+            events_seen
+                .iter()
+                .all(|p| p.timestamp == events_seen[0].timestamp),
+            "one timestamp per event"
+        );
+        assert!(events_seen[0].marker);
+        assert_eq!(events_seen[5].payload, [11, 0x8A, 0x03, 0x20]);
+        let event = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+        assert_eq!(
+            event,
+            MediaEvent::Dtmf {
+                leg: Leg::Caller,
+                digit: '#',
+                duration: Duration::from_millis(100)
+            }
+        );
+        assert!(
+            events.try_recv().is_err(),
+            "the repeated end packets are not reported again"
+        );
+    }
+
+    #[tokio::test]
+    async fn rtp_goes_to_where_the_caller_really_sends_from() {
+        let sdp_address = Phone::new().await;
+        let mut behind_nat = Phone::new().await;
+        let (session, _events, _counters) = start(&sdp_address, Codec::Pcmu, None, None);
+        sdp_address.recv().await;
+        let frame = &tone_frames(Codec::Pcmu, 1000.0, 1)[0];
+        behind_nat
+            .send_audio(session.caller_local_addr(), 0, frame)
+            .await;
+        let packet = behind_nat.recv().await;
+        assert_eq!(packet.from, session.caller_local_addr());
+        assert_eq!(packet.payload_type, 0);
+    }
+
+    #[tokio::test]
+    async fn a_silent_leg_times_out_but_not_while_on_hold() {
+        let caller = Phone::new().await;
+        let agent = Phone::new().await;
+        let holding = RemoteMedia {
+            direction: Direction::SendOnly,
+            ..caller.remote(Codec::Pcmu, None)
+        };
+        let counters = Arc::new(MediaCounters::default());
+        let config = SessionConfig {
+            rtp_timeout: Some(Duration::from_millis(200)),
+            comfort_level_dbov: -50.0,
+        };
+        let (session, mut events) = MediaSession::start(
+            RtpSocket::bind(localhost()).unwrap(),
+            holding,
+            config,
+            counters,
+        );
+        // The agent leg joins later than the caller; only a holding caller keeps the
+        // caller's timeout (due first) from being reported first.
+        session.bridge(
+            RtpSocket::bind(localhost()).unwrap(),
+            agent.remote(Codec::Pcmu, None),
+        );
+        let event = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+        assert_eq!(event, MediaEvent::RtpTimeout { leg: Leg::Agent });
+        // Unhold: the caller is expected to send again, and does not.
+        session.update_remote(Leg::Caller, caller.remote(Codec::Pcmu, None));
+        let event = timeout(DEADLINE, events.recv()).await.unwrap().unwrap();
+        assert_eq!(event, MediaEvent::RtpTimeout { leg: Leg::Caller });
+    }
+
+    #[tokio::test]
+    async fn malformed_datagrams_are_counted_and_the_relay_goes_on() {
+        let mut caller = Phone::new().await;
+        let agent = Phone::new().await;
+        let (session, _events, counters) = start(&caller, Codec::Pcmu, None, None);
+        let caller_port = session.caller_local_addr();
+        session.bridge(
+            RtpSocket::bind(localhost()).unwrap(),
+            agent.remote(Codec::Pcmu, None),
+        );
+        let mut version_1 = tone_frames(Codec::Pcmu, 1000.0, 1)[0].clone();
+        version_1.splice(0..0, [0x40, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        for garbage in [&b"\x80\x00"[..], b"GET / HTTP/1.1\r\n\r\n", &version_1] {
+            caller.send_raw(caller_port, garbage).await;
+        }
+        let received = pump(
+            &mut caller,
+            caller_port,
+            Codec::Pcmu,
+            1000.0,
+            &agent,
+            Codec::Pcmu,
+            10,
+        )
+        .await;
+        let heard: Vec<i16> = received
+            .iter()
+            .flat_map(|p| p.linear(Codec::Pcmu))
+            .collect();
+        assert!(goertzel_ratio(&heard, 1000.0, 1400.0) > 100.0);
+        assert_eq!(counters.packets_dropped(DropReason::Malformed), 3);
+    }
+
+    #[tokio::test]
+    async fn an_agent_reinvite_moves_the_stream_without_breaking_the_bridge() {
+        let mut caller = Phone::new().await;
+        let first = Phone::new().await;
+        let second = Phone::new().await;
+        let (session, _events, _counters) = start(&caller, Codec::Pcmu, None, None);
+        let caller_port = session.caller_local_addr();
+        session.bridge(
+            RtpSocket::bind(localhost()).unwrap(),
+            first.remote(Codec::Pcmu, None),
+        );
+        let before = pump(
+            &mut caller,
+            caller_port,
+            Codec::Pcmu,
+            1000.0,
+            &first,
+            Codec::Pcmu,
+            5,
+        )
+        .await;
+        session.update_remote(Leg::Agent, second.remote(Codec::Pcma, None));
+        let after = pump(
+            &mut caller,
+            caller_port,
+            Codec::Pcmu,
+            1000.0,
+            &second,
+            Codec::Pcma,
+            5,
+        )
+        .await;
+        let (last, next) = (before.last().unwrap(), &after[0]);
+        assert_eq!(
+            next.ssrc, last.ssrc,
+            "the agent's stream is the same stream"
+        );
+        assert!((next.sequence.wrapping_sub(last.sequence) as i16) > 0);
+        assert!(
+            after.iter().all(|p| p.payload_type == 8),
+            "now transcoded to the new law"
+        );
+        let heard: Vec<i16> = after.iter().flat_map(|p| p.linear(Codec::Pcma)).collect();
+        assert!(goertzel_ratio(&heard, 1000.0, 1400.0) > 100.0);
+    }
+
+    #[tokio::test]
+    async fn stopping_or_dropping_ends_the_task_and_closes_the_sockets() {
+        let caller = Phone::new().await;
+        let (session, mut events, counters) = start(&caller, Codec::Pcmu, None, None);
+        let port = session.caller_local_addr();
+        session.stop();
+        assert_eq!(
+            timeout(DEADLINE, events.recv()).await.unwrap(),
+            None,
+            "the event channel closes"
+        );
+        assert_eq!(counters.sessions_active(), 0);
+        std::net::UdpSocket::bind(port).expect("the caller's port is free again");
+
+        let (session, mut events, counters) = start(&caller, Codec::Pcmu, None, None);
+        assert_eq!(counters.sessions_active(), 1);
+        drop(session);
+        assert_eq!(timeout(DEADLINE, events.recv()).await.unwrap(), None);
+        assert_eq!(counters.sessions_active(), 0);
+    }
+}

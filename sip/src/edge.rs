@@ -1,0 +1,853 @@
+//! The SIP edge: listens on UDP and TCP, answers what it can alone (OPTIONS, REGISTER,
+//! unsupported methods, untrusted or unknown calls) and hands admitted trunk calls to the
+//! application as [`IncomingCall`]s. Agent legs are placed with [`SipEdge::invite_agent`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ipnet::IpNet;
+use rsipstack::dialog::DialogId;
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::prelude::*;
+use rsipstack::sip::{Header, Method, SipMessage, StatusCode};
+use rsipstack::transaction::endpoint::MessageInspector;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use rsipstack::transaction::Endpoint;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::counters::SipCounters;
+use crate::digest::{Credentials, DigestAuth, DigestError, unix_now};
+use crate::guard::GuardedSocket;
+use crate::registrar::{
+    Binding, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig, Transport, uri_user,
+};
+use crate::{ALLOWED_METHODS, SipError};
+
+/// A PBX trunk allowed to send calls.
+#[derive(Clone, Debug, Default)]
+pub struct Trunk {
+    /// Its name, for logs and statistics.
+    pub name: String,
+    /// Source addresses trusted without authentication.
+    pub sources: Vec<IpNet>,
+    /// Digest credentials a trunk from elsewhere must answer with (username, password).
+    pub credentials: Option<(String, String)>,
+    /// Dialled number (Request-URI user) → queue name.
+    pub dids: HashMap<String, String>,
+}
+
+/// How the edge runs.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// UDP and TCP listen on this address (port 0: an ephemeral port, the same for both).
+    pub listen: SocketAddr,
+    /// Digest realm.
+    pub realm: String,
+    /// Agents' SIP usernames and passwords.
+    pub agents: HashMap<String, String>,
+    /// Trunks.
+    pub trunks: Vec<Trunk>,
+    /// Registration limits.
+    pub registrar: RegistrarConfig,
+    /// How long a digest nonce stays valid.
+    pub nonce_lifetime: Duration,
+}
+
+/// What the edge reports to the application.
+pub enum EdgeEvent {
+    /// An agent's phone registered (or refreshed; `new` is false then).
+    AgentRegistered {
+        /// Its SIP username.
+        user: String,
+        /// Where it can be reached.
+        binding: Binding,
+        /// False for a refresh.
+        new: bool,
+    },
+    /// An agent's phone is gone.
+    AgentUnregistered {
+        /// Its SIP username.
+        user: String,
+        /// Why.
+        reason: Unregistered,
+    },
+    /// A trunk call was admitted: the application answers or rejects it.
+    IncomingCall(IncomingCall),
+}
+
+/// Why a registration ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unregistered {
+    /// The phone removed it (Expires: 0).
+    Removed,
+    /// It lapsed.
+    Expired,
+}
+
+/// An admitted trunk call, not yet answered.
+pub struct IncomingCall {
+    /// The trunk it came over.
+    pub trunk: String,
+    /// The dialled number.
+    pub did: String,
+    /// The queue the number maps to.
+    pub queue: String,
+    /// The From header value, as received (the caller's identity, never re-escaped).
+    pub from: String,
+    /// The SIP Call-ID.
+    pub call_id: String,
+    /// The SDP offer (may be empty: offer-less INVITE).
+    pub offer: Vec<u8>,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// The leg, to answer and end.
+    pub leg: ServerLeg,
+}
+
+/// What happens on a leg after the application took it.
+pub enum LegEvent {
+    /// The agent's phone rings (180/183).
+    Ringing,
+    /// The agent answered; its SDP answer.
+    Answered(Vec<u8>),
+    /// The call could not be placed or was refused: the final status.
+    Failed(u16),
+    /// Our 200 was acknowledged: the dialog is confirmed.
+    Confirmed,
+    /// The remote side asks to change the session (re-INVITE or UPDATE) with this SDP
+    /// (may be empty); answer with [`Responder::answer`].
+    Reoffer {
+        /// The new offer.
+        sdp: Vec<u8>,
+        /// Where the answer goes.
+        responder: Responder,
+    },
+    /// An INFO request (DTMF relay, RFC 2976); already answered 200.
+    Info {
+        /// Its content type.
+        content_type: String,
+        /// Its body.
+        body: Vec<u8>,
+    },
+    /// The leg ended.
+    Ended(EndReason),
+}
+
+/// Why a leg ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The remote side sent BYE.
+    RemoteBye,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// We ended it.
+    LocalHangup,
+    /// No ACK, no response, transport failure.
+    Timeout,
+    /// Anything else, with the status if one was involved.
+    Other(u16),
+}
+
+/// Answers an in-dialog request.
+pub struct Responder {
+    handle: rsipstack::dialog::dialog::TransactionHandle,
+}
+
+impl Responder {
+    /// 200 with an SDP body.
+    pub async fn answer(self, sdp: String) {
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        if let Err(error) = self.handle.respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes())).await {
+            warn!(%error, "could not answer a re-INVITE");
+        }
+    }
+
+    /// A failure status (488 when the new offer cannot be accepted).
+    pub async fn reject(self, status: u16) {
+        if let Err(error) = self.handle.reply(StatusCode::from(status)).await {
+            warn!(%error, "could not refuse a re-INVITE");
+        }
+    }
+}
+
+/// One INVITE dialog and the stream of its state changes.
+struct Leg {
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    dialog_layer: Arc<DialogLayer>,
+    ended: bool,
+}
+
+impl Leg {
+    /// The next event the application should hear about.
+    async fn next(&mut self) -> Option<LegEvent> {
+        while !self.ended {
+            let state = self.states.recv().await?;
+            match state {
+                DialogState::Early(..) => return Some(LegEvent::Ringing),
+                DialogState::Confirmed(..) => return Some(LegEvent::Confirmed),
+                DialogState::Updated(_, request, handle) => {
+                    return Some(LegEvent::Reoffer { sdp: request.body, responder: Responder { handle } });
+                }
+                DialogState::Info(_, request, handle) => {
+                    let content_type = request
+                        .headers
+                        .iter()
+                        .find(|h| h.name().eq_ignore_ascii_case("content-type"))
+                        .map(|h| h.value().to_owned())
+                        .unwrap_or_default();
+                    handle.reply(StatusCode::OK).await.ok();
+                    return Some(LegEvent::Info { content_type, body: request.body });
+                }
+                DialogState::Options(_, _, handle) => {
+                    handle.reply(StatusCode::OK).await.ok();
+                }
+                DialogState::Notify(_, _, handle)
+                | DialogState::Refer(_, _, handle)
+                | DialogState::Message(_, _, handle)
+                | DialogState::Publish(_, _, handle) => {
+                    handle.reply(StatusCode::MethodNotAllowed).await.ok();
+                }
+                DialogState::Terminated(id, reason) => {
+                    self.ended = true;
+                    self.dialog_layer.remove_dialog(&id);
+                    return Some(LegEvent::Ended(end_reason(&reason)));
+                }
+                DialogState::Calling(_) | DialogState::Trying(_) | DialogState::WaitAck(..) => {}
+            }
+        }
+        None
+    }
+}
+
+fn end_reason(reason: &TerminatedReason) -> EndReason {
+    match reason {
+        TerminatedReason::UacBye | TerminatedReason::UasBye => EndReason::RemoteBye,
+        TerminatedReason::UacCancel => EndReason::Cancelled,
+        TerminatedReason::Timeout => EndReason::Timeout,
+        TerminatedReason::UacBusy | TerminatedReason::UasBusy => EndReason::Other(486),
+        TerminatedReason::UasDecline => EndReason::Other(603),
+        TerminatedReason::ProxyAuthRequired => EndReason::Other(407),
+        TerminatedReason::ProxyError(code) | TerminatedReason::UacOther(code) | TerminatedReason::UasOther(code) => {
+            EndReason::Other(u16::from(code.clone()))
+        }
+    }
+}
+
+/// The trunk side of a call: we are the UAS.
+pub struct ServerLeg {
+    leg: Leg,
+}
+
+impl ServerLeg {
+    /// 180 Ringing.
+    pub fn ringing(&self) -> Result<(), SipError> {
+        self.leg.dialog.ringing(None, None).map_err(SipError::stack)
+    }
+
+    /// 200 with our SDP answer.
+    pub fn answer(&self, sdp: String) -> Result<(), SipError> {
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        self.leg.dialog.accept(Some(headers), Some(sdp.into_bytes())).map_err(SipError::stack)
+    }
+
+    /// A final failure status (488, 486, 503...).
+    pub fn reject(&self, status: u16) -> Result<(), SipError> {
+        self.leg.dialog.reject(Some(StatusCode::from(status)), None).map_err(SipError::stack)
+    }
+
+    /// BYE (or nothing if already ended).
+    pub async fn hangup(&mut self) {
+        if !self.leg.ended {
+            if let Err(error) = self.leg.dialog.bye().await {
+                debug!(%error, "BYE to the trunk failed");
+            }
+            self.leg.ended = true;
+            self.leg.dialog_layer.remove_dialog(&self.leg.dialog.id());
+        }
+    }
+
+    /// The next event; `None` once the leg ended and everything was told.
+    pub async fn next(&mut self) -> Option<LegEvent> {
+        self.leg.next().await
+    }
+
+    /// Whether the leg ended.
+    pub fn is_ended(&self) -> bool {
+        self.leg.ended
+    }
+}
+
+/// The agent side of a call: we are the UAC.
+pub struct ClientLeg {
+    leg: Leg,
+    outcome: Option<tokio::task::JoinHandle<rsipstack::Result<(DialogId, Option<rsipstack::sip::Response>)>>>,
+    answered: bool,
+}
+
+impl ClientLeg {
+    /// The next event; `None` once ended.
+    pub async fn next(&mut self) -> Option<LegEvent> {
+        loop {
+            if let Some(outcome) = self.outcome.as_mut() {
+                tokio::select! {
+                    result = outcome => {
+                        self.outcome = None;
+                        match result {
+                            Ok(Ok((_, Some(response)))) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
+                                self.answered = true;
+                                return Some(LegEvent::Answered(response.body));
+                            }
+                            Ok(Ok((_, Some(response)))) => {
+                                self.leg.ended = true;
+                                return Some(LegEvent::Failed(u16::from(response.status_code)));
+                            }
+                            Ok(Ok((_, None))) => {
+                                self.leg.ended = true;
+                                return Some(LegEvent::Failed(408));
+                            }
+                            Ok(Err(error)) => {
+                                debug!(%error, "agent INVITE failed");
+                                self.leg.ended = true;
+                                return Some(LegEvent::Failed(error_status(&error)));
+                            }
+                            Err(_) => {
+                                self.leg.ended = true;
+                                return Some(LegEvent::Failed(500));
+                            }
+                        }
+                    }
+                    event = self.leg.next() => {
+                        match event {
+                            // The final answer comes from the transaction; skip the dialog's
+                            // view of it.
+                            Some(LegEvent::Confirmed) => continue,
+                            Some(LegEvent::Ended(_)) if !self.answered => continue,
+                            other => return other,
+                        }
+                    }
+                }
+            }
+            return match self.leg.next().await {
+                Some(LegEvent::Confirmed) => continue,
+                other => other,
+            };
+        }
+    }
+
+    /// CANCEL before the answer, BYE after.
+    pub async fn hangup(&mut self) {
+        if self.leg.ended {
+            return;
+        }
+        let result = if self.answered { self.leg.dialog.bye().await } else { self.leg.dialog.cancel().await };
+        if let Err(error) = result {
+            debug!(%error, "ending the agent leg failed");
+        }
+        if self.answered {
+            self.leg.ended = true;
+            self.leg.dialog_layer.remove_dialog(&self.leg.dialog.id());
+        }
+    }
+
+    /// Whether the leg ended.
+    pub fn is_ended(&self) -> bool {
+        self.leg.ended
+    }
+}
+
+fn error_status(error: &rsipstack::Error) -> u16 {
+    match error {
+        rsipstack::Error::DialogError(_, _, code) => u16::from(code.clone()),
+        rsipstack::Error::TransactionError(..) => 408,
+        _ => 503,
+    }
+}
+
+/// Rewrites the From of outgoing agent INVITEs to the caller's identity exactly as the
+/// trunk sent it. The stack's typed URIs re-escape `%` (`%2B` would leave as `%252B`), so
+/// the identity is swapped in as raw text, keeping our own tag.
+#[derive(Default)]
+struct IdentityRelay {
+    /// Call-ID → the caller's From value without its tag.
+    identities: DashMap<String, String>,
+}
+
+/// The inspector handed to the stack, sharing the table with the edge.
+struct IdentityInspector(Arc<IdentityRelay>);
+
+impl MessageInspector for IdentityInspector {
+    fn before_send(&self, mut msg: SipMessage, _dest: Option<&SipAddr>) -> SipMessage {
+        if let SipMessage::Request(request) = &mut msg {
+            let Ok(call_id) = request.call_id_header().map(|h| h.value().to_owned()) else { return msg };
+            if let Some(identity) = self.0.identities.get(&call_id) {
+                for header in request.headers.iter_mut() {
+                    if let Header::From(from) = header {
+                        let tag = from.value().split(";tag=").nth(1).map(|t| t.split(';').next().unwrap_or(t).to_owned());
+                        let value = match tag {
+                            Some(tag) => format!("{};tag={tag}", identity.value()),
+                            None => identity.value().clone(),
+                        };
+                        *header = Header::From(value.into());
+                    }
+                }
+            }
+        }
+        msg
+    }
+
+    fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
+        msg
+    }
+}
+
+/// Removes the `tag` parameter from a From value, leaving everything else as written.
+fn without_tag(from: &str) -> String {
+    let mut out = String::new();
+    let (head, params) = match from.rfind('>') {
+        Some(close) => (&from[..=close], &from[close + 1..]),
+        None => (from.split(';').next().unwrap_or(from), from.get(from.find(';').unwrap_or(from.len())..).unwrap_or("")),
+    };
+    out.push_str(head);
+    for param in params.split(';').filter(|p| !p.trim().is_empty()) {
+        if !param.trim().to_ascii_lowercase().starts_with("tag=") {
+            out.push(';');
+            out.push_str(param.trim());
+        }
+    }
+    out
+}
+
+/// The running SIP edge.
+pub struct SipEdge {
+    endpoint: Endpoint,
+    dialog_layer: Arc<DialogLayer>,
+    registrar: Registrar,
+    trunks: Vec<Trunk>,
+    counters: Arc<SipCounters>,
+    identities: Arc<IdentityRelay>,
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    cancel: CancellationToken,
+}
+
+impl SipEdge {
+    /// Binds UDP and TCP and builds the stack. Nothing is served until [`SipEdge::serve`].
+    pub async fn bind(config: EdgeConfig, counters: Arc<SipCounters>) -> Result<Arc<SipEdge>, SipError> {
+        let cancel = CancellationToken::new();
+        let (udp, tcp_addr) = bind_pair(config.listen)?;
+        let udp_addr = udp.local_addr().map_err(|source| SipError::Bind { addr: config.listen, source })?;
+        let transport_layer = TransportLayer::new(cancel.clone());
+        let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(GuardedSocket::new(udp, counters.clone()));
+        let udp = UdpConnection::from_socket(guarded, None, Some(cancel.child_token())).await.map_err(SipError::stack)?;
+        transport_layer.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(tcp_addr, None).await.map_err(SipError::stack)?;
+        transport_layer.add_transport(tcp.into());
+
+        let identities = Arc::new(IdentityRelay::default());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(&format!("Amico/{}", env!("CARGO_PKG_VERSION")))
+            .with_inspector(Box::new(IdentityInspector(identities.clone())))
+            .with_allows(ALLOWED_METHODS.iter().filter_map(|m| Method::try_from(*m).ok()).collect())
+            .build();
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let auth = DigestAuth::new(config.realm.clone(), config.nonce_lifetime);
+        let registrar = Registrar::new(config.agents, auth, config.registrar);
+        Ok(Arc::new(SipEdge {
+            endpoint,
+            dialog_layer,
+            registrar,
+            trunks: config.trunks,
+            counters,
+            identities,
+            udp_addr,
+            tcp_addr,
+            cancel,
+        }))
+    }
+
+    /// The UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Arc<SipCounters> {
+        &self.counters
+    }
+
+    /// Transactions in flight.
+    pub fn transactions_in_flight(&self) -> usize {
+        self.endpoint.inner.get_stats().running_transactions
+    }
+
+    /// Runs until `shutdown`: the stack, incoming requests, registration expiry.
+    pub async fn serve(self: Arc<Self>, events: mpsc::Sender<EdgeEvent>, shutdown: CancellationToken) -> Result<(), SipError> {
+        let mut incoming = self.endpoint.incoming_transactions().map_err(SipError::stack)?;
+        let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        let serve = self.endpoint.serve();
+        tokio::pin!(serve);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = &mut serve => break,
+                _ = expiry.tick() => {
+                    for user in self.registrar.expire(tokio::time::Instant::now()) {
+                        info!(%user, "registration expired");
+                        events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Expired }).await.ok();
+                    }
+                }
+                tx = incoming.recv() => {
+                    let Some(tx) = tx else { break };
+                    let edge = self.clone();
+                    let events = events.clone();
+                    tokio::spawn(async move { edge.handle(tx, events).await });
+                }
+            }
+        }
+        self.cancel.cancel();
+        Ok(())
+    }
+
+    async fn handle(self: Arc<Self>, mut tx: Transaction, events: mpsc::Sender<EdgeEvent>) {
+        // In-dialog requests (BYE, re-INVITE, ACK, INFO, CANCEL) go to their dialog.
+        if let Some(Dialog::Invite(mut dialog)) = self.dialog_layer.match_dialog(&tx) {
+            if let Err(error) = dialog.handle(&mut tx).await {
+                debug!(%error, "in-dialog request");
+            }
+            return;
+        }
+        let method = tx.original.method;
+        let result = match method {
+            Method::Options => {
+                let headers = vec![
+                    Header::Allow(ALLOWED_METHODS.join(", ").into()),
+                    Header::Accept("application/sdp".into()),
+                ];
+                tx.reply_with(StatusCode::OK, headers, None).await
+            }
+            Method::Register => self.register(&mut tx, &events).await,
+            Method::Invite => self.invite(tx, &events).await,
+            Method::Bye | Method::Cancel | Method::PRack | Method::Update | Method::Info => {
+                tx.reply(StatusCode::CallTransactionDoesNotExist).await
+            }
+            Method::Ack => Ok(()),
+            _ => {
+                let headers = vec![Header::Allow(ALLOWED_METHODS.join(", ").into())];
+                tx.reply_with(StatusCode::MethodNotAllowed, headers, None).await
+            }
+        };
+        if let Err(error) = result {
+            debug!(%error, %method, "request handling");
+        }
+    }
+
+    async fn register(&self, tx: &mut Transaction, events: &mpsc::Sender<EdgeEvent>) -> rsipstack::Result<()> {
+        let request = &tx.original;
+        let to = request.to_header()?.value().to_owned();
+        let Some(user) = uri_user(&to).map(str::to_owned) else {
+            return tx.reply(StatusCode::BadRequest).await;
+        };
+        let register = RegisterRequest {
+            user,
+            authorization: request.authorization_header().map(|h| h.value().to_owned()),
+            contacts: request.contact_headers().iter().map(|c| c.value().to_owned()).collect(),
+            expires: request.expires_header().and_then(|h| h.value().trim().parse().ok()),
+        };
+        let (source, transport) = source_of(tx);
+        let outcome = self.registrar.register(&register, source, transport, tokio::time::Instant::now(), unix_now());
+        match outcome {
+            RegisterOutcome::Challenge(challenges) => {
+                let headers = challenges.into_iter().map(|c| Header::WwwAuthenticate(c.into())).collect();
+                tx.reply_with(StatusCode::Unauthorized, headers, None).await
+            }
+            RegisterOutcome::Forbidden(why) => {
+                info!(user = %register.user, %source, why, "REGISTER refused");
+                tx.reply(StatusCode::Forbidden).await
+            }
+            RegisterOutcome::BadRequest(why) => {
+                info!(user = %register.user, %source, %why, "REGISTER refused");
+                tx.reply(StatusCode::BadRequest).await
+            }
+            RegisterOutcome::IntervalTooBrief(min) => {
+                tx.reply_with(StatusCode::IntervalTooBrief, vec![Header::MinExpires(min.to_string().into())], None).await
+            }
+            RegisterOutcome::Query(binding) => {
+                let headers = binding.iter().map(|b| contact_header(b)).collect();
+                tx.reply_with(StatusCode::OK, headers, None).await
+            }
+            RegisterOutcome::Registered { user, binding, expires, new } => {
+                let contact = Header::Contact(format!("<{}>;expires={expires}", binding.contact).into());
+                tx.reply_with(StatusCode::OK, vec![contact, Header::Expires(expires.to_string().into())], None).await?;
+                if new {
+                    info!(%user, contact = %binding.contact, %source, "agent registered");
+                }
+                events.send(EdgeEvent::AgentRegistered { user, binding, new }).await.ok();
+                Ok(())
+            }
+            RegisterOutcome::Unregistered { user, was_registered } => {
+                tx.reply(StatusCode::OK).await?;
+                if was_registered {
+                    info!(%user, "agent unregistered");
+                    events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Removed }).await.ok();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn invite(self: &Arc<Self>, mut tx: Transaction, events: &mpsc::Sender<EdgeEvent>) -> rsipstack::Result<()> {
+        let (source, _) = source_of(&tx);
+        let request = tx.original.clone();
+        // RFC 3261 §8.2.2.1: the Request-URI user, as written (the stack keeps it raw).
+        let did = request.uri.auth.as_ref().map(|a| a.user.clone()).unwrap_or_default();
+        let trunk = match self.admit(&request, source.ip()) {
+            Ok(trunk) => trunk,
+            Err(Admission::Challenge(stale)) => {
+                let headers = self
+                    .registrar
+                    .auth()
+                    .challenges(unix_now(), stale)
+                    .into_iter()
+                    .map(|c| Header::WwwAuthenticate(c.into()))
+                    .collect();
+                return tx.reply_with(StatusCode::Unauthorized, headers, None).await;
+            }
+            Err(Admission::Forbidden) => {
+                // An untrusted source learns nothing else.
+                info!(%source, %did, "INVITE from an untrusted source refused");
+                return tx.reply(StatusCode::Forbidden).await;
+            }
+        };
+        let Some(queue) = lookup_did(trunk, &did) else {
+            info!(%source, trunk = %trunk.name, %did, "INVITE to an unknown number");
+            return tx.reply(StatusCode::NotFound).await;
+        };
+        let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
+        let contact = self.local_contact();
+        let dialog = match self.dialog_layer.get_or_create_server_invite(&tx, state_sender, None, Some(contact)) {
+            Ok(dialog) => dialog,
+            Err(error) => {
+                warn!(%error, "could not create a dialog for an INVITE");
+                return tx.reply(StatusCode::ServerInternalError).await;
+            }
+        };
+        let call = IncomingCall {
+            trunk: trunk.name.clone(),
+            did,
+            queue: queue.to_owned(),
+            from: request.from_header()?.value().to_owned(),
+            call_id: request.call_id_header()?.value().to_owned(),
+            offer: request.body.clone(),
+            source,
+            leg: ServerLeg {
+                leg: Leg { dialog: dialog.clone(), states, dialog_layer: self.dialog_layer.clone(), ended: false },
+            },
+        };
+        if events.send(EdgeEvent::IncomingCall(call)).await.is_err() {
+            return tx.reply(StatusCode::ServiceUnavailable).await;
+        }
+        // The dialog drives the INVITE transaction until its final response and ACK.
+        let mut dialog = dialog;
+        dialog.handle(&mut tx).await
+    }
+
+    fn admit(&self, request: &rsipstack::sip::Request, source: IpAddr) -> Result<&Trunk, Admission> {
+        if let Some(trunk) = self.trunks.iter().find(|t| t.sources.iter().any(|net| net.contains(&source))) {
+            return Ok(trunk);
+        }
+        let authorization = request
+            .headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case("authorization") || h.name().eq_ignore_ascii_case("proxy-authorization"))
+            .map(|h| h.value().to_owned());
+        let with_credentials = || self.trunks.iter().filter(|t| t.credentials.is_some());
+        if with_credentials().next().is_none() {
+            return Err(Admission::Forbidden);
+        }
+        let Some(credentials) = authorization.as_deref().and_then(Credentials::parse) else {
+            return Err(Admission::Challenge(false));
+        };
+        let trunk = with_credentials()
+            .find(|t| t.credentials.as_ref().is_some_and(|(user, _)| *user == credentials.username))
+            .ok_or(Admission::Forbidden)?;
+        let (_, password) = trunk.credentials.as_ref().expect("filtered");
+        match self.registrar.auth().verify(&credentials, "INVITE", password, unix_now()) {
+            Ok(()) => Ok(trunk),
+            Err(DigestError::Stale) => Err(Admission::Challenge(true)),
+            Err(_) => Err(Admission::Forbidden),
+        }
+    }
+
+    fn local_contact(&self) -> rsipstack::sip::Uri {
+        rsipstack::sip::Uri {
+            scheme: Some(rsipstack::sip::Scheme::Sip),
+            auth: Some(rsipstack::sip::Auth { user: "amico".into(), password: None }),
+            host_with_port: self.udp_addr.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Rings an agent's registered phone with a call from `from` (the caller's From value
+    /// as received) and our SDP offer.
+    pub fn invite_agent(self: &Arc<Self>, user: &str, from: &str, sdp: String) -> Result<ClientLeg, SipError> {
+        let binding = self.registrar.binding(user).ok_or_else(|| SipError::NotRegistered(user.to_owned()))?;
+        let callee = rsipstack::sip::Uri::try_from(binding.contact.as_str())
+            .map_err(|_| SipError::BadContact(binding.contact.clone()))?;
+        let call_id = format!("{:016x}@amico", rand_u64());
+        self.identities.identities.insert(call_id.clone(), without_tag(from));
+        let transport = match binding.transport {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        };
+        let option = InviteOption {
+            caller: self.local_contact(),
+            callee,
+            destination: Some(SipAddr { r#type: Some(transport), addr: binding.source.into() }),
+            content_type: Some("application/sdp".into()),
+            offer: Some(sdp.into_bytes()),
+            contact: self.local_contact(),
+            call_id: Some(call_id),
+            ..Default::default()
+        };
+        let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
+        let (dialog, outcome) = self.dialog_layer.do_invite_async(option, state_sender).map_err(SipError::stack)?;
+        Ok(ClientLeg {
+            leg: Leg { dialog, states, dialog_layer: self.dialog_layer.clone(), ended: false },
+            outcome: Some(outcome),
+            answered: false,
+        })
+    }
+
+    /// Forgets the identity kept for a finished agent leg.
+    pub fn forget_call(&self, call_id: &str) {
+        self.identities.identities.remove(call_id);
+    }
+
+    /// Drops an agent's registration (its phone is unreachable); true if it had one.
+    pub fn drop_registration(&self, user: &str) -> bool {
+        self.registrar.drop_binding(user)
+    }
+
+    /// Stops the stack.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+enum Admission {
+    Challenge(bool),
+    Forbidden,
+}
+
+fn lookup_did<'a>(trunk: &'a Trunk, did: &str) -> Option<&'a str> {
+    trunk.dids.get(did).or_else(|| trunk.dids.get(&percent_decode(did))).map(String::as_str)
+}
+
+/// `%2B39` → `+39`, so that a DID configured as `+390521...` matches either spelling
+/// (RFC 3261 §19.1.4: escaped and unescaped characters compare equal in the user part).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn contact_header(binding: &Binding) -> Header {
+    let remaining = binding.expires_at.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+    Header::Contact(format!("<{}>;expires={remaining}", binding.contact).into())
+}
+
+fn source_of(tx: &Transaction) -> (SocketAddr, Transport) {
+    let connection = tx.connection.as_ref();
+    let transport = match connection.map(|c| c.transport()) {
+        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    let addr = connection
+        .and_then(|c| c.get_remote_addr().cloned())
+        .and_then(|a| a.get_socketaddr().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    (addr, transport)
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// Binds UDP, then makes sure TCP can take the same port (an ephemeral UDP port may be
+/// taken on TCP: try again).
+fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, SocketAddr), SipError> {
+    for _ in 0..20 {
+        let udp = std::net::UdpSocket::bind(listen).map_err(|source| SipError::Bind { addr: listen, source })?;
+        let port = udp.local_addr().map_err(|source| SipError::Bind { addr: listen, source })?.port();
+        let tcp_addr = SocketAddr::new(listen.ip(), port);
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(probe) => {
+                drop(probe);
+                udp.set_nonblocking(true).map_err(|source| SipError::Bind { addr: listen, source })?;
+                let udp = tokio::net::UdpSocket::from_std(udp).map_err(|source| SipError::Bind { addr: listen, source })?;
+                return Ok((udp, tcp_addr));
+            }
+            Err(source) if listen.port() != 0 => return Err(SipError::Bind { addr: tcp_addr, source }),
+            Err(_) => continue,
+        }
+    }
+    Err(SipError::Bind { addr: listen, source: std::io::Error::other("no port free on both UDP and TCP") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_values_lose_only_their_tag() {
+        assert_eq!(
+            without_tag(r#""Rossi, M" <sip:%2B39055123@pbx;user=phone>;tag=abc;x=1"#),
+            r#""Rossi, M" <sip:%2B39055123@pbx;user=phone>;x=1"#
+        );
+        assert_eq!(without_tag("sip:a@b;tag=1"), "sip:a@b");
+    }
+
+    #[test]
+    fn dids_match_escaped_or_not() {
+        let trunk = Trunk {
+            dids: HashMap::from([("+390521000".to_owned(), "comune".to_owned()), ("100".to_owned(), "x".to_owned())]),
+            ..Trunk::default()
+        };
+        assert_eq!(lookup_did(&trunk, "%2B390521000"), Some("comune"));
+        assert_eq!(lookup_did(&trunk, "+390521000"), Some("comune"));
+        assert_eq!(lookup_did(&trunk, "100"), Some("x"));
+        assert_eq!(lookup_did(&trunk, "101"), None);
+    }
+}

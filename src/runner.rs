@@ -1,0 +1,135 @@
+//! The ACD's single writer: one task owns the [`Acd`], takes inputs from a lock-free inbox,
+//! hands outputs to the call flow and publishes snapshots for readers.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amico_core::handoff::{Inbox, SnapshotCell};
+use amico_core::{Acd, AcdConfig, AcdSnapshot, Input, Output, Timestamp};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// Maps the monotonic clock onto the core's [`Timestamp`]s: zero is the last UTC midnight
+/// before start, so statistics intervals fall on the quarter hours.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: std::time::Instant,
+    origin_micros: u64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since_midnight = since_epoch.as_micros() as u64 % (86_400 * 1_000_000);
+        Clock { origin: std::time::Instant::now(), origin_micros: since_midnight }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        Timestamp::from_micros(self.origin_micros + self.origin.elapsed().as_micros() as u64)
+    }
+
+    /// The monotonic instant of a core timestamp (for sleeping until a deadline).
+    fn instant(&self, at: Timestamp) -> tokio::time::Instant {
+        let offset = at.as_micros().saturating_sub(self.origin_micros);
+        tokio::time::Instant::from_std(self.origin + Duration::from_micros(offset))
+    }
+}
+
+/// What producers hold: push an input, read the latest snapshot.
+#[derive(Clone)]
+pub(crate) struct AcdHandle {
+    inbox: Arc<Inbox<Input>>,
+    wake: Arc<Notify>,
+    snapshots: Arc<SnapshotCell<AcdSnapshot>>,
+}
+
+impl AcdHandle {
+    /// Hands an input to the writer; never blocks.
+    pub(crate) fn send(&self, input: Input) {
+        self.inbox.push(input);
+        self.wake.notify_one();
+    }
+
+    /// The latest published snapshot.
+    pub(crate) fn snapshot(&self) -> Arc<AcdSnapshot> {
+        self.snapshots.load()
+    }
+}
+
+/// Starts the writer task. Outputs go to `outputs` in order.
+pub(crate) fn start(
+    config: AcdConfig,
+    clock: Clock,
+    outputs: mpsc::UnboundedSender<Output>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(AcdHandle, tokio::task::JoinHandle<()>)> {
+    let mut acd = Acd::new(config, clock.now())?;
+    let handle = AcdHandle {
+        inbox: Arc::new(Inbox::new()),
+        wake: Arc::new(Notify::new()),
+        snapshots: Arc::new(SnapshotCell::new(acd.snapshot())),
+    };
+    let writer = handle.clone();
+    let task = tokio::spawn(async move {
+        // Readers see a fresh picture at most this often while inputs keep coming.
+        const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+        let mut published = tokio::time::Instant::now();
+        let mut dirty = false;
+        loop {
+            let deadline = acd.poll_timeout().map(|at| clock.instant(at));
+            let publish_at = dirty.then_some(published + PUBLISH_EVERY);
+            let wake_at = match (deadline, publish_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = writer.wake.notified() => {}
+                _ = sleep_until(wake_at) => {}
+            }
+            let now = clock.now();
+            if acd.poll_timeout().is_some_and(|at| at <= now) {
+                handle_one(&mut acd, now, Input::Timeout, &outputs);
+                dirty = true;
+            }
+            while let Some(input) = writer.inbox.pop() {
+                handle_one(&mut acd, now, input, &outputs);
+                dirty = true;
+            }
+            if dirty && published.elapsed() >= PUBLISH_EVERY {
+                writer.snapshots.publish(acd.snapshot());
+                published = tokio::time::Instant::now();
+                dirty = false;
+            }
+        }
+    });
+    Ok((handle, task))
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_one(acd: &mut Acd, now: Timestamp, input: Input, outputs: &mpsc::UnboundedSender<Output>) {
+    // The clock is read once per batch; a later input can never be earlier.
+    let now = now.max(acd.now());
+    if let Err(error) = acd.handle_input(now, input.clone()) {
+        // A refused input is an edge race (a late answer after the ring timeout) or a bug
+        // upstream; the ACD is unchanged either way.
+        match error {
+            amico_core::AcdError::NoSuchOffer { .. } | amico_core::AcdError::UnknownCall(_) => {
+                debug!(%error, ?input, "input refused")
+            }
+            _ => warn!(%error, ?input, "input refused"),
+        }
+    }
+    while let Some(output) = acd.poll_output() {
+        if outputs.send(output).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `amico run`: the server. Binds SIP, RTP and HTTP, starts the ACD's writer and ties the
+//! edges to it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amico_core::{AgentId, Input, QueueId};
+use amico_media::{MediaCounters, PortPool, SessionConfig};
+use amico_sip::{EdgeEvent, SipCounters, SipEdge};
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::callflow::Calls;
+use crate::config::Validated;
+use crate::runner::{self, Clock};
+
+/// Runs the server until `shutdown`. Prints one JSON line to stdout once every listener is
+/// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}` (tests wait for it).
+pub(crate) async fn run(validated: Validated, demo: bool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = &validated.config;
+    let sip_counters = Arc::new(SipCounters::default());
+    let media_counters = Arc::new(MediaCounters::default());
+
+    let edge = SipEdge::bind(validated.edge(), sip_counters.clone()).await.context("sip.listen")?;
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
+    let http_addr = http.local_addr()?;
+    let ports = Arc::new(
+        PortPool::new(config.rtp.address, config.rtp.port_min, config.rtp.port_max).context("rtp")?,
+    );
+
+    let (outputs, routed) = mpsc::unbounded_channel();
+    let (acd, acd_task) = runner::start(validated.acd.clone(), Clock::new(), outputs, shutdown.clone())?;
+    let queues: HashMap<String, QueueId> =
+        config.queues.iter().enumerate().map(|(i, q)| (q.name.clone(), QueueId(i as u32))).collect();
+    let usernames: Vec<String> =
+        config.agents.iter().map(|a| a.sip_username.clone().unwrap_or_else(|| a.name.clone())).collect();
+    let agent_ids: HashMap<String, AgentId> =
+        usernames.iter().enumerate().map(|(i, u)| (u.clone(), AgentId(i as u32))).collect();
+    let session = SessionConfig {
+        rtp_timeout: (config.rtp.timeout > 0.0).then(|| Duration::from_secs_f64(config.rtp.timeout)),
+        ..SessionConfig::default()
+    };
+    let calls = Calls::new(acd.clone(), edge.clone(), ports, media_counters.clone(), session, queues, usernames);
+    tokio::spawn(calls.clone().route(routed));
+
+    let (events, mut edge_events) = mpsc::channel(1024);
+    let sip_task = tokio::spawn(edge.clone().serve(events, shutdown.clone()));
+
+    let active = {
+        let calls = calls.clone();
+        Arc::new(move || calls.active()) as Arc<dyn Fn() -> usize + Send + Sync>
+    };
+    let transactions = {
+        let edge = edge.clone();
+        Arc::new(move || edge.transactions_in_flight()) as Arc<dyn Fn() -> usize + Send + Sync>
+    };
+    let registry = crate::metrics::registry(crate::metrics::Sources {
+        acd: acd.clone(),
+        sip: sip_counters,
+        transactions,
+        media: media_counters,
+        calls: active.clone(),
+    });
+    let state = Arc::new(crate::http::HttpState {
+        registry,
+        acd: acd.clone(),
+        sip_udp: edge.udp_addr(),
+        sip_tcp: edge.tcp_addr(),
+        calls: active,
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, crate::http::router(state)).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
+    });
+
+    let line = serde_json::json!({
+        "event": "listening",
+        "sip_udp": edge.udp_addr().to_string(),
+        "sip_tcp": edge.tcp_addr().to_string(),
+        "http": http_addr.to_string(),
+    });
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()?;
+    drop(stdout);
+    info!(sip_udp = %edge.udp_addr(), sip_tcp = %edge.tcp_addr(), http = %http_addr, "Amico is running");
+    if demo {
+        for agent in &config.agents {
+            let user = agent.sip_username.as_deref().unwrap_or(&agent.name);
+            info!("demo agent: register sip:{user}@{} with password '{}'", edge.udp_addr(), agent.sip_password);
+        }
+        for trunk in &config.trunks {
+            for (did, queue) in &trunk.dids {
+                info!("demo number: call sip:{did}@{} from {:?} to reach queue '{queue}'", edge.udp_addr(), trunk.sources);
+            }
+        }
+    }
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = edge_events.recv() => match event {
+                None => break,
+                Some(EdgeEvent::AgentRegistered { user, new, .. }) => {
+                    if let Some(&agent) = agent_ids.get(&user) && new {
+                        acd.send(Input::Login { agent });
+                    }
+                }
+                Some(EdgeEvent::AgentUnregistered { user, reason }) => {
+                    if let Some(&agent) = agent_ids.get(&user) {
+                        info!(%user, ?reason, "agent logged out");
+                        acd.send(Input::Logout { agent });
+                    }
+                }
+                Some(EdgeEvent::IncomingCall(call)) => calls.accept(call),
+            },
+        }
+    }
+    shutdown.cancel();
+    edge.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = http_task.await;
+        let _ = sip_task.await;
+        let _ = acd_task.await;
+    })
+    .await;
+    Ok(())
+}
