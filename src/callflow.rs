@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use amico_core::{AgentId, CallId, Command, Event, Input, OfferFailure, Output, QueueId};
 use amico_media::sdp::{self, SdpSession};
-use amico_media::{Codec, Leg as MediaLeg, MediaCounters, MediaEvent, MediaSession, PortPool, RemoteMedia, RtpSocket, SessionConfig};
+use amico_media::{
+    Codec, Leg as MediaLeg, MediaCounters, MediaEvent, MediaSession, PortPool, RemoteMedia,
+    RtpSocket, SessionConfig,
+};
 use amico_sip::{ClientLeg, IncomingCall, LegEvent, SipEdge};
 use dashmap::DashMap;
 use tokio::sync::mpsc;
@@ -81,8 +84,12 @@ impl Calls {
     pub(crate) async fn route(self: Arc<Self>, mut outputs: mpsc::UnboundedReceiver<Output>) {
         while let Some(output) = outputs.recv().await {
             let (call, command) = match output {
-                Output::Command(Command::Ring { call, agent, .. }) => (call, CallCommand::Ring(agent)),
-                Output::Command(Command::StopRinging { call, agent }) => (call, CallCommand::StopRinging(agent)),
+                Output::Command(Command::Ring { call, agent, .. }) => {
+                    (call, CallCommand::Ring(agent))
+                }
+                Output::Command(Command::StopRinging { call, agent }) => {
+                    (call, CallCommand::StopRinging(agent))
+                }
                 Output::Command(Command::Disconnect { call, reason }) => {
                     info!(%call, ?reason, "queue limit: the call is ended");
                     (call, CallCommand::Disconnect)
@@ -92,7 +99,9 @@ impl Calls {
                     warn!(%call, %destination, "no route out: the call is ended");
                     (call, CallCommand::Disconnect)
                 }
-                Output::Event(Event::CallConnected { call, agent, wait, .. }) => {
+                Output::Event(Event::CallConnected {
+                    call, agent, wait, ..
+                }) => {
                     info!(%call, %agent, wait_secs = wait.as_secs_f64(), "call connected");
                     (call, CallCommand::Connected(agent))
                 }
@@ -148,8 +157,22 @@ struct CallTask {
 }
 
 impl CallTask {
-    async fn run(calls: Arc<Calls>, id: CallId, queue: QueueId, call: IncomingCall, commands: mpsc::UnboundedReceiver<CallCommand>) {
-        let IncomingCall { leg, offer, from, did, trunk, source, .. } = call;
+    async fn run(
+        calls: Arc<Calls>,
+        id: CallId,
+        queue: QueueId,
+        call: IncomingCall,
+        commands: mpsc::UnboundedReceiver<CallCommand>,
+    ) {
+        let IncomingCall {
+            leg,
+            offer,
+            from,
+            did,
+            trunk,
+            source,
+            ..
+        } = call;
         let socket = match calls.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
@@ -159,7 +182,10 @@ impl CallTask {
             }
         };
         let local = socket.local_addr();
-        let offer = match std::str::from_utf8(&offer).map_err(|_| ()).and_then(|text| sdp::parse(text).map_err(|_| ())) {
+        let offer = match std::str::from_utf8(&offer)
+            .map_err(|_| ())
+            .and_then(|text| sdp::parse(text).map_err(|_| ()))
+        {
             Ok(offer) => offer,
             Err(()) => {
                 // No SDP offer (or an unreadable one): RFC 3261 §13.2.1 allows an
@@ -182,14 +208,36 @@ impl CallTask {
             warn!(%error, "could not answer a trunk call");
             return;
         }
-        let (media, media_events) = MediaSession::start(socket, caller_format.clone(), calls.session.clone(), calls.media.clone());
+        let (media, media_events) = MediaSession::start(
+            socket,
+            caller_format,
+            calls.session,
+            calls.media.clone(),
+        );
         info!(%id, %trunk, %did, %from, "call answered and queued");
-        calls.acd.send(Input::CallArrived { call: id, queue, priority: 0 });
-        let mut task = CallTask { calls, id, media, media_events, caller_format, from, agent: None };
+        calls.acd.send(Input::CallArrived {
+            call: id,
+            queue,
+            priority: 0,
+        });
+        let mut task = CallTask {
+            calls,
+            id,
+            media,
+            media_events,
+            caller_format,
+            from,
+            agent: None,
+        };
         task.serve(leg, session, commands).await;
     }
 
-    async fn serve(&mut self, mut trunk: amico_sip::ServerLeg, mut trunk_sdp: SdpSession, mut commands: mpsc::UnboundedReceiver<CallCommand>) {
+    async fn serve(
+        &mut self,
+        mut trunk: amico_sip::ServerLeg,
+        mut trunk_sdp: SdpSession,
+        mut commands: mpsc::UnboundedReceiver<CallCommand>,
+    ) {
         loop {
             tokio::select! {
                 event = trunk.next() => match event {
@@ -241,8 +289,16 @@ impl CallTask {
     }
 
     fn ring(&mut self, agent: AgentId) {
-        let Some(username) = self.calls.usernames.get(agent.index()).cloned() else { return };
-        let fail = |calls: &Calls, id: CallId, reason| calls.acd.send(Input::OfferFailed { call: id, agent, reason });
+        let Some(username) = self.calls.usernames.get(agent.index()).cloned() else {
+            return;
+        };
+        let fail = |calls: &Calls, id: CallId, reason| {
+            calls.acd.send(Input::OfferFailed {
+                call: id,
+                agent,
+                reason,
+            })
+        };
         let socket = match self.calls.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
@@ -254,13 +310,27 @@ impl CallTask {
         let local = socket.local_addr();
         // Offer the caller's codec first: both legs then agree and no transcoding happens.
         let mut codecs = vec![self.caller_format.format.codec];
-        codecs.extend(CODECS.iter().copied().filter(|c| *c != self.caller_format.format.codec));
+        codecs.extend(
+            CODECS
+                .iter()
+                .copied()
+                .filter(|c| *c != self.caller_format.format.codec),
+        );
         let session = SdpSession::new(rand_session_id());
         let offer = sdp::offer(local, &codecs, Some(101), &session);
         match self.calls.edge.invite_agent(&username, &self.from, offer) {
             Ok(leg) => {
                 info!(call = %self.id, %agent, %username, "ringing agent");
-                self.agent = Some(AgentSide { agent, leg, socket: Some(socket), sdp: session, local, remote: None, answered: false, connected: false });
+                self.agent = Some(AgentSide {
+                    agent,
+                    leg,
+                    socket: Some(socket),
+                    sdp: session,
+                    local,
+                    remote: None,
+                    answered: false,
+                    connected: false,
+                });
             }
             Err(error) => {
                 info!(call = %self.id, %username, %error, "agent unreachable");
@@ -276,35 +346,48 @@ impl CallTask {
     }
 
     fn connected(&mut self, agent: AgentId) {
-        let Some(side) = self.agent.as_mut().filter(|side| side.agent == agent) else { return };
+        let Some(side) = self.agent.as_mut().filter(|side| side.agent == agent) else {
+            return;
+        };
         side.connected = true;
-        if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote.clone()) {
+        if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote) {
             self.media.bridge(socket, remote);
         }
     }
 
     /// Handles an agent-leg event; true when the call is over.
     async fn agent_event(&mut self, event: Option<LegEvent>) -> bool {
-        let Some(side) = self.agent.as_mut() else { return false };
+        let Some(side) = self.agent.as_mut() else {
+            return false;
+        };
         let (id, agent) = (self.id, side.agent);
         match event {
             Some(LegEvent::Ringing) => false,
             Some(LegEvent::Answered(body)) => {
-                let remote = std::str::from_utf8(&body).ok().and_then(|text| sdp::parse(text).ok()).and_then(|answer| {
-                    let offered: Vec<Codec> = CODECS.to_vec();
-                    sdp::accept_answer(&answer, &offered).ok()
-                });
+                let remote = std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|text| sdp::parse(text).ok())
+                    .and_then(|answer| {
+                        let offered: Vec<Codec> = CODECS.to_vec();
+                        sdp::accept_answer(&answer, &offered).ok()
+                    });
                 match remote {
                     Some(remote) => {
                         side.remote = Some(remote);
                         side.answered = true;
-                        self.calls.acd.send(Input::OfferAnswered { call: id, agent });
+                        self.calls
+                            .acd
+                            .send(Input::OfferAnswered { call: id, agent });
                     }
                     None => {
                         info!(call = %id, %agent, "agent answered with unusable SDP");
                         side.leg.hangup().await;
                         self.agent = None;
-                        self.calls.acd.send(Input::OfferFailed { call: id, agent, reason: OfferFailure::Unreachable });
+                        self.calls.acd.send(Input::OfferFailed {
+                            call: id,
+                            agent,
+                            reason: OfferFailure::Unreachable,
+                        });
                     }
                 }
                 false
@@ -317,14 +400,18 @@ impl CallTask {
                 };
                 info!(call = %id, %agent, status, "agent did not take the call");
                 self.agent = None;
-                self.calls.acd.send(Input::OfferFailed { call: id, agent, reason });
+                self.calls.acd.send(Input::OfferFailed {
+                    call: id,
+                    agent,
+                    reason,
+                });
                 false
             }
             Some(LegEvent::Reoffer { sdp, responder }) => {
                 match reanswer(&sdp, side.local, &mut side.sdp) {
                     Some((answer, remote)) => {
                         if side.connected {
-                            self.media.update_remote(MediaLeg::Agent, remote.clone());
+                            self.media.update_remote(MediaLeg::Agent, remote);
                         }
                         side.remote = Some(remote);
                         responder.answer(answer).await;
@@ -341,7 +428,11 @@ impl CallTask {
             }
             Some(LegEvent::Ended(_)) | None => {
                 self.agent = None;
-                self.calls.acd.send(Input::OfferFailed { call: id, agent, reason: OfferFailure::Unreachable });
+                self.calls.acd.send(Input::OfferFailed {
+                    call: id,
+                    agent,
+                    reason: OfferFailure::Unreachable,
+                });
                 false
             }
             Some(LegEvent::Confirmed | LegEvent::Info { .. }) => false,
@@ -369,7 +460,11 @@ async fn next_agent_event(agent: &mut Option<AgentSide>) -> Option<LegEvent> {
 
 /// Our answer to an in-dialog re-offer (hold, unhold, codec lock): same port, the format
 /// the new offer allows, a new SDP version (RFC 3264 §8).
-fn reanswer(body: &[u8], local: std::net::SocketAddr, session: &mut SdpSession) -> Option<(String, RemoteMedia)> {
+fn reanswer(
+    body: &[u8],
+    local: std::net::SocketAddr,
+    session: &mut SdpSession,
+) -> Option<(String, RemoteMedia)> {
     let offer = sdp::parse(std::str::from_utf8(body).ok()?).ok()?;
     session.bump();
     sdp::answer(&offer, local, &CODECS, session).ok()

@@ -160,37 +160,66 @@ pub(crate) enum ConfigError {
 }
 
 fn field(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Field { field: field.into(), reason: reason.into() }
+    ConfigError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 impl Config {
     /// Parses and validates a file's text.
     pub(crate) fn parse(text: &str) -> Result<Validated, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string().trim_end().to_owned()))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Syntax(e.to_string().trim_end().to_owned()))?;
         config.validate()
     }
 
     fn validate(self) -> Result<Validated, ConfigError> {
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
-            return Err(field("rtp.port_min", format!("must be above 0 and below rtp.port_max ({})", self.rtp.port_max)));
+            return Err(field(
+                "rtp.port_min",
+                format!(
+                    "must be above 0 and below rtp.port_max ({})",
+                    self.rtp.port_max
+                ),
+            ));
         }
         if usize::from(self.rtp.port_max - self.rtp.port_min) < 2 {
-            return Err(field("rtp.port_max", "the range must hold at least one even RTP port and its RTCP port"));
+            return Err(field(
+                "rtp.port_max",
+                "the range must hold at least one even RTP port and its RTCP port",
+            ));
         }
         if !(self.rtp.timeout.is_finite() && self.rtp.timeout >= 0.0) {
-            return Err(field("rtp.timeout", "must be a number of seconds, 0 to disable"));
+            return Err(field(
+                "rtp.timeout",
+                "must be a number of seconds, 0 to disable",
+            ));
         }
-        if self.sip.listen.port() != 0 && self.sip.listen.port() == self.http.listen.port() && self.sip.listen.ip() == self.http.listen.ip() {
+        if self.sip.listen.port() != 0
+            && self.sip.listen.port() == self.http.listen.port()
+            && self.sip.listen.ip() == self.http.listen.ip()
+        {
             return Err(field("http.listen", "cannot be the SIP listen address"));
         }
         if self.sip.min_expires == 0 || self.sip.min_expires > self.sip.max_expires {
-            return Err(field("sip.min_expires", "must be at least 1 and at most sip.max_expires"));
+            return Err(field(
+                "sip.min_expires",
+                "must be at least 1 and at most sip.max_expires",
+            ));
         }
 
         let acd = AcdConfig {
             skills: self.skills.clone(),
             queues: self.queues.clone(),
-            agents: self.agents.iter().map(|a| AgentConfig { name: a.name.clone(), skills: a.skills.clone() }).collect(),
+            agents: self
+                .agents
+                .iter()
+                .map(|a| AgentConfig {
+                    name: a.name.clone(),
+                    skills: a.skills.clone(),
+                })
+                .collect(),
             statistics: self.statistics,
         };
         // The core names its own fields (queues[x].skills...).
@@ -201,16 +230,28 @@ impl Config {
 
         let mut usernames = HashMap::new();
         for agent in &self.agents {
-            let username = agent.sip_username.clone().unwrap_or_else(|| agent.name.clone());
+            let username = agent
+                .sip_username
+                .clone()
+                .unwrap_or_else(|| agent.name.clone());
             let prefix = format!("agents[{}]", agent.name);
             if username.is_empty() || username.contains(['@', ':', ' ', ';']) {
-                return Err(field(format!("{prefix}.sip_username"), format!("'{username}' is not a SIP user name")));
+                return Err(field(
+                    format!("{prefix}.sip_username"),
+                    format!("'{username}' is not a SIP user name"),
+                ));
             }
             if agent.sip_password.is_empty() {
                 return Err(field(format!("{prefix}.sip_password"), "must not be empty"));
             }
-            if usernames.insert(username.clone(), agent.name.clone()).is_some() {
-                return Err(field(format!("{prefix}.sip_username"), format!("'{username}' is used by another agent")));
+            if usernames
+                .insert(username.clone(), agent.name.clone())
+                .is_some()
+            {
+                return Err(field(
+                    format!("{prefix}.sip_username"),
+                    format!("'{username}' is used by another agent"),
+                ));
             }
         }
 
@@ -218,7 +259,9 @@ impl Config {
             if let amico_core::Overflow::External(destination) = &queue.overflow {
                 return Err(field(
                     format!("queues[{}].overflow", queue.name),
-                    format!("routing out to '{destination}' is not supported by the server yet; overflow to a queue or hang up"),
+                    format!(
+                        "routing out to '{destination}' is not supported by the server yet; overflow to a queue or hang up"
+                    ),
                 ));
             }
         }
@@ -226,7 +269,11 @@ impl Config {
         let mut names = HashSet::new();
         let mut trunks = Vec::new();
         for (index, trunk) in self.trunks.iter().enumerate() {
-            let prefix = if trunk.name.is_empty() { format!("trunks[{index}]") } else { format!("trunks[{}]", trunk.name) };
+            let prefix = if trunk.name.is_empty() {
+                format!("trunks[{index}]")
+            } else {
+                format!("trunks[{}]", trunk.name)
+            };
             if trunk.name.trim().is_empty() {
                 return Err(field(format!("{prefix}.name"), "must not be empty"));
             }
@@ -238,23 +285,44 @@ impl Config {
                 let net = source
                     .parse::<IpNet>()
                     .or_else(|_| source.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| field(format!("{prefix}.sources"), format!("'{source}' is not an address or network")))?;
+                    .map_err(|_| {
+                        field(
+                            format!("{prefix}.sources"),
+                            format!("'{source}' is not an address or network"),
+                        )
+                    })?;
                 sources.push(net);
             }
             let credentials = match (&trunk.username, &trunk.password) {
-                (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => Some((user.clone(), password.clone())),
+                (Some(user), Some(password)) if !user.is_empty() && !password.is_empty() => {
+                    Some((user.clone(), password.clone()))
+                }
                 (None, None) => None,
-                _ => return Err(field(format!("{prefix}.password"), "username and password go together, neither empty")),
+                _ => {
+                    return Err(field(
+                        format!("{prefix}.password"),
+                        "username and password go together, neither empty",
+                    ));
+                }
             };
             if sources.is_empty() && credentials.is_none() {
-                return Err(field(format!("{prefix}.sources"), "a trunk needs trusted sources or a username and password"));
+                return Err(field(
+                    format!("{prefix}.sources"),
+                    "a trunk needs trusted sources or a username and password",
+                ));
             }
             if trunk.dids.is_empty() {
-                return Err(field(format!("{prefix}.dids"), "no number is mapped to a queue"));
+                return Err(field(
+                    format!("{prefix}.dids"),
+                    "no number is mapped to a queue",
+                ));
             }
             for (did, queue) in &trunk.dids {
                 if !queues.contains(queue.as_str()) {
-                    return Err(field(format!("{prefix}.dids.{did}"), format!("queue '{queue}' does not exist")));
+                    return Err(field(
+                        format!("{prefix}.dids.{did}"),
+                        format!("queue '{queue}' does not exist"),
+                    ));
                 }
             }
             trunks.push(amico_sip::Trunk {
@@ -264,7 +332,11 @@ impl Config {
                 dids: trunk.dids.clone().into_iter().collect(),
             });
         }
-        Ok(Validated { acd, trunks, config: self })
+        Ok(Validated {
+            acd,
+            trunks,
+            config: self,
+        })
     }
 }
 
@@ -278,13 +350,19 @@ impl Validated {
                 .config
                 .agents
                 .iter()
-                .map(|a| (a.sip_username.clone().unwrap_or_else(|| a.name.clone()), a.sip_password.clone()))
+                .map(|a| {
+                    (
+                        a.sip_username.clone().unwrap_or_else(|| a.name.clone()),
+                        a.sip_password.clone(),
+                    )
+                })
                 .collect(),
             trunks: self.trunks.clone(),
             registrar: amico_sip::RegistrarConfig {
                 min_expires: self.config.sip.min_expires,
                 max_expires: self.config.sip.max_expires,
-                default_expires: 600.clamp(self.config.sip.min_expires, self.config.sip.max_expires),
+                default_expires: 600
+                    .clamp(self.config.sip.min_expires, self.config.sip.max_expires),
             },
             nonce_lifetime: Duration::from_secs(300),
         }
@@ -332,7 +410,8 @@ mod tests {
         assert!(unknown.contains("unknown field `strategi`"), "{unknown}");
         let wrong_type = error(&DEMO.replace("ring_timeout = 20", "ring_timeout = \"soon\""));
         assert!(wrong_type.contains("ring_timeout"), "{wrong_type}");
-        let bad_address = error(&DEMO.replace("listen = \"127.0.0.1:5060\"", "listen = \"127.0.0.1\""));
+        let bad_address =
+            error(&DEMO.replace("listen = \"127.0.0.1:5060\"", "listen = \"127.0.0.1\""));
         assert!(bad_address.contains("listen"), "{bad_address}");
     }
 }

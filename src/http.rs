@@ -20,12 +20,19 @@ pub(crate) struct HttpState {
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).with_state(state)
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn health(State(state): State<Arc<HttpState>>) -> Response {
     let snapshot = state.acd.snapshot();
-    let logged_in = snapshot.agents.iter().filter(|a| a.state != amico_core::AgentState::LoggedOut).count();
+    let logged_in = snapshot
+        .agents
+        .iter()
+        .filter(|a| a.state != amico_core::AgentState::LoggedOut)
+        .count();
     let body = json!({
         "status": "ok",
         "sip": { "udp": state.sip_udp.to_string(), "tcp": state.sip_tcp.to_string() },
@@ -41,10 +48,17 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             text,
         )
             .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        )
+            .into_response(),
     }
 }

@@ -181,7 +181,8 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<config::Validated> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     config::Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -201,7 +202,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     // The whole configuration is checked before any port is bound.
     let (validated, demo) = match &args.config {
         Some(path) => (load(path)?, false),
-        None => (config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?, true),
+        None => (
+            config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?,
+            true,
+        ),
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -211,15 +215,18 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rsipstack=warn")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

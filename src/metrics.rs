@@ -32,16 +32,36 @@ struct AmicoCollector(Sources);
 
 type Labels = Vec<(&'static str, String)>;
 
-fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, values: &[(Labels, f64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: &[(Labels, f64)],
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
     for (labels, value) in values {
         ConstGauge::new(*value).encode(family.encode_family(labels)?)?;
     }
     Ok(())
 }
 
-fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, values: &[(Labels, u64)]) -> std::fmt::Result {
-    let mut family = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+fn counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    values: &[(Labels, u64)],
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
     for (labels, value) in values {
         ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
     }
@@ -49,33 +69,109 @@ fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, values: 
 }
 
 fn quantiles(queue: &str, summary: &DistributionSummary) -> Vec<(Labels, f64)> {
-    [("0.5", summary.p50), ("0.9", summary.p90), ("0.95", summary.p95), ("0.99", summary.p99), ("0.999", summary.p999)]
-        .into_iter()
-        .map(|(q, value)| (vec![("queue", queue.to_owned()), ("quantile", q.to_owned())], value.as_secs_f64()))
-        .collect()
+    [
+        ("0.5", summary.p50),
+        ("0.9", summary.p90),
+        ("0.95", summary.p95),
+        ("0.99", summary.p99),
+        ("0.999", summary.p999),
+    ]
+    .into_iter()
+    .map(|(q, value)| {
+        (
+            vec![("queue", queue.to_owned()), ("quantile", q.to_owned())],
+            value.as_secs_f64(),
+        )
+    })
+    .collect()
 }
 
 impl Collector for AmicoCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let snapshot: Arc<AcdSnapshot> = self.0.acd.snapshot();
         let queue = |name: &str| vec![("queue", name.to_owned())];
-        let per_queue_gauge = |f: &dyn Fn(&amico_core::QueueSnapshot) -> f64| -> Vec<(Labels, f64)> {
-            snapshot.queues.iter().map(|q| (queue(&q.name), f(q))).collect()
-        };
-        let per_queue_counter = |f: &dyn Fn(&amico_core::metrics::Counters) -> u64| -> Vec<(Labels, u64)> {
-            snapshot.queues.iter().map(|q| (queue(&q.name), f(&q.cumulative.counters))).collect()
-        };
-        gauge(&mut encoder, "amico_queue_waiting_callers", "Callers waiting for an agent.", &per_queue_gauge(&|q| f64::from(q.waiting)))?;
-        gauge(&mut encoder, "amico_queue_ringing_callers", "Callers ringing an agent.", &per_queue_gauge(&|q| f64::from(q.ringing)))?;
-        gauge(&mut encoder, "amico_queue_longest_wait_seconds", "Longest current wait in the queue.", &per_queue_gauge(&|q| q.longest_wait.as_secs_f64()))?;
-        counter(&mut encoder, "amico_queue_offered", "Callers who joined the queue.", &per_queue_counter(&|c| c.offered))?;
-        counter(&mut encoder, "amico_queue_answered", "Callers answered by an agent.", &per_queue_counter(&|c| c.answered))?;
-        counter(&mut encoder, "amico_queue_abandoned", "Callers who hung up before an answer.", &per_queue_counter(&|c| c.abandoned))?;
-        counter(&mut encoder, "amico_queue_short_abandoned", "Abandons within the short-abandon threshold.", &per_queue_counter(&|c| c.short_abandoned))?;
-        counter(&mut encoder, "amico_queue_abandoned_after_threshold", "Abandons after the abandon threshold (47 s by default).", &per_queue_counter(&|c| c.abandoned_after_threshold))?;
-        counter(&mut encoder, "amico_queue_overflowed", "Callers who left through a queue limit.", &per_queue_counter(&|c| c.overflowed))?;
-        counter(&mut encoder, "amico_queue_answered_within_sl", "Answers within the service-level time.", &per_queue_counter(&|c| c.answered_within_sl))?;
-        counter(&mut encoder, "amico_queue_offers_failed", "Offers to agents not taken.", &per_queue_counter(&|c| c.offers_failed))?;
+        let per_queue_gauge =
+            |f: &dyn Fn(&amico_core::QueueSnapshot) -> f64| -> Vec<(Labels, f64)> {
+                snapshot
+                    .queues
+                    .iter()
+                    .map(|q| (queue(&q.name), f(q)))
+                    .collect()
+            };
+        let per_queue_counter =
+            |f: &dyn Fn(&amico_core::metrics::Counters) -> u64| -> Vec<(Labels, u64)> {
+                snapshot
+                    .queues
+                    .iter()
+                    .map(|q| (queue(&q.name), f(&q.cumulative.counters)))
+                    .collect()
+            };
+        gauge(
+            &mut encoder,
+            "amico_queue_waiting_callers",
+            "Callers waiting for an agent.",
+            &per_queue_gauge(&|q| f64::from(q.waiting)),
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_queue_ringing_callers",
+            "Callers ringing an agent.",
+            &per_queue_gauge(&|q| f64::from(q.ringing)),
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_queue_longest_wait_seconds",
+            "Longest current wait in the queue.",
+            &per_queue_gauge(&|q| q.longest_wait.as_secs_f64()),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_offered",
+            "Callers who joined the queue.",
+            &per_queue_counter(&|c| c.offered),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_answered",
+            "Callers answered by an agent.",
+            &per_queue_counter(&|c| c.answered),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_abandoned",
+            "Callers who hung up before an answer.",
+            &per_queue_counter(&|c| c.abandoned),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_short_abandoned",
+            "Abandons within the short-abandon threshold.",
+            &per_queue_counter(&|c| c.short_abandoned),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_abandoned_after_threshold",
+            "Abandons after the abandon threshold (47 s by default).",
+            &per_queue_counter(&|c| c.abandoned_after_threshold),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_overflowed",
+            "Callers who left through a queue limit.",
+            &per_queue_counter(&|c| c.overflowed),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_answered_within_sl",
+            "Answers within the service-level time.",
+            &per_queue_counter(&|c| c.answered_within_sl),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_offers_failed",
+            "Offers to agents not taken.",
+            &per_queue_counter(&|c| c.offers_failed),
+        )?;
         gauge(
             &mut encoder,
             "amico_queue_service_level_ratio",
@@ -92,48 +188,158 @@ impl Collector for AmicoCollector {
             &mut encoder,
             "amico_queue_abandon_after_threshold_ratio",
             "Abandoned after the threshold / (answered + abandoned), since start.",
-            &per_queue_gauge(&|q| q.cumulative.rates.abandon_after_threshold_rate.unwrap_or(0.0)),
+            &per_queue_gauge(&|q| {
+                q.cumulative
+                    .rates
+                    .abandon_after_threshold_rate
+                    .unwrap_or(0.0)
+            }),
         )?;
-        let waits: Vec<_> = snapshot.queues.iter().flat_map(|q| quantiles(&q.name, &q.cumulative.wait)).collect();
-        gauge(&mut encoder, "amico_queue_wait_seconds", "Wait of answered calls, by quantile, since start.", &waits)?;
-        let abandons: Vec<_> = snapshot.queues.iter().flat_map(|q| quantiles(&q.name, &q.cumulative.abandon)).collect();
-        gauge(&mut encoder, "amico_queue_time_to_abandon_seconds", "Time to abandon, by quantile, since start.", &abandons)?;
+        let waits: Vec<_> = snapshot
+            .queues
+            .iter()
+            .flat_map(|q| quantiles(&q.name, &q.cumulative.wait))
+            .collect();
+        gauge(
+            &mut encoder,
+            "amico_queue_wait_seconds",
+            "Wait of answered calls, by quantile, since start.",
+            &waits,
+        )?;
+        let abandons: Vec<_> = snapshot
+            .queues
+            .iter()
+            .flat_map(|q| quantiles(&q.name, &q.cumulative.abandon))
+            .collect();
+        gauge(
+            &mut encoder,
+            "amico_queue_time_to_abandon_seconds",
+            "Time to abandon, by quantile, since start.",
+            &abandons,
+        )?;
         let agents: Vec<(Labels, f64)> = snapshot
             .queues
             .iter()
             .flat_map(|q| {
                 let a = q.agents;
-                [("available", a.available), ("reserved", a.reserved), ("on_call", a.on_call), ("wrap_up", a.wrap_up), ("paused", a.paused)]
-                    .into_iter()
-                    .map(|(state, n)| (vec![("queue", q.name.clone()), ("state", state.to_owned())], f64::from(n)))
+                [
+                    ("available", a.available),
+                    ("reserved", a.reserved),
+                    ("on_call", a.on_call),
+                    ("wrap_up", a.wrap_up),
+                    ("paused", a.paused),
+                ]
+                .into_iter()
+                .map(|(state, n)| {
+                    (
+                        vec![("queue", q.name.clone()), ("state", state.to_owned())],
+                        f64::from(n),
+                    )
+                })
             })
             .collect();
-        gauge(&mut encoder, "amico_queue_agents", "The queue's own agents by state (logged out not counted).", &agents)?;
+        gauge(
+            &mut encoder,
+            "amico_queue_agents",
+            "The queue's own agents by state (logged out not counted).",
+            &agents,
+        )?;
 
         let methods = |values: Vec<(&'static str, u64)>| -> Vec<(Labels, u64)> {
-            values.into_iter().map(|(m, n)| (vec![("method", m.to_owned())], n)).collect()
+            values
+                .into_iter()
+                .map(|(m, n)| (vec![("method", m.to_owned())], n))
+                .collect()
         };
         let classes = |values: Vec<(&'static str, u64)>| -> Vec<(Labels, u64)> {
-            values.into_iter().map(|(c, n)| (vec![("class", c.to_owned())], n)).collect()
+            values
+                .into_iter()
+                .map(|(c, n)| (vec![("class", c.to_owned())], n))
+                .collect()
         };
         let sip = &self.0.sip;
-        counter(&mut encoder, "amico_sip_requests_received", "SIP requests received, by method.", &methods(sip.requests_received().collect()))?;
-        counter(&mut encoder, "amico_sip_requests_sent", "SIP requests sent, by method.", &methods(sip.requests_sent().collect()))?;
-        counter(&mut encoder, "amico_sip_responses_received", "SIP responses received, by class.", &classes(sip.responses_received().collect()))?;
-        counter(&mut encoder, "amico_sip_responses_sent", "SIP responses sent, by class.", &classes(sip.responses_sent().collect()))?;
-        counter(&mut encoder, "amico_sip_malformed", "SIP messages that could not be taken.", &[(vec![], sip.malformed_total())])?;
-        counter(&mut encoder, "amico_sip_malformed_answered", "Malformed SIP requests answered 400 or 501.", &[(vec![], sip.malformed_answered_total())])?;
-        gauge(&mut encoder, "amico_sip_transactions", "SIP transactions in flight.", &[(vec![], (self.0.transactions)() as f64)])?;
-        gauge(&mut encoder, "amico_calls_active", "Calls in progress (trunk legs).", &[(vec![], (self.0.calls)() as f64)])?;
+        counter(
+            &mut encoder,
+            "amico_sip_requests_received",
+            "SIP requests received, by method.",
+            &methods(sip.requests_received().collect()),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_requests_sent",
+            "SIP requests sent, by method.",
+            &methods(sip.requests_sent().collect()),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_responses_received",
+            "SIP responses received, by class.",
+            &classes(sip.responses_received().collect()),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_responses_sent",
+            "SIP responses sent, by class.",
+            &classes(sip.responses_sent().collect()),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_malformed",
+            "SIP messages that could not be taken.",
+            &[(vec![], sip.malformed_total())],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_malformed_answered",
+            "Malformed SIP requests answered 400 or 501.",
+            &[(vec![], sip.malformed_answered_total())],
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_sip_transactions",
+            "SIP transactions in flight.",
+            &[(vec![], (self.0.transactions)() as f64)],
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_calls_active",
+            "Calls in progress (trunk legs).",
+            &[(vec![], (self.0.calls)() as f64)],
+        )?;
         let media = &self.0.media;
-        counter(&mut encoder, "amico_rtp_packets_relayed", "RTP packets relayed between legs.", &[(vec![], media.packets_relayed())])?;
-        counter(&mut encoder, "amico_rtp_packets_generated", "RTP packets generated (comfort stream).", &[(vec![], media.packets_generated())])?;
+        counter(
+            &mut encoder,
+            "amico_rtp_packets_relayed",
+            "RTP packets relayed between legs.",
+            &[(vec![], media.packets_relayed())],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_rtp_packets_generated",
+            "RTP packets generated (comfort stream).",
+            &[(vec![], media.packets_generated())],
+        )?;
         let dropped: Vec<(Labels, u64)> = amico_media::DropReason::ALL
             .into_iter()
-            .map(|reason| (vec![("reason", reason.as_str().to_owned())], media.packets_dropped(reason)))
+            .map(|reason| {
+                (
+                    vec![("reason", reason.as_str().to_owned())],
+                    media.packets_dropped(reason),
+                )
+            })
             .collect();
-        counter(&mut encoder, "amico_rtp_packets_dropped", "RTP packets dropped, by reason.", &dropped)?;
-        gauge(&mut encoder, "amico_rtp_sessions", "Media sessions active.", &[(vec![], media.sessions_active() as f64)])?;
+        counter(
+            &mut encoder,
+            "amico_rtp_packets_dropped",
+            "RTP packets dropped, by reason.",
+            &dropped,
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_rtp_sessions",
+            "Media sessions active.",
+            &[(vec![], media.sessions_active() as f64)],
+        )?;
         Ok(())
     }
 }

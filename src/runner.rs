@@ -20,9 +20,14 @@ pub(crate) struct Clock {
 
 impl Clock {
     pub(crate) fn new() -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let since_midnight = since_epoch.as_micros() as u64 % (86_400 * 1_000_000);
-        Clock { origin: std::time::Instant::now(), origin_micros: since_midnight }
+        Clock {
+            origin: std::time::Instant::now(),
+            origin_micros: since_midnight,
+        }
     }
 
     pub(crate) fn now(&self) -> Timestamp {
@@ -114,7 +119,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn handle_one(acd: &mut Acd, now: Timestamp, input: Input, outputs: &mpsc::UnboundedSender<Output>) {
+fn handle_one(
+    acd: &mut Acd,
+    now: Timestamp,
+    input: Input,
+    outputs: &mpsc::UnboundedSender<Output>,
+) {
     // The clock is read once per batch; a later input can never be earlier.
     let now = now.max(acd.now());
     if let Err(error) = acd.handle_input(now, input.clone()) {

@@ -20,33 +20,64 @@ use crate::runner::{self, Clock};
 
 /// Runs the server until `shutdown`. Prints one JSON line to stdout once every listener is
 /// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}` (tests wait for it).
-pub(crate) async fn run(validated: Validated, demo: bool, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    validated: Validated,
+    demo: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let config = &validated.config;
     let sip_counters = Arc::new(SipCounters::default());
     let media_counters = Arc::new(MediaCounters::default());
 
-    let edge = SipEdge::bind(validated.edge(), sip_counters.clone()).await.context("sip.listen")?;
+    let edge = SipEdge::bind(validated.edge(), sip_counters.clone())
+        .await
+        .context("sip.listen")?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen: cannot listen on {}", config.http.listen))?;
     let http_addr = http.local_addr()?;
     let ports = Arc::new(
-        PortPool::new(config.rtp.address, config.rtp.port_min, config.rtp.port_max).context("rtp")?,
+        PortPool::new(config.rtp.address, config.rtp.port_min, config.rtp.port_max)
+            .context("rtp")?,
     );
 
     let (outputs, routed) = mpsc::unbounded_channel();
-    let (acd, acd_task) = runner::start(validated.acd.clone(), Clock::new(), outputs, shutdown.clone())?;
-    let queues: HashMap<String, QueueId> =
-        config.queues.iter().enumerate().map(|(i, q)| (q.name.clone(), QueueId(i as u32))).collect();
-    let usernames: Vec<String> =
-        config.agents.iter().map(|a| a.sip_username.clone().unwrap_or_else(|| a.name.clone())).collect();
-    let agent_ids: HashMap<String, AgentId> =
-        usernames.iter().enumerate().map(|(i, u)| (u.clone(), AgentId(i as u32))).collect();
+    let (acd, acd_task) = runner::start(
+        validated.acd.clone(),
+        Clock::new(),
+        outputs,
+        shutdown.clone(),
+    )?;
+    let queues: HashMap<String, QueueId> = config
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (q.name.clone(), QueueId(i as u32)))
+        .collect();
+    let usernames: Vec<String> = config
+        .agents
+        .iter()
+        .map(|a| a.sip_username.clone().unwrap_or_else(|| a.name.clone()))
+        .collect();
+    let agent_ids: HashMap<String, AgentId> = usernames
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.clone(), AgentId(i as u32)))
+        .collect();
     let session = SessionConfig {
-        rtp_timeout: (config.rtp.timeout > 0.0).then(|| Duration::from_secs_f64(config.rtp.timeout)),
+        rtp_timeout: (config.rtp.timeout > 0.0)
+            .then(|| Duration::from_secs_f64(config.rtp.timeout)),
         ..SessionConfig::default()
     };
-    let calls = Calls::new(acd.clone(), edge.clone(), ports, media_counters.clone(), session, queues, usernames);
+    let calls = Calls::new(
+        acd.clone(),
+        edge.clone(),
+        ports,
+        media_counters.clone(),
+        session,
+        queues,
+        usernames,
+    );
     tokio::spawn(calls.clone().route(routed));
 
     let (events, mut edge_events) = mpsc::channel(1024);
@@ -76,7 +107,9 @@ pub(crate) async fn run(validated: Validated, demo: bool, shutdown: Cancellation
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, crate::http::router(state)).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
+        axum::serve(http, crate::http::router(state))
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
     });
 
     let line = serde_json::json!({
@@ -93,11 +126,19 @@ pub(crate) async fn run(validated: Validated, demo: bool, shutdown: Cancellation
     if demo {
         for agent in &config.agents {
             let user = agent.sip_username.as_deref().unwrap_or(&agent.name);
-            info!("demo agent: register sip:{user}@{} with password '{}'", edge.udp_addr(), agent.sip_password);
+            info!(
+                "demo agent: register sip:{user}@{} with password '{}'",
+                edge.udp_addr(),
+                agent.sip_password
+            );
         }
         for trunk in &config.trunks {
             for (did, queue) in &trunk.dids {
-                info!("demo number: call sip:{did}@{} from {:?} to reach queue '{queue}'", edge.udp_addr(), trunk.sources);
+                info!(
+                    "demo number: call sip:{did}@{} from {:?} to reach queue '{queue}'",
+                    edge.udp_addr(),
+                    trunk.sources
+                );
             }
         }
     }

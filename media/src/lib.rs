@@ -11,8 +11,8 @@
 //!
 //! | state | caller hears | agent hears |
 //! |---|---|---|
-//! | waiting (after [`MediaSession::start`], after [`MediaSession::hold`]) | comfort noise, one packet every 20 ms, encoded in the caller's law | — |
-//! | bridged (after [`MediaSession::bridge`]) | the agent, relayed | the caller, relayed |
+//! | waiting: after `start` or `hold` | comfort noise, one packet per 20 ms | nothing |
+//! | bridged: after `bridge` | the agent, relayed | the caller, relayed |
 //!
 //! Each leg's outgoing RTP is one stream (one SSRC) whose sequence numbers and timestamps
 //! continue across every switch of what feeds it, with the marker bit on the first packet

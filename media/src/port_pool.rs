@@ -212,7 +212,8 @@ mod tests {
         let error = pool.allocate().unwrap_err();
         let (min, max) = (pool.inner.min, pool.inner.max);
         assert!(
-            matches!(error, MediaError::PortRangeExhausted { min: a, max: b, .. } if (a, b) == (min, max))
+            matches!(error, MediaError::PortRangeExhausted { min: a, max: b, .. }
+                if (a, b) == (min, max))
         );
         assert!(
             error.to_string().contains(&format!("{min}-{max}")),

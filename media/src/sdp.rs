@@ -507,7 +507,8 @@ pub fn answer(
 /// preference with their static payload types (an empty list offers PCMU and PCMA),
 /// `telephone-event/8000` with the given PT and events 0-16 when `telephone_event` is `Some`
 /// (use [`DEFAULT_TELEPHONE_EVENT_PT`] unless there is a reason not to), `a=sendrecv` and
-/// `a=ptime:20`. `local` is the address the phone must send to.
+/// `a=ptime:20`. `local` is the address the phone must send to: the advertised IP, never a
+/// wildcard (`0.0.0.0` in `c=` would mean hold).
 pub fn offer(
     local: SocketAddr,
     codecs: &[Codec],
@@ -959,13 +960,15 @@ mod tests {
         let offer = parse(&asterisk_offer().replace("RTP/AVP", "RTP/SAVP")).unwrap();
         let error = answer(&offer, local(), &BOTH, &session()).unwrap_err();
         assert!(
-            matches!(&error, MediaError::UnsupportedTransport { protocol } if protocol == "RTP/SAVP")
+            matches!(&error, MediaError::UnsupportedTransport { protocol }
+                if protocol == "RTP/SAVP")
         );
     }
 
     #[test]
     fn static_payload_types_need_no_rtpmap_and_lf_only_bodies_parse() {
-        let offer = parse("v=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 10.0.0.9\nt=0 0\nm=audio 6000 RTP/AVP 8 0\n").unwrap();
+        let lf_only = "v=0\no=- 1 1 IN IP4 10.0.0.9\ns=-\nc=IN IP4 10.0.0.9\nt=0 0\n";
+        let offer = parse(&format!("{lf_only}m=audio 6000 RTP/AVP 8 0\n")).unwrap();
         let (_, remote) = answer(&offer, local(), &BOTH, &session()).unwrap();
         assert_eq!(
             remote.format,
@@ -1004,7 +1007,8 @@ mod tests {
     fn errors_name_the_bad_line() {
         let error = parse("v=0\r\no=- 1 1 IN IP4 10.0.0.9\r\nc=IN IP4 not-an-ip\r\n").unwrap_err();
         assert!(
-            matches!(&error, MediaError::SdpInvalidLine { line: 3, text, .. } if text == "c=IN IP4 not-an-ip")
+            matches!(&error, MediaError::SdpInvalidLine { line: 3, text, .. }
+                if text == "c=IN IP4 not-an-ip")
         );
         assert!(error.to_string().contains("line 3"), "{error}");
         let error = parse("hello world").unwrap_err();
@@ -1090,7 +1094,8 @@ mod tests {
         let g722 = reply.replace("RTP/AVP 0 8 96", "RTP/AVP 9");
         let error = accept_answer(&parse(&g722).unwrap(), &ours).unwrap_err();
         assert!(
-            matches!(&error, MediaError::AnswerNotOffered { payload_types } if payload_types == &[9])
+            matches!(&error, MediaError::AnswerNotOffered { payload_types }
+                if payload_types == &[9])
         );
         let pcma_only = accept_answer(&parse(&reply).unwrap(), &[Codec::Pcma]).unwrap();
         assert_eq!(pcma_only.format.codec, Codec::Pcma);

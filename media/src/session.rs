@@ -18,7 +18,7 @@ const EVENT_CAPACITY: usize = 64;
 const RECEIVE_BUFFER: usize = 2048;
 
 /// How a [`MediaSession`] behaves.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SessionConfig {
     /// No RTP received on a leg this long, while the leg is expected to send (not on hold,
     /// not inactive), raises [`MediaEvent::RtpTimeout`]. `None` disables the check.
@@ -71,7 +71,12 @@ impl MediaSession {
         let (commands, command_receiver) = mpsc::unbounded_channel();
         let caller_local_addr = caller.local_addr();
         let state = SessionState::new(now(), caller_remote, config, Arc::clone(&counters));
-        tracing::debug!(local = %caller_local_addr, remote = %caller_remote.addr, ssrc = state.caller_ssrc(), "media session started");
+        tracing::debug!(
+            local = %caller_local_addr,
+            remote = %caller_remote.addr,
+            ssrc = state.caller_ssrc(),
+            "media session started"
+        );
         counters.session_started();
         let active = ActiveSession(counters);
         tokio::spawn(run(state, caller, command_receiver, event_sender, active));
@@ -170,7 +175,8 @@ fn send(
             TransmitKind::Generated => counters.add_generated(),
         },
         Err(error) => {
-            tracing::debug!(leg = %transmit.leg, destination = %transmit.destination, %error, "RTP send failed");
+            let (leg, destination) = (transmit.leg, transmit.destination);
+            tracing::debug!(%leg, %destination, %error, "RTP send failed");
             counters.add_dropped(DropReason::SendFailed);
         }
     }
@@ -198,7 +204,8 @@ async fn run(
             command = commands.recv() => match command {
                 None | Some(Command::Stop) => break,
                 Some(Command::Bridge(socket, remote)) => {
-                    tracing::debug!(local = %socket.local_addr(), remote = %remote.addr, "agent leg bridged");
+                    let local = socket.local_addr();
+                    tracing::debug!(%local, remote = %remote.addr, "agent leg bridged");
                     agent = Some(socket);
                     state.handle_bridge(now(), remote);
                 }
@@ -206,11 +213,14 @@ async fn run(
                     agent = None;
                     state.handle_hold(now());
                 }
-                Some(Command::UpdateRemote(leg, remote)) => state.handle_update_remote(now(), leg, remote),
+                Some(Command::UpdateRemote(leg, remote)) => {
+                    state.handle_update_remote(now(), leg, remote);
+                }
             },
             received = caller.socket().recv_from(&mut caller_buffer) => match received {
                 Ok((len, from)) => {
-                    let transmit = state.handle_datagram(now(), Leg::Caller, from, &caller_buffer[..len]);
+                    let datagram = &caller_buffer[..len];
+                    let transmit = state.handle_datagram(now(), Leg::Caller, from, datagram);
                     send(transmit, &caller, agent.as_ref(), &counters);
                 }
                 // ICMP errors from earlier sends surface here (ECONNREFUSED on Linux); the
@@ -219,7 +229,8 @@ async fn run(
             },
             received = receive(agent.as_ref(), &mut agent_buffer) => match received {
                 Ok((len, from)) => {
-                    let transmit = state.handle_datagram(now(), Leg::Agent, from, &agent_buffer[..len]);
+                    let datagram = &agent_buffer[..len];
+                    let transmit = state.handle_datagram(now(), Leg::Agent, from, datagram);
                     send(transmit, &caller, agent.as_ref(), &counters);
                 }
                 Err(error) => tracing::trace!(%error, "agent RTP receive error"),

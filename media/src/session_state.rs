@@ -199,8 +199,9 @@ impl SessionState {
 
     /// Releases the agent leg; the caller hears the waiting audio again.
     pub(crate) fn handle_hold(&mut self, now: Instant) {
-        self.agent = None;
-        self.caller.outgoing.switch();
+        if self.agent.take().is_some() {
+            self.caller.outgoing.switch();
+        }
         self.refresh_pacer(now);
     }
 

@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Methods counted one by one; anything else is counted as `other`.
-pub const COUNTED_METHODS: [&str; 10] =
-    ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK", "other"];
+pub const COUNTED_METHODS: [&str; 10] = [
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK", "other",
+];
 
 /// Response classes 1xx..6xx.
 pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
@@ -23,11 +24,16 @@ pub struct SipCounters {
 }
 
 fn method_index(method: &str) -> usize {
-    COUNTED_METHODS.iter().position(|m| *m == method).unwrap_or(COUNTED_METHODS.len() - 1)
+    COUNTED_METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(COUNTED_METHODS.len() - 1)
 }
 
 fn class_index(status: u16) -> Option<usize> {
-    (100..700).contains(&status).then(|| usize::from(status / 100) - 1)
+    (100..700)
+        .contains(&status)
+        .then(|| usize::from(status / 100) - 1)
 }
 
 impl SipCounters {
@@ -65,22 +71,34 @@ impl SipCounters {
 
     /// Requests received, by method (`COUNTED_METHODS` order).
     pub fn requests_received(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        COUNTED_METHODS.iter().zip(&self.requests_received).map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
+        COUNTED_METHODS
+            .iter()
+            .zip(&self.requests_received)
+            .map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
     }
 
     /// Requests sent, by method.
     pub fn requests_sent(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        COUNTED_METHODS.iter().zip(&self.requests_sent).map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
+        COUNTED_METHODS
+            .iter()
+            .zip(&self.requests_sent)
+            .map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
     }
 
     /// Responses received, by class.
     pub fn responses_received(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        CLASSES.iter().zip(&self.responses_received).map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
+        CLASSES
+            .iter()
+            .zip(&self.responses_received)
+            .map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
     }
 
     /// Responses sent, by class.
     pub fn responses_sent(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        CLASSES.iter().zip(&self.responses_sent).map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
+        CLASSES
+            .iter()
+            .zip(&self.responses_sent)
+            .map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
     }
 
     /// Messages that could not be taken.
@@ -96,8 +114,13 @@ impl SipCounters {
 
 /// Counts one message by its first line: a request's method or a response's class.
 pub fn count_start_line(counters: &SipCounters, datagram: &[u8], outgoing: bool) {
-    let line_end = datagram.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(datagram.len());
-    let Ok(line) = std::str::from_utf8(&datagram[..line_end]) else { return };
+    let line_end = datagram
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(datagram.len());
+    let Ok(line) = std::str::from_utf8(&datagram[..line_end]) else {
+        return;
+    };
     if let Some(rest) = line.strip_prefix("SIP/2.0 ") {
         if let Some(status) = rest.get(..3).and_then(|s| s.parse::<u16>().ok()) {
             if outgoing {
@@ -127,12 +150,27 @@ mod tests {
         count_start_line(&counters, b"SIP/2.0 180 Ringing\r\n", true);
         count_start_line(&counters, b"SIP/2.0 486 Busy Here\r\n", false);
         count_start_line(&counters, b"\xff\xfe", false);
-        let received: Vec<_> = counters.requests_received().filter(|(_, n)| *n > 0).collect();
+        let received: Vec<_> = counters
+            .requests_received()
+            .filter(|(_, n)| *n > 0)
+            .collect();
         assert_eq!(received, [("INVITE", 1), ("other", 1)]);
-        assert_eq!(counters.responses_sent().find(|(c, _)| *c == "1xx"), Some(("1xx", 1)));
-        assert_eq!(counters.responses_received().find(|(c, _)| *c == "4xx"), Some(("4xx", 1)));
+        assert_eq!(
+            counters.responses_sent().find(|(c, _)| *c == "1xx"),
+            Some(("1xx", 1))
+        );
+        assert_eq!(
+            counters.responses_received().find(|(c, _)| *c == "4xx"),
+            Some(("4xx", 1))
+        );
         counters.malformed(true);
         counters.malformed(false);
-        assert_eq!((counters.malformed_total(), counters.malformed_answered_total()), (2, 1));
+        assert_eq!(
+            (
+                counters.malformed_total(),
+                counters.malformed_answered_total()
+            ),
+            (2, 1)
+        );
     }
 }

@@ -65,7 +65,10 @@ impl Credentials {
     /// Parses `Digest username="..", realm="..", ...`; `None` if it is not a digest header.
     pub fn parse(header: &str) -> Option<Credentials> {
         let rest = header.trim();
-        let rest = rest.get(..6).filter(|s| s.eq_ignore_ascii_case("digest")).map(|_| &rest[6..])?;
+        let rest = rest
+            .get(..6)
+            .filter(|s| s.eq_ignore_ascii_case("digest"))
+            .map(|_| &rest[6..])?;
         let mut credentials = Credentials::default();
         for (name, value) in params(rest) {
             let slot = match name.to_ascii_lowercase().as_str() {
@@ -176,12 +179,18 @@ impl DigestAuth {
         // value, mixed through SHA-256, are enough to tell runs apart.
         let seed = format!(
             "{:?}{:p}{}",
-            SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
             &secret,
             std::process::id()
         );
         secret.copy_from_slice(&Sha256::digest(seed.as_bytes()));
-        DigestAuth { realm: realm.into(), secret, lifetime }
+        DigestAuth {
+            realm: realm.into(),
+            secret,
+            lifetime,
+        }
     }
 
     /// The realm.
@@ -235,29 +244,51 @@ impl DigestAuth {
     }
 
     /// Checks credentials for `method` against the user's password.
-    pub fn verify(&self, credentials: &Credentials, method: &str, password: &str, now: u64) -> Result<(), DigestError> {
+    pub fn verify(
+        &self,
+        credentials: &Credentials,
+        method: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<(), DigestError> {
         if credentials.realm != self.realm {
             return Err(DigestError::WrongRealm);
         }
-        let algorithm = match credentials.algorithm.as_deref().map(str::to_ascii_uppercase).as_deref() {
+        let algorithm = match credentials
+            .algorithm
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("MD5") => Algorithm::Md5,
             Some("SHA-256") => Algorithm::Sha256,
             Some(_) => return Err(DigestError::UnsupportedAlgorithm),
         };
         self.check_nonce(&credentials.nonce, now)?;
         let expected = response(algorithm, credentials, method, password)?;
-        if expected.eq_ignore_ascii_case(&credentials.response) { Ok(()) } else { Err(DigestError::WrongResponse) }
+        if expected.eq_ignore_ascii_case(&credentials.response) {
+            Ok(())
+        } else {
+            Err(DigestError::WrongResponse)
+        }
     }
 }
 
 /// The digest response (RFC 7616 §3.4.1).
-fn response(algorithm: Algorithm, c: &Credentials, method: &str, password: &str) -> Result<String, DigestError> {
+fn response(
+    algorithm: Algorithm,
+    c: &Credentials,
+    method: &str,
+    password: &str,
+) -> Result<String, DigestError> {
     let ha1 = algorithm.hash(&format!("{}:{}:{password}", c.username, c.realm));
     let ha2 = algorithm.hash(&format!("{method}:{}", c.uri));
     let mut data = String::new();
     match c.qop.as_deref() {
         Some(qop) => {
-            let (Some(nc), Some(cnonce)) = (&c.nc, &c.cnonce) else { return Err(DigestError::Incomplete) };
+            let (Some(nc), Some(cnonce)) = (&c.nc, &c.cnonce) else {
+                return Err(DigestError::Incomplete);
+            };
             let _ = write!(data, "{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", c.nonce);
         }
         None => {
@@ -269,7 +300,10 @@ fn response(algorithm: Algorithm, c: &Credentials, method: &str, password: &str)
 
 /// Seconds since the Unix epoch: the clock of nonces.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -290,7 +324,10 @@ mod tests {
             nc: Some("00000001".into()),
             qop: Some("auth".into()),
         };
-        assert_eq!(response(Algorithm::Md5, &c, "GET", "Circle Of Life").unwrap(), "6629fae49393a05397450978507c4ef1");
+        assert_eq!(
+            response(Algorithm::Md5, &c, "GET", "Circle Of Life").unwrap(),
+            "6629fae49393a05397450978507c4ef1"
+        );
     }
 
     #[test]
@@ -337,15 +374,30 @@ mod tests {
         for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
             let c = answer(&auth, algorithm, &nonce, "secret");
             assert_eq!(auth.verify(&c, "REGISTER", "secret", now + 10), Ok(()));
-            assert_eq!(auth.verify(&c, "REGISTER", "wrong", now + 10), Err(DigestError::WrongResponse));
-            assert_eq!(auth.verify(&c, "INVITE", "secret", now + 10), Err(DigestError::WrongResponse));
-            assert_eq!(auth.verify(&c, "REGISTER", "secret", now + 301), Err(DigestError::Stale));
+            assert_eq!(
+                auth.verify(&c, "REGISTER", "wrong", now + 10),
+                Err(DigestError::WrongResponse)
+            );
+            assert_eq!(
+                auth.verify(&c, "INVITE", "secret", now + 10),
+                Err(DigestError::WrongResponse)
+            );
+            assert_eq!(
+                auth.verify(&c, "REGISTER", "secret", now + 301),
+                Err(DigestError::Stale)
+            );
         }
         let forged = answer(&auth, Algorithm::Md5, &format!("{now:x}.00ff"), "secret");
-        assert_eq!(auth.verify(&forged, "REGISTER", "secret", now), Err(DigestError::UnknownNonce));
+        assert_eq!(
+            auth.verify(&forged, "REGISTER", "secret", now),
+            Err(DigestError::UnknownNonce)
+        );
         let other = DigestAuth::new("amico", Duration::from_secs(300));
         let theirs = answer(&other, Algorithm::Md5, &other.nonce(now), "secret");
-        assert_eq!(auth.verify(&theirs, "REGISTER", "secret", now), Err(DigestError::UnknownNonce));
+        assert_eq!(
+            auth.verify(&theirs, "REGISTER", "secret", now),
+            Err(DigestError::UnknownNonce)
+        );
     }
 
     #[test]
@@ -359,7 +411,9 @@ mod tests {
         assert_eq!(c.nc.as_deref(), Some("00000001"));
         assert!(Credentials::parse("Basic YWxhZGRpbjpvcGVuc2VzYW1l").is_none());
         let challenges = DigestAuth::new("amico", Duration::from_secs(60)).challenges(100, true);
-        assert!(challenges[0].contains("algorithm=SHA-256") && challenges[0].ends_with("stale=true"));
+        assert!(
+            challenges[0].contains("algorithm=SHA-256") && challenges[0].ends_with("stale=true")
+        );
         assert!(challenges[1].contains("algorithm=MD5"));
     }
 }

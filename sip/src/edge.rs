@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use ipnet::IpNet;
+use rsipstack::EndpointBuilder;
 use rsipstack::dialog::DialogId;
 use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -16,12 +17,11 @@ use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::*;
 use rsipstack::sip::{Header, Method, SipMessage, StatusCode};
+use rsipstack::transaction::Endpoint;
 use rsipstack::transaction::endpoint::MessageInspector;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
-use rsipstack::EndpointBuilder;
-use rsipstack::transaction::Endpoint;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -168,7 +168,11 @@ impl Responder {
     /// 200 with an SDP body.
     pub async fn answer(self, sdp: String) {
         let headers = vec![Header::ContentType("application/sdp".into())];
-        if let Err(error) = self.handle.respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes())).await {
+        if let Err(error) = self
+            .handle
+            .respond(StatusCode::OK, Some(headers), Some(sdp.into_bytes()))
+            .await
+        {
             warn!(%error, "could not answer a re-INVITE");
         }
     }
@@ -198,7 +202,10 @@ impl Leg {
                 DialogState::Early(..) => return Some(LegEvent::Ringing),
                 DialogState::Confirmed(..) => return Some(LegEvent::Confirmed),
                 DialogState::Updated(_, request, handle) => {
-                    return Some(LegEvent::Reoffer { sdp: request.body, responder: Responder { handle } });
+                    return Some(LegEvent::Reoffer {
+                        sdp: request.body,
+                        responder: Responder { handle },
+                    });
                 }
                 DialogState::Info(_, request, handle) => {
                     let content_type = request
@@ -208,7 +215,10 @@ impl Leg {
                         .map(|h| h.value().to_owned())
                         .unwrap_or_default();
                     handle.reply(StatusCode::OK).await.ok();
-                    return Some(LegEvent::Info { content_type, body: request.body });
+                    return Some(LegEvent::Info {
+                        content_type,
+                        body: request.body,
+                    });
                 }
                 DialogState::Options(_, _, handle) => {
                     handle.reply(StatusCode::OK).await.ok();
@@ -239,9 +249,9 @@ fn end_reason(reason: &TerminatedReason) -> EndReason {
         TerminatedReason::UacBusy | TerminatedReason::UasBusy => EndReason::Other(486),
         TerminatedReason::UasDecline => EndReason::Other(603),
         TerminatedReason::ProxyAuthRequired => EndReason::Other(407),
-        TerminatedReason::ProxyError(code) | TerminatedReason::UacOther(code) | TerminatedReason::UasOther(code) => {
-            EndReason::Other(u16::from(code.clone()))
-        }
+        TerminatedReason::ProxyError(code)
+        | TerminatedReason::UacOther(code)
+        | TerminatedReason::UasOther(code) => EndReason::Other(u16::from(code.clone())),
     }
 }
 
@@ -259,12 +269,18 @@ impl ServerLeg {
     /// 200 with our SDP answer.
     pub fn answer(&self, sdp: String) -> Result<(), SipError> {
         let headers = vec![Header::ContentType("application/sdp".into())];
-        self.leg.dialog.accept(Some(headers), Some(sdp.into_bytes())).map_err(SipError::stack)
+        self.leg
+            .dialog
+            .accept(Some(headers), Some(sdp.into_bytes()))
+            .map_err(SipError::stack)
     }
 
     /// A final failure status (488, 486, 503...).
     pub fn reject(&self, status: u16) -> Result<(), SipError> {
-        self.leg.dialog.reject(Some(StatusCode::from(status)), None).map_err(SipError::stack)
+        self.leg
+            .dialog
+            .reject(Some(StatusCode::from(status)), None)
+            .map_err(SipError::stack)
     }
 
     /// BYE (or nothing if already ended).
@@ -289,10 +305,14 @@ impl ServerLeg {
     }
 }
 
+/// The background INVITE transaction of an agent leg: the final response, when it comes.
+type InviteOutcome =
+    tokio::task::JoinHandle<rsipstack::Result<(DialogId, Option<rsipstack::sip::Response>)>>;
+
 /// The agent side of a call: we are the UAC.
 pub struct ClientLeg {
     leg: Leg,
-    outcome: Option<tokio::task::JoinHandle<rsipstack::Result<(DialogId, Option<rsipstack::sip::Response>)>>>,
+    outcome: Option<InviteOutcome>,
     answered: bool,
 }
 
@@ -351,7 +371,11 @@ impl ClientLeg {
         if self.leg.ended {
             return;
         }
-        let result = if self.answered { self.leg.dialog.bye().await } else { self.leg.dialog.cancel().await };
+        let result = if self.answered {
+            self.leg.dialog.bye().await
+        } else {
+            self.leg.dialog.cancel().await
+        };
         if let Err(error) = result {
             debug!(%error, "ending the agent leg failed");
         }
@@ -390,11 +414,17 @@ struct IdentityInspector(Arc<IdentityRelay>);
 impl MessageInspector for IdentityInspector {
     fn before_send(&self, mut msg: SipMessage, _dest: Option<&SipAddr>) -> SipMessage {
         if let SipMessage::Request(request) = &mut msg {
-            let Ok(call_id) = request.call_id_header().map(|h| h.value().to_owned()) else { return msg };
+            let Ok(call_id) = request.call_id_header().map(|h| h.value().to_owned()) else {
+                return msg;
+            };
             if let Some(identity) = self.0.identities.get(&call_id) {
                 for header in request.headers.iter_mut() {
                     if let Header::From(from) = header {
-                        let tag = from.value().split(";tag=").nth(1).map(|t| t.split(';').next().unwrap_or(t).to_owned());
+                        let tag = from
+                            .value()
+                            .split(";tag=")
+                            .nth(1)
+                            .map(|t| t.split(';').next().unwrap_or(t).to_owned());
                         let value = match tag {
                             Some(tag) => format!("{};tag={tag}", identity.value()),
                             None => identity.value().clone(),
@@ -417,7 +447,11 @@ fn without_tag(from: &str) -> String {
     let mut out = String::new();
     let (head, params) = match from.rfind('>') {
         Some(close) => (&from[..=close], &from[close + 1..]),
-        None => (from.split(';').next().unwrap_or(from), from.get(from.find(';').unwrap_or(from.len())..).unwrap_or("")),
+        None => (
+            from.split(';').next().unwrap_or(from),
+            from.get(from.find(';').unwrap_or(from.len())..)
+                .unwrap_or(""),
+        ),
     };
     out.push_str(head);
     for param in params.split(';').filter(|p| !p.trim().is_empty()) {
@@ -444,15 +478,26 @@ pub struct SipEdge {
 
 impl SipEdge {
     /// Binds UDP and TCP and builds the stack. Nothing is served until [`SipEdge::serve`].
-    pub async fn bind(config: EdgeConfig, counters: Arc<SipCounters>) -> Result<Arc<SipEdge>, SipError> {
+    pub async fn bind(
+        config: EdgeConfig,
+        counters: Arc<SipCounters>,
+    ) -> Result<Arc<SipEdge>, SipError> {
         let cancel = CancellationToken::new();
         let (udp, tcp_addr) = bind_pair(config.listen)?;
-        let udp_addr = udp.local_addr().map_err(|source| SipError::Bind { addr: config.listen, source })?;
+        let udp_addr = udp.local_addr().map_err(|source| SipError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let transport_layer = TransportLayer::new(cancel.clone());
-        let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> = Arc::new(GuardedSocket::new(udp, counters.clone()));
-        let udp = UdpConnection::from_socket(guarded, None, Some(cancel.child_token())).await.map_err(SipError::stack)?;
+        let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> =
+            Arc::new(GuardedSocket::new(udp, counters.clone()));
+        let udp = UdpConnection::from_socket(guarded, None, Some(cancel.child_token()))
+            .await
+            .map_err(SipError::stack)?;
         transport_layer.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(tcp_addr, None).await.map_err(SipError::stack)?;
+        let tcp = TcpListenerConnection::new(tcp_addr, None)
+            .await
+            .map_err(SipError::stack)?;
         transport_layer.add_transport(tcp.into());
 
         let identities = Arc::new(IdentityRelay::default());
@@ -461,7 +506,12 @@ impl SipEdge {
             .with_transport_layer(transport_layer)
             .with_user_agent(&format!("Amico/{}", env!("CARGO_PKG_VERSION")))
             .with_inspector(Box::new(IdentityInspector(identities.clone())))
-            .with_allows(ALLOWED_METHODS.iter().filter_map(|m| Method::try_from(*m).ok()).collect())
+            .with_allows(
+                ALLOWED_METHODS
+                    .iter()
+                    .filter_map(|m| Method::try_from(*m).ok())
+                    .collect(),
+            )
             .build();
         let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let auth = DigestAuth::new(config.realm.clone(), config.nonce_lifetime);
@@ -500,8 +550,15 @@ impl SipEdge {
     }
 
     /// Runs until `shutdown`: the stack, incoming requests, registration expiry.
-    pub async fn serve(self: Arc<Self>, events: mpsc::Sender<EdgeEvent>, shutdown: CancellationToken) -> Result<(), SipError> {
-        let mut incoming = self.endpoint.incoming_transactions().map_err(SipError::stack)?;
+    pub async fn serve(
+        self: Arc<Self>,
+        events: mpsc::Sender<EdgeEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SipError> {
+        let mut incoming = self
+            .endpoint
+            .incoming_transactions()
+            .map_err(SipError::stack)?;
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
         let serve = self.endpoint.serve();
         tokio::pin!(serve);
@@ -552,7 +609,8 @@ impl SipEdge {
             Method::Ack => Ok(()),
             _ => {
                 let headers = vec![Header::Allow(ALLOWED_METHODS.join(", ").into())];
-                tx.reply_with(StatusCode::MethodNotAllowed, headers, None).await
+                tx.reply_with(StatusCode::MethodNotAllowed, headers, None)
+                    .await
             }
         };
         if let Err(error) = result {
@@ -560,7 +618,11 @@ impl SipEdge {
         }
     }
 
-    async fn register(&self, tx: &mut Transaction, events: &mpsc::Sender<EdgeEvent>) -> rsipstack::Result<()> {
+    async fn register(
+        &self,
+        tx: &mut Transaction,
+        events: &mpsc::Sender<EdgeEvent>,
+    ) -> rsipstack::Result<()> {
         let request = &tx.original;
         let to = request.to_header()?.value().to_owned();
         let Some(user) = uri_user(&to).map(str::to_owned) else {
@@ -569,14 +631,29 @@ impl SipEdge {
         let register = RegisterRequest {
             user,
             authorization: request.authorization_header().map(|h| h.value().to_owned()),
-            contacts: request.contact_headers().iter().map(|c| c.value().to_owned()).collect(),
-            expires: request.expires_header().and_then(|h| h.value().trim().parse().ok()),
+            contacts: request
+                .contact_headers()
+                .iter()
+                .map(|c| c.value().to_owned())
+                .collect(),
+            expires: request
+                .expires_header()
+                .and_then(|h| h.value().trim().parse().ok()),
         };
         let (source, transport) = source_of(tx);
-        let outcome = self.registrar.register(&register, source, transport, tokio::time::Instant::now(), unix_now());
+        let outcome = self.registrar.register(
+            &register,
+            source,
+            transport,
+            tokio::time::Instant::now(),
+            unix_now(),
+        );
         match outcome {
             RegisterOutcome::Challenge(challenges) => {
-                let headers = challenges.into_iter().map(|c| Header::WwwAuthenticate(c.into())).collect();
+                let headers = challenges
+                    .into_iter()
+                    .map(|c| Header::WwwAuthenticate(c.into()))
+                    .collect();
                 tx.reply_with(StatusCode::Unauthorized, headers, None).await
             }
             RegisterOutcome::Forbidden(why) => {
@@ -588,37 +665,74 @@ impl SipEdge {
                 tx.reply(StatusCode::BadRequest).await
             }
             RegisterOutcome::IntervalTooBrief(min) => {
-                tx.reply_with(StatusCode::IntervalTooBrief, vec![Header::MinExpires(min.to_string().into())], None).await
+                tx.reply_with(
+                    StatusCode::IntervalTooBrief,
+                    vec![Header::MinExpires(min.to_string().into())],
+                    None,
+                )
+                .await
             }
             RegisterOutcome::Query(binding) => {
-                let headers = binding.iter().map(|b| contact_header(b)).collect();
+                let headers = binding.iter().map(contact_header).collect();
                 tx.reply_with(StatusCode::OK, headers, None).await
             }
-            RegisterOutcome::Registered { user, binding, expires, new } => {
-                let contact = Header::Contact(format!("<{}>;expires={expires}", binding.contact).into());
-                tx.reply_with(StatusCode::OK, vec![contact, Header::Expires(expires.to_string().into())], None).await?;
+            RegisterOutcome::Registered {
+                user,
+                binding,
+                expires,
+                new,
+            } => {
+                let contact =
+                    Header::Contact(format!("<{}>;expires={expires}", binding.contact).into());
+                tx.reply_with(
+                    StatusCode::OK,
+                    vec![contact, Header::Expires(expires.to_string().into())],
+                    None,
+                )
+                .await?;
                 if new {
                     info!(%user, contact = %binding.contact, %source, "agent registered");
                 }
-                events.send(EdgeEvent::AgentRegistered { user, binding, new }).await.ok();
+                events
+                    .send(EdgeEvent::AgentRegistered { user, binding, new })
+                    .await
+                    .ok();
                 Ok(())
             }
-            RegisterOutcome::Unregistered { user, was_registered } => {
+            RegisterOutcome::Unregistered {
+                user,
+                was_registered,
+            } => {
                 tx.reply(StatusCode::OK).await?;
                 if was_registered {
                     info!(%user, "agent unregistered");
-                    events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Removed }).await.ok();
+                    events
+                        .send(EdgeEvent::AgentUnregistered {
+                            user,
+                            reason: Unregistered::Removed,
+                        })
+                        .await
+                        .ok();
                 }
                 Ok(())
             }
         }
     }
 
-    async fn invite(self: &Arc<Self>, mut tx: Transaction, events: &mpsc::Sender<EdgeEvent>) -> rsipstack::Result<()> {
+    async fn invite(
+        self: &Arc<Self>,
+        mut tx: Transaction,
+        events: &mpsc::Sender<EdgeEvent>,
+    ) -> rsipstack::Result<()> {
         let (source, _) = source_of(&tx);
         let request = tx.original.clone();
         // RFC 3261 §8.2.2.1: the Request-URI user, as written (the stack keeps it raw).
-        let did = request.uri.auth.as_ref().map(|a| a.user.clone()).unwrap_or_default();
+        let did = request
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
         let trunk = match self.admit(&request, source.ip()) {
             Ok(trunk) => trunk,
             Err(Admission::Challenge(stale)) => {
@@ -643,7 +757,12 @@ impl SipEdge {
         };
         let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
         let contact = self.local_contact();
-        let dialog = match self.dialog_layer.get_or_create_server_invite(&tx, state_sender, None, Some(contact)) {
+        let dialog = match self.dialog_layer.get_or_create_server_invite(
+            &tx,
+            state_sender,
+            None,
+            Some(contact),
+        ) {
             Ok(dialog) => dialog,
             Err(error) => {
                 warn!(%error, "could not create a dialog for an INVITE");
@@ -659,7 +778,12 @@ impl SipEdge {
             offer: request.body.clone(),
             source,
             leg: ServerLeg {
-                leg: Leg { dialog: dialog.clone(), states, dialog_layer: self.dialog_layer.clone(), ended: false },
+                leg: Leg {
+                    dialog: dialog.clone(),
+                    states,
+                    dialog_layer: self.dialog_layer.clone(),
+                    ended: false,
+                },
             },
         };
         if events.send(EdgeEvent::IncomingCall(call)).await.is_err() {
@@ -670,14 +794,25 @@ impl SipEdge {
         dialog.handle(&mut tx).await
     }
 
-    fn admit(&self, request: &rsipstack::sip::Request, source: IpAddr) -> Result<&Trunk, Admission> {
-        if let Some(trunk) = self.trunks.iter().find(|t| t.sources.iter().any(|net| net.contains(&source))) {
+    fn admit(
+        &self,
+        request: &rsipstack::sip::Request,
+        source: IpAddr,
+    ) -> Result<&Trunk, Admission> {
+        if let Some(trunk) = self
+            .trunks
+            .iter()
+            .find(|t| t.sources.iter().any(|net| net.contains(&source)))
+        {
             return Ok(trunk);
         }
         let authorization = request
             .headers
             .iter()
-            .find(|h| h.name().eq_ignore_ascii_case("authorization") || h.name().eq_ignore_ascii_case("proxy-authorization"))
+            .find(|h| {
+                h.name().eq_ignore_ascii_case("authorization")
+                    || h.name().eq_ignore_ascii_case("proxy-authorization")
+            })
             .map(|h| h.value().to_owned());
         let with_credentials = || self.trunks.iter().filter(|t| t.credentials.is_some());
         if with_credentials().next().is_none() {
@@ -687,10 +822,18 @@ impl SipEdge {
             return Err(Admission::Challenge(false));
         };
         let trunk = with_credentials()
-            .find(|t| t.credentials.as_ref().is_some_and(|(user, _)| *user == credentials.username))
+            .find(|t| {
+                t.credentials
+                    .as_ref()
+                    .is_some_and(|(user, _)| *user == credentials.username)
+            })
             .ok_or(Admission::Forbidden)?;
         let (_, password) = trunk.credentials.as_ref().expect("filtered");
-        match self.registrar.auth().verify(&credentials, "INVITE", password, unix_now()) {
+        match self
+            .registrar
+            .auth()
+            .verify(&credentials, "INVITE", password, unix_now())
+        {
             Ok(()) => Ok(trunk),
             Err(DigestError::Stale) => Err(Admission::Challenge(true)),
             Err(_) => Err(Admission::Forbidden),
@@ -700,7 +843,10 @@ impl SipEdge {
     fn local_contact(&self) -> rsipstack::sip::Uri {
         rsipstack::sip::Uri {
             scheme: Some(rsipstack::sip::Scheme::Sip),
-            auth: Some(rsipstack::sip::Auth { user: "amico".into(), password: None }),
+            auth: Some(rsipstack::sip::Auth {
+                user: "amico".into(),
+                password: None,
+            }),
             host_with_port: self.udp_addr.into(),
             ..Default::default()
         }
@@ -708,12 +854,22 @@ impl SipEdge {
 
     /// Rings an agent's registered phone with a call from `from` (the caller's From value
     /// as received) and our SDP offer.
-    pub fn invite_agent(self: &Arc<Self>, user: &str, from: &str, sdp: String) -> Result<ClientLeg, SipError> {
-        let binding = self.registrar.binding(user).ok_or_else(|| SipError::NotRegistered(user.to_owned()))?;
+    pub fn invite_agent(
+        self: &Arc<Self>,
+        user: &str,
+        from: &str,
+        sdp: String,
+    ) -> Result<ClientLeg, SipError> {
+        let binding = self
+            .registrar
+            .binding(user)
+            .ok_or_else(|| SipError::NotRegistered(user.to_owned()))?;
         let callee = rsipstack::sip::Uri::try_from(binding.contact.as_str())
             .map_err(|_| SipError::BadContact(binding.contact.clone()))?;
         let call_id = format!("{:016x}@amico", rand_u64());
-        self.identities.identities.insert(call_id.clone(), without_tag(from));
+        self.identities
+            .identities
+            .insert(call_id.clone(), without_tag(from));
         let transport = match binding.transport {
             Transport::Udp => rsipstack::sip::Transport::Udp,
             Transport::Tcp => rsipstack::sip::Transport::Tcp,
@@ -721,7 +877,10 @@ impl SipEdge {
         let option = InviteOption {
             caller: self.local_contact(),
             callee,
-            destination: Some(SipAddr { r#type: Some(transport), addr: binding.source.into() }),
+            destination: Some(SipAddr {
+                r#type: Some(transport),
+                addr: binding.source.into(),
+            }),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
             contact: self.local_contact(),
@@ -729,9 +888,17 @@ impl SipEdge {
             ..Default::default()
         };
         let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
-        let (dialog, outcome) = self.dialog_layer.do_invite_async(option, state_sender).map_err(SipError::stack)?;
+        let (dialog, outcome) = self
+            .dialog_layer
+            .do_invite_async(option, state_sender)
+            .map_err(SipError::stack)?;
         Ok(ClientLeg {
-            leg: Leg { dialog, states, dialog_layer: self.dialog_layer.clone(), ended: false },
+            leg: Leg {
+                dialog,
+                states,
+                dialog_layer: self.dialog_layer.clone(),
+                ended: false,
+            },
             outcome: Some(outcome),
             answered: false,
         })
@@ -759,7 +926,11 @@ enum Admission {
 }
 
 fn lookup_did<'a>(trunk: &'a Trunk, did: &str) -> Option<&'a str> {
-    trunk.dids.get(did).or_else(|| trunk.dids.get(&percent_decode(did))).map(String::as_str)
+    trunk
+        .dids
+        .get(did)
+        .or_else(|| trunk.dids.get(&percent_decode(did)))
+        .map(String::as_str)
 }
 
 /// `%2B39` → `+39`, so that a DID configured as `+390521...` matches either spelling
@@ -770,7 +941,9 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && let Some(byte) = text.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(byte);
             i += 3;
@@ -783,7 +956,10 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn contact_header(binding: &Binding) -> Header {
-    let remaining = binding.expires_at.saturating_duration_since(tokio::time::Instant::now()).as_secs();
+    let remaining = binding
+        .expires_at
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_secs();
     Header::Contact(format!("<{}>;expires={remaining}", binding.contact).into())
 }
 
@@ -809,21 +985,45 @@ fn rand_u64() -> u64 {
 /// taken on TCP: try again).
 fn bind_pair(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, SocketAddr), SipError> {
     for _ in 0..20 {
-        let udp = std::net::UdpSocket::bind(listen).map_err(|source| SipError::Bind { addr: listen, source })?;
-        let port = udp.local_addr().map_err(|source| SipError::Bind { addr: listen, source })?.port();
+        let udp = std::net::UdpSocket::bind(listen).map_err(|source| SipError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let port = udp
+            .local_addr()
+            .map_err(|source| SipError::Bind {
+                addr: listen,
+                source,
+            })?
+            .port();
         let tcp_addr = SocketAddr::new(listen.ip(), port);
         match std::net::TcpListener::bind(tcp_addr) {
             Ok(probe) => {
                 drop(probe);
-                udp.set_nonblocking(true).map_err(|source| SipError::Bind { addr: listen, source })?;
-                let udp = tokio::net::UdpSocket::from_std(udp).map_err(|source| SipError::Bind { addr: listen, source })?;
+                udp.set_nonblocking(true).map_err(|source| SipError::Bind {
+                    addr: listen,
+                    source,
+                })?;
+                let udp =
+                    tokio::net::UdpSocket::from_std(udp).map_err(|source| SipError::Bind {
+                        addr: listen,
+                        source,
+                    })?;
                 return Ok((udp, tcp_addr));
             }
-            Err(source) if listen.port() != 0 => return Err(SipError::Bind { addr: tcp_addr, source }),
+            Err(source) if listen.port() != 0 => {
+                return Err(SipError::Bind {
+                    addr: tcp_addr,
+                    source,
+                });
+            }
             Err(_) => continue,
         }
     }
-    Err(SipError::Bind { addr: listen, source: std::io::Error::other("no port free on both UDP and TCP") })
+    Err(SipError::Bind {
+        addr: listen,
+        source: std::io::Error::other("no port free on both UDP and TCP"),
+    })
 }
 
 #[cfg(test)]
@@ -842,7 +1042,10 @@ mod tests {
     #[test]
     fn dids_match_escaped_or_not() {
         let trunk = Trunk {
-            dids: HashMap::from([("+390521000".to_owned(), "comune".to_owned()), ("100".to_owned(), "x".to_owned())]),
+            dids: HashMap::from([
+                ("+390521000".to_owned(), "comune".to_owned()),
+                ("100".to_owned(), "x".to_owned()),
+            ]),
             ..Trunk::default()
         };
         assert_eq!(lookup_did(&trunk, "%2B390521000"), Some("comune"));

@@ -37,7 +37,9 @@ impl UdpSocket for GuardedSocket {
                     Ok(_) => Sniffed::Pass,
                     // Our first look found nothing wrong but the stack's parser does: say
                     // what it says.
-                    Err(error) => crate::sniff::reject_with(datagram, format!("Bad Request ({error})")),
+                    Err(error) => {
+                        crate::sniff::reject_with(datagram, format!("Bad Request ({error})"))
+                    }
                 },
                 other => other,
             };
@@ -78,5 +80,7 @@ impl UdpSocket for GuardedSocket {
 /// retransmission is answered identically (RFC 3261 §8.2.6.2).
 fn rand_tag(datagram: &[u8]) -> u64 {
     // FNV-1a over the message.
-    datagram.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    datagram.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }

@@ -22,14 +22,15 @@ pub mod sniff;
 
 pub use counters::SipCounters;
 pub use edge::{
-    ClientLeg, EdgeConfig, EdgeEvent, EndReason, IncomingCall, LegEvent, Responder, ServerLeg, SipEdge,
-    Trunk, Unregistered,
+    ClientLeg, EdgeConfig, EdgeEvent, EndReason, IncomingCall, LegEvent, Responder, ServerLeg,
+    SipEdge, Trunk, Unregistered,
 };
 pub use registrar::{Binding, RegistrarConfig, Transport};
 
 /// Methods the edge accepts (the Allow header).
-pub const ALLOWED_METHODS: [&str; 8] =
-    ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE"];
+pub const ALLOWED_METHODS: [&str; 8] = [
+    "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE",
+];
 
 /// What can go wrong in the SIP edge.
 #[derive(Debug, thiserror::Error)]

@@ -95,7 +95,11 @@ pub struct RegistrarConfig {
 
 impl Default for RegistrarConfig {
     fn default() -> Self {
-        RegistrarConfig { min_expires: 30, max_expires: 3600, default_expires: 600 }
+        RegistrarConfig {
+            min_expires: 30,
+            max_expires: 3600,
+            default_expires: 600,
+        }
     }
 }
 
@@ -110,8 +114,17 @@ pub struct Registrar {
 
 impl Registrar {
     /// A registrar for these users (username → password).
-    pub fn new(passwords: HashMap<String, String>, auth: DigestAuth, config: RegistrarConfig) -> Self {
-        Registrar { passwords, bindings: DashMap::new(), auth, config }
+    pub fn new(
+        passwords: HashMap<String, String>,
+        auth: DigestAuth,
+        config: RegistrarConfig,
+    ) -> Self {
+        Registrar {
+            passwords,
+            bindings: DashMap::new(),
+            auth,
+            config,
+        }
     }
 
     /// Handles a REGISTER from `source` at `now` (`unix_now` for nonces).
@@ -126,40 +139,64 @@ impl Registrar {
         let Some(password) = self.passwords.get(&request.user) else {
             return RegisterOutcome::Forbidden("not an agent of this ACD");
         };
-        let Some(credentials) = request.authorization.as_deref().and_then(Credentials::parse) else {
+        let Some(credentials) = request
+            .authorization
+            .as_deref()
+            .and_then(Credentials::parse)
+        else {
             return RegisterOutcome::Challenge(self.auth.challenges(unix_now, false));
         };
         if credentials.username != request.user {
             return RegisterOutcome::Forbidden("credentials for another user");
         }
-        match self.auth.verify(&credentials, "REGISTER", password, unix_now) {
+        match self
+            .auth
+            .verify(&credentials, "REGISTER", password, unix_now)
+        {
             Ok(()) => {}
-            Err(DigestError::Stale) => return RegisterOutcome::Challenge(self.auth.challenges(unix_now, true)),
-            Err(DigestError::WrongResponse | DigestError::UnknownNonce | DigestError::WrongRealm) => {
+            Err(DigestError::Stale) => {
+                return RegisterOutcome::Challenge(self.auth.challenges(unix_now, true));
+            }
+            Err(
+                DigestError::WrongResponse | DigestError::UnknownNonce | DigestError::WrongRealm,
+            ) => {
                 return RegisterOutcome::Challenge(self.auth.challenges(unix_now, false));
             }
             Err(DigestError::UnsupportedAlgorithm) => {
-                return RegisterOutcome::BadRequest("Bad Request (unsupported digest algorithm)".into());
+                return RegisterOutcome::BadRequest(
+                    "Bad Request (unsupported digest algorithm)".into(),
+                );
             }
             Err(DigestError::Incomplete) => {
-                return RegisterOutcome::BadRequest("Bad Request (qop without cnonce or nc)".into());
+                return RegisterOutcome::BadRequest(
+                    "Bad Request (qop without cnonce or nc)".into(),
+                );
             }
         }
 
-        let contacts: Vec<Contact> = request.contacts.iter().flat_map(|value| split_contacts(value)).collect();
+        let contacts: Vec<Contact> = request
+            .contacts
+            .iter()
+            .flat_map(|value| split_contacts(value))
+            .collect();
         if contacts.is_empty() {
             return RegisterOutcome::Query(self.binding(&request.user));
         }
         if contacts.iter().any(|c| c.uri == "*") {
             // RFC 3261 §10.3 step 6: "*" only with Expires: 0 and alone.
             if request.expires != Some(0) || contacts.len() > 1 {
-                return RegisterOutcome::BadRequest("Bad Request (Contact * needs Expires: 0)".into());
+                return RegisterOutcome::BadRequest(
+                    "Bad Request (Contact * needs Expires: 0)".into(),
+                );
             }
             return self.unregister(&request.user);
         }
         // The last contact is the phone's current one.
         let contact = contacts.last().expect("not empty");
-        let asked = contact.expires.or(request.expires).unwrap_or(self.config.default_expires);
+        let asked = contact
+            .expires
+            .or(request.expires)
+            .unwrap_or(self.config.default_expires);
         if asked == 0 {
             return self.unregister(&request.user);
         }
@@ -173,13 +210,24 @@ impl Registrar {
             transport,
             expires_at: now + Duration::from_secs(u64::from(expires)),
         };
-        let new = self.bindings.insert(request.user.clone(), binding.clone()).is_none();
-        RegisterOutcome::Registered { user: request.user.clone(), binding, expires, new }
+        let new = self
+            .bindings
+            .insert(request.user.clone(), binding.clone())
+            .is_none();
+        RegisterOutcome::Registered {
+            user: request.user.clone(),
+            binding,
+            expires,
+            new,
+        }
     }
 
     fn unregister(&self, user: &str) -> RegisterOutcome {
         let was_registered = self.bindings.remove(user).is_some();
-        RegisterOutcome::Unregistered { user: user.to_owned(), was_registered }
+        RegisterOutcome::Unregistered {
+            user: user.to_owned(),
+            was_registered,
+        }
     }
 
     /// The agent's current binding.
@@ -189,9 +237,20 @@ impl Registrar {
 
     /// Removes and names the bindings that lapsed by `now`.
     pub fn expire(&self, now: Instant) -> Vec<String> {
-        let lapsed: Vec<String> =
-            self.bindings.iter().filter(|b| b.expires_at <= now).map(|b| b.key().clone()).collect();
-        lapsed.into_iter().filter(|user| self.bindings.remove_if(user, |_, b| b.expires_at <= now).is_some()).collect()
+        let lapsed: Vec<String> = self
+            .bindings
+            .iter()
+            .filter(|b| b.expires_at <= now)
+            .map(|b| b.key().clone())
+            .collect();
+        lapsed
+            .into_iter()
+            .filter(|user| {
+                self.bindings
+                    .remove_if(user, |_, b| b.expires_at <= now)
+                    .is_some()
+            })
+            .collect()
     }
 
     /// Removes an agent's binding (its phone is dead); true if there was one.
@@ -236,7 +295,9 @@ fn split_contacts(value: &str) -> Vec<Contact> {
         .filter(|p| !p.is_empty())
         .map(|part| {
             let (uri, params) = match (part.find('<'), part.rfind('>')) {
-                (Some(open), Some(close)) if open < close => (&part[open + 1..close], &part[close + 1..]),
+                (Some(open), Some(close)) if open < close => {
+                    (&part[open + 1..close], &part[close + 1..])
+                }
                 // Without brackets, parameters after ';' belong to the header (§20).
                 _ => match part.split_once(';') {
                     Some((uri, params)) => (uri, params),
@@ -248,7 +309,10 @@ fn split_contacts(value: &str) -> Vec<Contact> {
                 .filter_map(|p| p.trim().split_once('='))
                 .find(|(name, _)| name.trim().eq_ignore_ascii_case("expires"))
                 .and_then(|(_, v)| v.trim().parse().ok());
-            Contact { uri: uri.trim().to_owned(), expires }
+            Contact {
+                uri: uri.trim().to_owned(),
+                expires,
+            }
         })
         .collect()
 }
@@ -259,7 +323,10 @@ pub fn uri_user(value: &str) -> Option<&str> {
         (Some(open), Some(close)) if open < close => &value[open + 1..close],
         _ => value.split(';').next().unwrap_or(value),
     };
-    let rest = uri.trim().strip_prefix("sips:").or_else(|| uri.trim().strip_prefix("sip:"))?;
+    let rest = uri
+        .trim()
+        .strip_prefix("sips:")
+        .or_else(|| uri.trim().strip_prefix("sip:"))?;
     let (user, _) = rest.split_once('@')?;
     let user = user.split(':').next().unwrap_or(user);
     (!user.is_empty()).then_some(user)
@@ -272,30 +339,57 @@ mod tests {
 
     #[test]
     fn contacts_are_split_and_kept_as_written() {
-        let contacts = split_contacts(r#""Anna, desk" <sip:anna@127.0.0.1:5062;ob>;expires=60, sip:b@h;expires=5"#);
+        let contacts = split_contacts(
+            r#""Anna, desk" <sip:anna@127.0.0.1:5062;ob>;expires=60, sip:b@h;expires=5"#,
+        );
         assert_eq!(
             contacts,
             [
-                Contact { uri: "sip:anna@127.0.0.1:5062;ob".into(), expires: Some(60) },
-                Contact { uri: "sip:b@h".into(), expires: Some(5) },
+                Contact {
+                    uri: "sip:anna@127.0.0.1:5062;ob".into(),
+                    expires: Some(60)
+                },
+                Contact {
+                    uri: "sip:b@h".into(),
+                    expires: Some(5)
+                },
             ]
         );
-        assert_eq!(split_contacts("*"), [Contact { uri: "*".into(), expires: None }]);
-        assert_eq!(uri_user(r#""Anna" <sip:anna@127.0.0.1;transport=tcp>;tag=9"#), Some("anna"));
+        assert_eq!(
+            split_contacts("*"),
+            [Contact {
+                uri: "*".into(),
+                expires: None
+            }]
+        );
+        assert_eq!(
+            uri_user(r#""Anna" <sip:anna@127.0.0.1;transport=tcp>;tag=9"#),
+            Some("anna")
+        );
         assert_eq!(uri_user("sip:%2B390521@pbx"), Some("%2B390521"));
         assert_eq!(uri_user("<sip:127.0.0.1>"), None);
     }
 
     fn registrar() -> Registrar {
         let passwords = HashMap::from([("anna".to_owned(), "secret".to_owned())]);
-        Registrar::new(passwords, DigestAuth::new("amico", Duration::from_secs(300)), RegistrarConfig::default())
+        Registrar::new(
+            passwords,
+            DigestAuth::new("amico", Duration::from_secs(300)),
+            RegistrarConfig::default(),
+        )
     }
 
-    fn authorized(registrar: &Registrar, contacts: &[&str], expires: Option<u32>) -> RegisterRequest {
+    fn authorized(
+        registrar: &Registrar,
+        contacts: &[&str],
+        expires: Option<u32>,
+    ) -> RegisterRequest {
         // Answer the challenge as a phone would, MD5 with qop=auth.
         let nonce = registrar.auth().nonce(unix_now());
         let ha1 = hex::encode(<md5::Md5 as sha2::Digest>::digest(b"anna:amico:secret"));
-        let ha2 = hex::encode(<md5::Md5 as sha2::Digest>::digest(b"REGISTER:sip:127.0.0.1"));
+        let ha2 = hex::encode(<md5::Md5 as sha2::Digest>::digest(
+            b"REGISTER:sip:127.0.0.1",
+        ));
         let response = hex::encode(<md5::Md5 as sha2::Digest>::digest(
             format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}").as_bytes(),
         ));
@@ -314,14 +408,31 @@ mod tests {
         let registrar = registrar();
         let source: SocketAddr = "127.0.0.1:5062".parse().unwrap();
         let now = Instant::now();
-        let unanswered = RegisterRequest { user: "anna".into(), contacts: vec!["<sip:anna@127.0.0.1:5062>".into()], ..Default::default() };
-        assert!(matches!(registrar.register(&unanswered, source, Transport::Udp, now, unix_now()), RegisterOutcome::Challenge(c) if c.len() == 2));
-        let stranger = RegisterRequest { user: "mallory".into(), ..unanswered.clone() };
-        assert_eq!(registrar.register(&stranger, source, Transport::Udp, now, unix_now()), RegisterOutcome::Forbidden("not an agent of this ACD"));
+        let unanswered = RegisterRequest {
+            user: "anna".into(),
+            contacts: vec!["<sip:anna@127.0.0.1:5062>".into()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(registrar.register(&unanswered, source, Transport::Udp, now, unix_now()), RegisterOutcome::Challenge(c) if c.len() == 2)
+        );
+        let stranger = RegisterRequest {
+            user: "mallory".into(),
+            ..unanswered.clone()
+        };
+        assert_eq!(
+            registrar.register(&stranger, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::Forbidden("not an agent of this ACD")
+        );
 
         let request = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>;expires=120"], None);
         match registrar.register(&request, source, Transport::Udp, now, unix_now()) {
-            RegisterOutcome::Registered { user, binding, expires, new } => {
+            RegisterOutcome::Registered {
+                user,
+                binding,
+                expires,
+                new,
+            } => {
                 assert_eq!((user.as_str(), expires, new), ("anna", 120, true));
                 assert_eq!(binding.contact, "sip:anna@127.0.0.1:5062");
             }
@@ -330,22 +441,42 @@ mod tests {
         let refresh = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>"], Some(100_000));
         assert!(matches!(
             registrar.register(&refresh, source, Transport::Udp, now, unix_now()),
-            RegisterOutcome::Registered { expires: 3600, new: false, .. }
+            RegisterOutcome::Registered {
+                expires: 3600,
+                new: false,
+                ..
+            }
         ));
         let brief = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>"], Some(5));
-        assert_eq!(registrar.register(&brief, source, Transport::Udp, now, unix_now()), RegisterOutcome::IntervalTooBrief(30));
+        assert_eq!(
+            registrar.register(&brief, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::IntervalTooBrief(30)
+        );
         assert!(registrar.expire(now + Duration::from_secs(3599)).is_empty());
         assert_eq!(registrar.expire(now + Duration::from_secs(3600)), ["anna"]);
         assert_eq!(registrar.binding("anna"), None);
 
         let again = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>"], None);
-        assert!(matches!(registrar.register(&again, source, Transport::Tcp, now, unix_now()), RegisterOutcome::Registered { expires: 600, new: true, .. }));
+        assert!(matches!(
+            registrar.register(&again, source, Transport::Tcp, now, unix_now()),
+            RegisterOutcome::Registered {
+                expires: 600,
+                new: true,
+                ..
+            }
+        ));
         let wildcard = authorized(&registrar, &["*"], Some(0));
         assert_eq!(
             registrar.register(&wildcard, source, Transport::Udp, now, unix_now()),
-            RegisterOutcome::Unregistered { user: "anna".into(), was_registered: true }
+            RegisterOutcome::Unregistered {
+                user: "anna".into(),
+                was_registered: true
+            }
         );
         let bad_wildcard = authorized(&registrar, &["*"], Some(60));
-        assert!(matches!(registrar.register(&bad_wildcard, source, Transport::Udp, now, unix_now()), RegisterOutcome::BadRequest(_)));
+        assert!(matches!(
+            registrar.register(&bad_wildcard, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::BadRequest(_)
+        ));
     }
 }

@@ -10,8 +10,20 @@
 
 /// The methods the stack can parse. A request with any other method is answered 501.
 pub const KNOWN_METHODS: [&str; 14] = [
-    "ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS", "PRACK",
-    "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
 ];
 
 /// What a first look at a datagram found.
@@ -104,7 +116,11 @@ fn sniff_text(text: &str) -> Sniffed {
     let parts: Vec<&str> = start.splitn(3, ' ').collect();
     if start.starts_with("SIP/") {
         // A response we cannot take is dropped: responses are never answered.
-        return if complete_head { Sniffed::Pass } else { Sniffed::Drop("truncated response") };
+        return if complete_head {
+            Sniffed::Pass
+        } else {
+            Sniffed::Drop("truncated response")
+        };
     }
     if parts.len() != 3 || parts[2] != "SIP/2.0" || !is_token(parts[0]) {
         return Sniffed::Drop("not SIP: no request line");
@@ -130,33 +146,62 @@ fn sniff_text(text: &str) -> Sniffed {
             }
             None => {
                 let routing = routing_headers(&headers);
-                return reject_or_drop(400, format!("Bad Request (malformed header line: {line})"), method, routing);
+                return reject_or_drop(
+                    400,
+                    format!("Bad Request (malformed header line: {line})"),
+                    method,
+                    routing,
+                );
             }
         }
     }
     let routing = routing_headers(&headers);
-    let find = |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
 
     if !KNOWN_METHODS.contains(&method.as_str()) {
         return reject_or_drop(501, "Not Implemented".into(), method, routing);
     }
     if method == "ACK" {
         // An ACK is never answered (RFC 3261 §17.2.1); let the stack judge it.
-        return if complete_head { Sniffed::Pass } else { Sniffed::Drop("truncated ACK") };
+        return if complete_head {
+            Sniffed::Pass
+        } else {
+            Sniffed::Drop("truncated ACK")
+        };
     }
     if !complete_head {
-        return reject_or_drop(400, "Bad Request (truncated: headers not terminated)".into(), method, routing);
+        return reject_or_drop(
+            400,
+            "Bad Request (truncated: headers not terminated)".into(),
+            method,
+            routing,
+        );
     }
     for mandatory in ["Via", "From", "To", "Call-ID", "CSeq"] {
         if find(mandatory).is_none_or(str::is_empty) {
-            return reject_or_drop(400, format!("Bad Request (missing {mandatory})"), method, routing);
+            return reject_or_drop(
+                400,
+                format!("Bad Request (missing {mandatory})"),
+                method,
+                routing,
+            );
         }
     }
     let cseq = find("CSeq").unwrap_or_default();
     let mut cseq_parts = cseq.split_whitespace();
     let number_ok = cseq_parts.next().is_some_and(|n| n.parse::<u32>().is_ok());
     if !number_ok || cseq_parts.next() != Some(method.as_str()) {
-        return reject_or_drop(400, format!("Bad Request (CSeq '{cseq}' does not match the request)"), method, routing);
+        return reject_or_drop(
+            400,
+            format!("Bad Request (CSeq '{cseq}' does not match the request)"),
+            method,
+            routing,
+        );
     }
     if let Some(length) = find("Content-Length") {
         match length.parse::<usize>() {
@@ -171,7 +216,12 @@ fn sniff_text(text: &str) -> Sniffed {
             }
             Ok(_) => {}
             Err(_) => {
-                return reject_or_drop(400, format!("Bad Request (Content-Length '{length}')"), method, routing);
+                return reject_or_drop(
+                    400,
+                    format!("Bad Request (Content-Length '{length}')"),
+                    method,
+                    routing,
+                );
             }
         }
     }
@@ -200,23 +250,41 @@ pub fn reject_with(datagram: &[u8], reason: String) -> Sniffed {
 }
 
 fn is_token(word: &str) -> bool {
-    !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }
 
 fn routing_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| {
-            ["Via", "From", "To", "Call-ID", "CSeq"].iter().any(|h| h.eq_ignore_ascii_case(name))
+            ["Via", "From", "To", "Call-ID", "CSeq"]
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
         })
         .cloned()
         .collect()
 }
 
 /// A response can only be routed back with a Via (RFC 3261 §18.2.2); without one, drop.
-fn reject_or_drop(status: u16, reason: String, method: String, headers: Vec<(String, String)>) -> Sniffed {
-    if headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("via")) {
-        Sniffed::Reject(Rejection { status, reason, method, headers })
+fn reject_or_drop(
+    status: u16,
+    reason: String,
+    method: String,
+    headers: Vec<(String, String)>,
+) -> Sniffed {
+    if headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("via"))
+    {
+        Sniffed::Reject(Rejection {
+            status,
+            reason,
+            method,
+            headers,
+        })
     } else {
         Sniffed::Drop("malformed request without a Via: cannot be answered")
     }
@@ -255,9 +323,18 @@ mod tests {
 
     #[test]
     fn garbage_is_dropped() {
-        assert_eq!(sniff(b"\xff\xfe\x00garbage"), Sniffed::Drop("not SIP: not UTF-8 and no SIP/2.0"));
-        assert_eq!(sniff(b"\x00\x01\x02garbage"), Sniffed::Drop("not SIP: no request line"));
-        assert_eq!(sniff(b"hello world"), Sniffed::Drop("not SIP: no request line"));
+        assert_eq!(
+            sniff(b"\xff\xfe\x00garbage"),
+            Sniffed::Drop("not SIP: not UTF-8 and no SIP/2.0")
+        );
+        assert_eq!(
+            sniff(b"\x00\x01\x02garbage"),
+            Sniffed::Drop("not SIP: no request line")
+        );
+        assert_eq!(
+            sniff(b"hello world"),
+            Sniffed::Drop("not SIP: no request line")
+        );
         assert_eq!(sniff(b""), Sniffed::Drop("not SIP: no request line"));
     }
 
@@ -273,12 +350,17 @@ mod tests {
             Content-Length: 300\r\n\r\nv=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n";
         let r = rejection(sniff(invite.as_bytes()));
         assert_eq!(r.status, 400);
-        assert_eq!(r.reason, "Bad Request (Content-Length 300 but 31 bytes of body)");
+        assert_eq!(
+            r.reason,
+            "Bad Request (Content-Length 300 but 31 bytes of body)"
+        );
         let cut = &invite[..invite.find("CSeq").unwrap()];
         let r = rejection(sniff(cut.as_bytes()));
         assert_eq!(r.reason, "Bad Request (truncated: headers not terminated)");
         let response = String::from_utf8(r.to_bytes("t1")).unwrap();
-        assert!(response.starts_with("SIP/2.0 400 Bad Request (truncated: headers not terminated)\r\n"));
+        assert!(
+            response.starts_with("SIP/2.0 400 Bad Request (truncated: headers not terminated)\r\n")
+        );
         assert!(response.contains("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-2\r\n"));
         assert!(response.contains("To: <sip:0521@127.0.0.1>;tag=t1\r\n"));
         assert!(response.ends_with("Content-Length: 0\r\n\r\n"));
@@ -286,24 +368,49 @@ mod tests {
 
     #[test]
     fn missing_headers_and_bad_cseq_are_named() {
-        let r = rejection(sniff(OPTIONS.replace("Call-ID: c1@127.0.0.1\r\n", "").as_bytes()));
+        let r = rejection(sniff(
+            OPTIONS.replace("Call-ID: c1@127.0.0.1\r\n", "").as_bytes(),
+        ));
         assert_eq!(r.reason, "Bad Request (missing Call-ID)");
-        let r = rejection(sniff(OPTIONS.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE").as_bytes()));
-        assert_eq!(r.reason, "Bad Request (CSeq '1 INVITE' does not match the request)");
-        let r = rejection(sniff(OPTIONS.replace("Max-Forwards: 70", "Max-Forwards 70").as_bytes()));
-        assert_eq!(r.reason, "Bad Request (malformed header line: Max-Forwards 70)");
+        let r = rejection(sniff(
+            OPTIONS
+                .replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")
+                .as_bytes(),
+        ));
+        assert_eq!(
+            r.reason,
+            "Bad Request (CSeq '1 INVITE' does not match the request)"
+        );
+        let r = rejection(sniff(
+            OPTIONS
+                .replace("Max-Forwards: 70", "Max-Forwards 70")
+                .as_bytes(),
+        ));
+        assert_eq!(
+            r.reason,
+            "Bad Request (malformed header line: Max-Forwards 70)"
+        );
         // Without a Via nothing can be answered.
         assert!(matches!(
-            sniff(OPTIONS.replace("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n", "").as_bytes()),
+            sniff(
+                OPTIONS
+                    .replace("Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n", "")
+                    .as_bytes()
+            ),
             Sniffed::Drop(_)
         ));
     }
 
     #[test]
     fn an_unknown_method_gets_501_with_allow() {
-        let foo = OPTIONS.replace("OPTIONS sip", "FOO sip").replace("1 OPTIONS", "1 FOO");
+        let foo = OPTIONS
+            .replace("OPTIONS sip", "FOO sip")
+            .replace("1 OPTIONS", "1 FOO");
         let r = rejection(sniff(foo.as_bytes()));
-        assert_eq!((r.status, r.reason.as_str(), r.method.as_str()), (501, "Not Implemented", "FOO"));
+        assert_eq!(
+            (r.status, r.reason.as_str(), r.method.as_str()),
+            (501, "Not Implemented", "FOO")
+        );
         let response = String::from_utf8(r.to_bytes("x")).unwrap();
         assert!(response.contains("\r\nAllow: "), "{response}");
     }

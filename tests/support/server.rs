@@ -1,0 +1,166 @@
+//! Starts the real `amico` binary on ephemeral ports for end-to-end tests.
+//!
+//! Include with `#[path = "support/server.rs"] mod server;`. The server prints one JSON
+//! line once every listener is bound; [`Server::start`] waits for it with a deadline.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    /// SIP over UDP.
+    pub sip: SocketAddr,
+    /// SIP over TCP.
+    pub sip_tcp: SocketAddr,
+    /// HTTP.
+    pub http: SocketAddr,
+    /// Its stderr log.
+    pub log: PathBuf,
+}
+
+/// A range of RTP ports of its own for each server of this test process.
+fn rtp_range() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 80;
+    let base = 30_000 + n * 200;
+    (base, base + 199)
+}
+
+/// A test configuration: one trunk trusted from 127.0.0.1 with DID `100` → queue
+/// `comune`, agents `agent1`..`agentN` (password `secret-N`), `extra` appended to the
+/// queue's table.
+pub fn config(agents: usize, queue_extra: &str) -> String {
+    let (min, max) = rtp_range();
+    let mut text = format!(
+        r#"skills = ["general"]
+
+[sip]
+listen = "127.0.0.1:0"
+
+[http]
+listen = "127.0.0.1:0"
+
+[rtp]
+address = "127.0.0.1"
+port_min = {min}
+port_max = {max}
+timeout = 20
+
+[[trunks]]
+name = "pbx"
+sources = ["127.0.0.1"]
+dids = {{ "100" = "comune", "%2B390521000" = "comune" }}
+
+[[queues]]
+name = "comune"
+skills = [{{ skill = "general", min_level = 1 }}]
+{queue_extra}
+"#
+    );
+    for i in 1..=agents {
+        text.push_str(&format!(
+            "\n[[agents]]\nname = \"agent{i}\"\nsip_password = \"secret-{i}\"\nskills = [{{ skill = \"general\", level = 5 }}]\n"
+        ));
+    }
+    text
+}
+
+impl Server {
+    /// Writes `config` to a file and starts `amico run --config` on it.
+    pub fn start(config: &str) -> Server {
+        static N: AtomicU16 = AtomicU16::new(0);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("amico-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, config).expect("write config");
+        let log = dir.join(format!("amico-{}-{n}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_amico"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("AMICO_LOG", "debug,rsipstack=info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("amico starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, received) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = received.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("amico did not report listening within 20 s; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(ready["event"], "listening", "{line}");
+        let addr = |key: &str| ready[key].as_str().expect(key).parse().expect("an address");
+        Server { sip: addr("sip_udp"), sip_tcp: addr("sip_tcp"), http: addr("http"), child, log }
+    }
+
+    /// `GET path` over HTTP/1.0; the body.
+    pub fn get(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(self.http).expect("http connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("http write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("http read");
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+    }
+
+    /// The value of one metric line (`name{labels}`), or 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let metrics = self.get("/metrics");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `series` satisfies `want`, polling /metrics, failing after `within`.
+    pub fn wait_metric(&self, series: &str, want: impl Fn(f64) -> bool, within: Duration) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let value = self.metric(series);
+            if want(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} = {value} after {within:?}\nlog tail:\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
