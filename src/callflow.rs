@@ -208,12 +208,8 @@ impl CallTask {
             warn!(%error, "could not answer a trunk call");
             return;
         }
-        let (media, media_events) = MediaSession::start(
-            socket,
-            caller_format,
-            calls.session,
-            calls.media.clone(),
-        );
+        let (media, media_events) =
+            MediaSession::start(socket, caller_format, calls.session, calls.media.clone());
         info!(%id, %trunk, %did, %from, "call answered and queued");
         calls.acd.send(Input::CallArrived {
             call: id,

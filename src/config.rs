@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         assert_eq!(
-            error(&DEMO.replace("\"comune\" }", "\"comun\" }")),
+            error(&DEMO.replace("\"100\" = \"comune\"", "\"100\" = \"comun\"")),
             "trunks[pbx].dids.100: queue 'comun' does not exist"
         );
         assert_eq!(

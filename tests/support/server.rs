@@ -13,16 +13,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A running server, killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     /// SIP over UDP.
-    pub sip: SocketAddr,
+    pub(crate) sip: SocketAddr,
     /// SIP over TCP.
-    pub sip_tcp: SocketAddr,
+    pub(crate) sip_tcp: SocketAddr,
     /// HTTP.
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Its stderr log.
-    pub log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 /// A range of RTP ports of its own for each server of this test process.
@@ -36,7 +36,7 @@ fn rtp_range() -> (u16, u16) {
 /// A test configuration: one trunk trusted from 127.0.0.1 with DID `100` → queue
 /// `comune`, agents `agent1`..`agentN` (password `secret-N`), `extra` appended to the
 /// queue's table.
-pub fn config(agents: usize, queue_extra: &str) -> String {
+pub(crate) fn config(agents: usize, queue_extra: &str) -> String {
     let (min, max) = rtp_range();
     let mut text = format!(
         r#"skills = ["general"]
@@ -74,7 +74,7 @@ skills = [{{ skill = "general", min_level = 1 }}]
 
 impl Server {
     /// Writes `config` to a file and starts `amico run --config` on it.
-    pub fn start(config: &str) -> Server {
+    pub(crate) fn start(config: &str) -> Server {
         static N: AtomicU16 = AtomicU16::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -99,37 +99,59 @@ impl Server {
                 }
             }
         });
-        let line = received.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("amico did not report listening within 20 s; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
-        });
+        let line = received
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "amico did not report listening within 20 s; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
         let ready: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(ready["event"], "listening", "{line}");
         let addr = |key: &str| ready[key].as_str().expect(key).parse().expect("an address");
-        Server { sip: addr("sip_udp"), sip_tcp: addr("sip_tcp"), http: addr("http"), child, log }
+        Server {
+            sip: addr("sip_udp"),
+            sip_tcp: addr("sip_tcp"),
+            http: addr("http"),
+            child,
+            log,
+        }
     }
 
     /// `GET path` over HTTP/1.0; the body.
-    pub fn get(&self, path: &str) -> String {
+    pub(crate) fn get(&self, path: &str) -> String {
         let mut stream = TcpStream::connect(self.http).expect("http connect");
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
         write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("http write");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("http read");
-        response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
     }
 
     /// The value of one metric line (`name{labels}`), or 0 when absent.
-    pub fn metric(&self, series: &str) -> f64 {
+    pub(crate) fn metric(&self, series: &str) -> f64 {
         let metrics = self.get("/metrics");
         metrics
             .lines()
-            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse::<f64>().ok()))
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            })
             .unwrap_or(0.0)
     }
 
     /// Waits until `series` satisfies `want`, polling /metrics, failing after `within`.
-    pub fn wait_metric(&self, series: &str, want: impl Fn(f64) -> bool, within: Duration) -> f64 {
+    pub(crate) fn wait_metric(
+        &self,
+        series: &str,
+        want: impl Fn(f64) -> bool,
+        within: Duration,
+    ) -> f64 {
         let deadline = Instant::now() + within;
         loop {
             let value = self.metric(series);
@@ -146,14 +168,14 @@ impl Server {
     }
 
     /// The last lines of the server's log.
-    pub fn log_tail(&self, lines: usize) -> String {
+    pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Whether the server process is still running.
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
