@@ -286,3 +286,373 @@ fn a_bad_config_stops_the_server_before_any_port_is_bound() {
     assert!(!check.status.success());
     assert!(String::from_utf8_lossy(&check.stderr).contains("trunks[pbx].dids.100"));
 }
+
+/// Reads SIP messages from a socket until one satisfies `want` (5 s deadline per read).
+fn recv_until(socket: &UdpSocket, want: impl Fn(&str) -> bool) -> (String, std::net::SocketAddr) {
+    let mut buf = [0u8; 8192];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no matching SIP message within 10 s"
+        );
+        let (len, from) = socket
+            .recv_from(&mut buf)
+            .expect("a SIP message within 5 s");
+        let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+        if want(&text) {
+            return (text, from);
+        }
+    }
+}
+
+fn body(message: &str) -> &str {
+    message
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default()
+}
+
+fn sdp_port(sdp: &str) -> u16 {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A 20 ms PCMU packet.
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend(seq.to_be_bytes());
+    packet.extend((u32::from(seq) * 160).to_be_bytes());
+    packet.extend(ssrc.to_be_bytes());
+    packet.extend([0x55u8; 160]);
+    packet
+}
+
+/// Sends RTP from `from` to `to` until `at` receives some (relayed through Amico).
+fn rtp_flows(from: &UdpSocket, to: std::net::SocketAddr, at: &UdpSocket) {
+    at.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    for seq in 0..100u16 {
+        from.send_to(&rtp(seq, 0xC0FFEE), to).unwrap();
+        if let Ok((len, _)) = at.recv_from(&mut buf)
+            && len == 172
+            && buf[0] == 0x80
+        {
+            return;
+        }
+    }
+    panic!("no RTP relayed within 100 packets");
+}
+
+/// A raw agent phone registered as agent1 (digest MD5).
+fn register_raw_agent(server: &Server) -> UdpSocket {
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let port = phone.local_addr().unwrap().port();
+    let registrar = format!("sip:{}", server.sip);
+    let register = |cseq: u32, extra: &str| {
+        format!(
+            "REGISTER {registrar} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-reg{cseq};rport\r\nMax-Forwards: 70\r\nFrom: <sip:agent1@127.0.0.1>;tag=r\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: reg-{port}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:agent1@127.0.0.1:{port}>\r\nExpires: 300\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    phone
+        .send_to(register(1, "").as_bytes(), server.sip)
+        .unwrap();
+    let (challenge, _) = recv_until(&phone, |m| m.starts_with("SIP/2.0 401"));
+    let md5 = header(&challenge, "WWW-Authenticate")
+        .into_iter()
+        .find(|c| c.contains("MD5"))
+        .unwrap()
+        .to_owned();
+    let (realm, nonce) = (
+        param(&md5, "realm").to_owned(),
+        param(&md5, "nonce").to_owned(),
+    );
+    let ha1 = md5_hex(&format!("agent1:{realm}:secret-1"));
+    let ha2 = md5_hex(&format!("REGISTER:{registrar}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+    let authorization = format!(
+        "Authorization: Digest username=\"agent1\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{registrar}\", response=\"{response}\"\r\n"
+    );
+    phone
+        .send_to(register(2, &authorization).as_bytes(), server.sip)
+        .unwrap();
+    recv_until(&phone, |m| m.starts_with("SIP/2.0 200"));
+    phone
+}
+
+/// A response to `request` with `status`, a To tag and an optional SDP body, from a phone
+/// reachable at `contact`.
+fn respond(request: &str, status: &str, to_tag: &str, contact: u16, sdp: Option<&str>) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        for value in header(request, name) {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    let to = header(request, "To")[0];
+    out.push_str(&format!("To: {to};tag={to_tag}\r\n"));
+    out.push_str(&format!("Contact: <sip:agent1@127.0.0.1:{contact}>\r\n"));
+    match sdp {
+        Some(sdp) => out.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )),
+        None => out.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    out
+}
+
+fn audio_sdp(port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=- 7 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na={direction}\r\n",
+        version = if direction == "sendrecv" { 1 } else { 2 }
+    )
+}
+
+#[test]
+fn an_offer_with_no_common_codec_gets_488() {
+    let server = Server::start(&server::config(1, ""));
+    let probe = Probe::new(&server);
+    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    probe.send(&probe.request(
+        "INVITE",
+        &format!("sip:100@{}", server.sip),
+        "g1",
+        "Content-Type: application/sdp\r\n",
+        g729,
+    ));
+    let response = probe.final_response();
+    assert!(response.starts_with("SIP/2.0 488"), "{response}");
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    assert_eq!(
+        server.metric("amico_queue_offered_total{queue=\"comune\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_cancel_before_the_answer_ends_the_call_cleanly() {
+    let server = Server::start(&server::config(1, ""));
+    let probe = Probe::new(&server);
+    let invite = probe.request(
+        "INVITE",
+        &format!("sip:100@{}", server.sip),
+        "c1",
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    );
+    let cancel = invite
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        .replace("Content-Type: application/sdp\r\n", "")
+        .replace(
+            &format!("Content-Length: {}", SDP.len()),
+            "Content-Length: 0",
+        )
+        + "\r\n\r\n";
+    probe.send(&invite);
+    probe.send(&cancel);
+    // The INVITE ends 487 if the CANCEL was first (RFC 3261 §9.2), or 200 if our answer
+    // was; then the caller hangs up with BYE as a phone would.
+    let (final_invite, _) = recv_until(&probe.socket, |m| {
+        m.starts_with("SIP/2.0") && m.contains("INVITE\r\n") && !m.starts_with("SIP/2.0 1")
+    });
+    if final_invite.starts_with("SIP/2.0 200") {
+        let to = header(&final_invite, "To")[0].to_owned();
+        let ack_bye = |method: &str, cseq: u32| {
+            invite
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .replacen("INVITE sip", &format!("{method} sip"), 1)
+                .replace("CSeq: 1 INVITE", &format!("CSeq: {cseq} {method}"))
+                .replace(
+                    &format!("To: <sip:100@{}>", server.sip),
+                    &format!("To: {to}"),
+                )
+                .replace("branch=z9hG4bK-c1", &format!("branch=z9hG4bK-c1{method}"))
+                .replace("Content-Type: application/sdp\r\n", "")
+                .replace(
+                    &format!("Content-Length: {}", SDP.len()),
+                    "Content-Length: 0",
+                )
+                + "\r\n\r\n"
+        };
+        probe.send(&ack_bye("ACK", 1));
+        probe.send(&ack_bye("BYE", 2));
+        recv_until(&probe.socket, |m| {
+            m.starts_with("SIP/2.0 200") && m.contains("BYE")
+        });
+    } else {
+        assert!(final_invite.starts_with("SIP/2.0 487"), "{final_invite}");
+    }
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    let offered = server.metric("amico_queue_offered_total{queue=\"comune\"}");
+    assert_eq!(
+        server.metric("amico_queue_abandoned_total{queue=\"comune\"}"),
+        offered
+    );
+}
+
+#[test]
+fn caller_identity_is_relayed_as_received_and_reinvites_keep_the_bridge() {
+    let server = Server::start(&server::config(1, "ring_timeout = 15"));
+    let phone = register_raw_agent(&server);
+    let health = || -> serde_json::Value { serde_json::from_str(&server.get("/health")).unwrap() };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while health()["agents_logged_in"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent1 never logged in"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let trunk = Probe::new(&server);
+    let trunk_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let agent_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let offer = audio_sdp(trunk_rtp.local_addr().unwrap().port(), "sendrecv");
+    let invite = trunk
+        .request(
+            "INVITE",
+            &format!("sip:%2B390521000@{}", server.sip),
+            "id1",
+            "Content-Type: application/sdp\r\n",
+            &offer,
+        )
+        .replace(
+            "From: <sip:probe@127.0.0.1>;tag=p1",
+            "From: \"Rossi, M\" <sip:%2B39055123@pbx.example;user=phone>;tag=p1",
+        );
+    trunk.send(&invite);
+    let answer = trunk.final_response();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    assert!(
+        header(&answer, "To")[0].starts_with(&format!("<sip:%2B390521000@{}>;tag=", server.sip)),
+        "{answer}"
+    );
+    let amico_caller_port = sdp_port(body(&answer));
+    let to = header(&answer, "To")[0].to_owned();
+    let in_dialog = |method: &str, cseq: u32, sdp: &str| {
+        let content = if sdp.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_owned()
+        };
+        trunk
+            .request(
+                method,
+                &format!("sip:amico@{}", server.sip),
+                "id1",
+                &content,
+                sdp,
+            )
+            .replace(
+                "From: <sip:probe@127.0.0.1>;tag=p1",
+                "From: \"Rossi, M\" <sip:%2B39055123@pbx.example;user=phone>;tag=p1",
+            )
+            .replace(
+                &format!("To: <sip:amico@{}>", server.sip),
+                &format!("To: {to}"),
+            )
+            .replace(
+                &format!("CSeq: 1 {method}"),
+                &format!("CSeq: {cseq} {method}"),
+            )
+            .replace(
+                "branch=z9hG4bK-id1",
+                &format!("branch=z9hG4bK-id1-{cseq}{method}"),
+            )
+    };
+    trunk.send(&in_dialog("ACK", 1, ""));
+
+    // The agent's phone rings with the caller's identity exactly as the trunk wrote it.
+    let (ring, from) = recv_until(&phone, |m| m.starts_with("INVITE "));
+    assert_eq!(
+        header(&ring, "From")[0].split(";tag=").next().unwrap(),
+        "\"Rossi, M\" <sip:%2B39055123@pbx.example;user=phone>",
+        "{ring}"
+    );
+    assert!(!ring.contains("%252B"), "{ring}");
+    let amico_agent_port = sdp_port(body(&ring));
+    let phone_port = phone.local_addr().unwrap().port();
+    phone
+        .send_to(
+            respond(&ring, "180 Ringing", "a1", phone_port, None).as_bytes(),
+            from,
+        )
+        .unwrap();
+    let agent_answer = audio_sdp(agent_rtp.local_addr().unwrap().port(), "sendrecv");
+    phone
+        .send_to(
+            respond(&ring, "200 OK", "a1", phone_port, Some(&agent_answer)).as_bytes(),
+            from,
+        )
+        .unwrap();
+    recv_until(&phone, |m| m.starts_with("ACK "));
+
+    let amico = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    rtp_flows(&trunk_rtp, amico(amico_caller_port), &agent_rtp);
+    rtp_flows(&agent_rtp, amico(amico_agent_port), &trunk_rtp);
+
+    // Hold and unhold from the trunk side (RFC 3264 §8.4): answered, the bridge stays.
+    trunk.send(&in_dialog(
+        "INVITE",
+        2,
+        &audio_sdp(trunk_rtp.local_addr().unwrap().port(), "sendonly"),
+    ));
+    let held = trunk.final_response();
+    assert!(
+        held.starts_with("SIP/2.0 200") && body(&held).contains("a=recvonly"),
+        "{held}"
+    );
+    assert_eq!(
+        sdp_port(body(&held)),
+        amico_caller_port,
+        "same port on re-INVITE"
+    );
+    trunk.send(&in_dialog("ACK", 2, ""));
+    trunk.send(&in_dialog(
+        "INVITE",
+        3,
+        &audio_sdp(trunk_rtp.local_addr().unwrap().port(), "sendrecv"),
+    ));
+    let resumed = trunk.final_response();
+    assert!(
+        resumed.starts_with("SIP/2.0 200") && body(&resumed).contains("a=sendrecv"),
+        "{resumed}"
+    );
+    trunk.send(&in_dialog("ACK", 3, ""));
+    rtp_flows(&trunk_rtp, amico(amico_caller_port), &agent_rtp);
+    rtp_flows(&agent_rtp, amico(amico_agent_port), &trunk_rtp);
+
+    // The caller hangs up: the agent's phone gets a BYE, the call completes.
+    trunk.send(&in_dialog("BYE", 4, ""));
+    recv_until(&trunk.socket, |m| {
+        m.starts_with("SIP/2.0 200") && m.contains("BYE")
+    });
+    let (bye, from) = recv_until(&phone, |m| m.starts_with("BYE "));
+    phone
+        .send_to(
+            respond(&bye, "200 OK", "a1", phone_port, None).as_bytes(),
+            from,
+        )
+        .unwrap();
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+}

@@ -191,6 +191,33 @@ struct Leg {
     states: DialogStateReceiver,
     dialog_layer: Arc<DialogLayer>,
     ended: bool,
+    /// The dialog's raw identities, forgotten a while after the leg is dropped (only its
+    /// Drop matters).
+    _identity: IdentityGuard,
+}
+
+/// Forgets a dialog's identities once its last retransmissions are over (64 × T1,
+/// RFC 3261 §17.1.1.2).
+struct IdentityGuard {
+    relay: Arc<IdentityRelay>,
+    call_id: String,
+}
+
+impl Drop for IdentityGuard {
+    fn drop(&mut self) {
+        let (relay, call_id) = (self.relay.clone(), std::mem::take(&mut self.call_id));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(32)).await;
+                    relay.identities.remove(&call_id);
+                });
+            }
+            Err(_) => {
+                relay.identities.remove(&call_id);
+            }
+        }
+    }
 }
 
 impl Leg {
@@ -399,39 +426,75 @@ fn error_status(error: &rsipstack::Error) -> u16 {
     }
 }
 
-/// Rewrites the From of outgoing agent INVITEs to the caller's identity exactly as the
-/// trunk sent it. The stack's typed URIs re-escape `%` (`%2B` would leave as `%252B`), so
-/// the identity is swapped in as raw text, keeping our own tag.
+/// Keeps the identities in our dialogs exactly as the trunk wrote them. The stack's typed
+/// URIs re-escape `%` (`%2B` would leave as `%252B`), so before a message leaves, the
+/// From and To of the dialogs we know are swapped for the raw text, keeping the tags the
+/// stack chose.
 #[derive(Default)]
 struct IdentityRelay {
-    /// Call-ID → the caller's From value without its tag.
-    identities: DashMap<String, String>,
+    /// Call-ID → our side's and the other side's identity, without tags.
+    identities: DashMap<String, Identity>,
+}
+
+/// The two ends of a dialog, as raw header values without tags.
+#[derive(Clone, Debug)]
+struct Identity {
+    /// Our end: the From of our requests and the To of our responses.
+    local: String,
+    /// The other end: the To of our requests and the From of our responses, if its text
+    /// must be kept (None: the stack's rendering is fine).
+    remote: Option<String>,
 }
 
 /// The inspector handed to the stack, sharing the table with the edge.
 struct IdentityInspector(Arc<IdentityRelay>);
 
+/// `value` with the tag of `current`, if it has one.
+fn with_tag_of(value: &str, current: &str) -> String {
+    match current
+        .split(";tag=")
+        .nth(1)
+        .map(|t| t.split(';').next().unwrap_or(t))
+    {
+        Some(tag) => format!("{value};tag={tag}"),
+        None => value.to_owned(),
+    }
+}
+
 impl MessageInspector for IdentityInspector {
     fn before_send(&self, mut msg: SipMessage, _dest: Option<&SipAddr>) -> SipMessage {
-        if let SipMessage::Request(request) = &mut msg {
-            let Ok(call_id) = request.call_id_header().map(|h| h.value().to_owned()) else {
-                return msg;
-            };
-            if let Some(identity) = self.0.identities.get(&call_id) {
-                for header in request.headers.iter_mut() {
-                    if let Header::From(from) = header {
-                        let tag = from
-                            .value()
-                            .split(";tag=")
-                            .nth(1)
-                            .map(|t| t.split(';').next().unwrap_or(t).to_owned());
-                        let value = match tag {
-                            Some(tag) => format!("{};tag={tag}", identity.value()),
-                            None => identity.value().clone(),
-                        };
-                        *header = Header::From(value.into());
+        let (headers, is_request) = match &mut msg {
+            SipMessage::Request(request) => (&mut request.headers, true),
+            SipMessage::Response(response) => (&mut response.headers, false),
+        };
+        let call_id = headers.iter().find_map(|h| match h {
+            Header::CallId(id) => Some(id.value().to_owned()),
+            _ => None,
+        });
+        let Some(identity) = call_id.and_then(|id| self.0.identities.get(&id).map(|i| i.clone()))
+        else {
+            return msg;
+        };
+        // RFC 3261 §12.1: a request's From is our end, a response's To is our end.
+        for header in headers.iter_mut() {
+            match header {
+                Header::From(from) if is_request => {
+                    *header = Header::From(with_tag_of(&identity.local, from.value()).into());
+                }
+                Header::To(to) if !is_request => {
+                    *header = Header::To(with_tag_of(&identity.local, to.value()).into());
+                }
+                Header::To(to) if is_request => {
+                    if let Some(remote) = &identity.remote {
+                        *header = Header::To(with_tag_of(remote, to.value()).into());
                     }
                 }
+                Header::From(from) if !is_request => {
+                    if let Some(remote) = &identity.remote {
+                        *header = Header::From(with_tag_of(remote, from.value()).into());
+                    }
+                }
+                _ => {}
             }
         }
         msg
@@ -769,6 +832,16 @@ impl SipEdge {
                 return tx.reply(StatusCode::ServerInternalError).await;
             }
         };
+        let call_id = request.call_id_header()?.value().to_owned();
+        let identity = Identity {
+            local: without_tag(request.to_header()?.value()),
+            remote: Some(without_tag(request.from_header()?.value())),
+        };
+        self.identities.identities.insert(call_id.clone(), identity);
+        let identity = IdentityGuard {
+            relay: self.identities.clone(),
+            call_id,
+        };
         let call = IncomingCall {
             trunk: trunk.name.clone(),
             did,
@@ -783,6 +856,7 @@ impl SipEdge {
                     states,
                     dialog_layer: self.dialog_layer.clone(),
                     ended: false,
+                    _identity: identity,
                 },
             },
         };
@@ -867,9 +941,12 @@ impl SipEdge {
         let callee = rsipstack::sip::Uri::try_from(binding.contact.as_str())
             .map_err(|_| SipError::BadContact(binding.contact.clone()))?;
         let call_id = format!("{:016x}@amico", rand_u64());
-        self.identities
-            .identities
-            .insert(call_id.clone(), without_tag(from));
+        let identity = Identity {
+            local: without_tag(from),
+            remote: None,
+        };
+        self.identities.identities.insert(call_id.clone(), identity);
+        let call_id_kept = call_id.clone();
         let transport = match binding.transport {
             Transport::Udp => rsipstack::sip::Transport::Udp,
             Transport::Tcp => rsipstack::sip::Transport::Tcp,
@@ -898,15 +975,14 @@ impl SipEdge {
                 states,
                 dialog_layer: self.dialog_layer.clone(),
                 ended: false,
+                _identity: IdentityGuard {
+                    relay: self.identities.clone(),
+                    call_id: call_id_kept,
+                },
             },
             outcome: Some(outcome),
             answered: false,
         })
-    }
-
-    /// Forgets the identity kept for a finished agent leg.
-    pub fn forget_call(&self, call_id: &str) {
-        self.identities.identities.remove(call_id);
     }
 
     /// Drops an agent's registration (its phone is unreachable); true if it had one.
