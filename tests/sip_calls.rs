@@ -306,3 +306,28 @@ fn twenty_simultaneous_calls_with_five_agents_all_complete() {
     let answered_by_agents = first.count(event("confirmed")) + second.count(event("confirmed"));
     assert_eq!(answered_by_agents, 20);
 }
+
+#[test]
+fn calls_work_over_tcp_too() {
+    let server = Server::start(&server::config(1, "ring_timeout = 15"));
+    let dir = peers::scratch_dir("tcp");
+    let (caller_tone, agent_tone) = (tone(&dir, CALLER_HZ), tone(&dir, AGENT_HZ));
+    let record = dir.to_string_lossy().into_owned();
+    let mut agent = agents(
+        &server,
+        "agent-tcp",
+        &[1],
+        &["--transport", "tcp", "--answer", "auto", "--calls", "1", "--play", &agent_tone, "--tone-hz", "1000", "--record-dir", &record],
+    );
+    wait_logged_in(&server, 1);
+    let mut caller = caller(
+        &server,
+        "caller-tcp",
+        &["--transport", "tcp", "--hangup-after", "4", "--calls", "1", "--play", &caller_tone, "--tone-hz", "440", "--record-dir", &record],
+    );
+    ok(agent.wait_for(event("confirmed"), STEP));
+    assert_eq!(audio_of(&mut caller)["verdict"], "present");
+    assert_eq!(audio_of(&mut agent)["verdict"], "present");
+    server.wait_metric("amico_queue_answered_total{queue=\"comune\"}", |v| v == 1.0, STEP);
+    server.wait_metric("amico_calls_active", |v| v == 0.0, STEP);
+}

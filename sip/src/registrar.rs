@@ -294,10 +294,11 @@ fn split_contacts(value: &str) -> Vec<Contact> {
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|part| {
-            let (uri, params) = match (part.find('<'), part.rfind('>')) {
-                (Some(open), Some(close)) if open < close => {
-                    (&part[open + 1..close], &part[close + 1..])
-                }
+            // The URI ends at the first '>' after '<': parameters such as +sip.instance
+            // (RFC 5626) carry angle brackets of their own.
+            let close = part.find('<').and_then(|open| part[open..].find('>').map(|c| (open, open + c)));
+            let (uri, params) = match close {
+                Some((open, close)) => (&part[open + 1..close], &part[close + 1..]),
                 // Without brackets, parameters after ';' belong to the header (§20).
                 _ => match part.split_once(';') {
                     Some((uri, params)) => (uri, params),
