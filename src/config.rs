@@ -57,6 +57,20 @@ pub(crate) struct SipSection {
     /// Registrations are granted at most this long.
     #[serde(default = "default_max_expires")]
     pub(crate) max_expires: u32,
+    /// Registered phones are probed with OPTIONS this often (seconds; 0 disables), and
+    /// one that does not answer within `probe_timeout` is logged out.
+    #[serde(default = "default_probe_interval")]
+    pub(crate) probe_interval: f64,
+    /// How long a probe waits (seconds).
+    #[serde(default = "default_probe_timeout")]
+    pub(crate) probe_timeout: f64,
+}
+
+fn default_probe_interval() -> f64 {
+    30.0
+}
+fn default_probe_timeout() -> f64 {
+    5.0
 }
 
 fn default_realm() -> String {
@@ -201,6 +215,18 @@ impl Config {
             && self.sip.listen.ip() == self.http.listen.ip()
         {
             return Err(field("http.listen", "cannot be the SIP listen address"));
+        }
+        if !(self.sip.probe_interval.is_finite() && self.sip.probe_interval >= 0.0) {
+            return Err(field(
+                "sip.probe_interval",
+                "must be a number of seconds, 0 to disable",
+            ));
+        }
+        if !(self.sip.probe_timeout.is_finite() && self.sip.probe_timeout > 0.0) {
+            return Err(field(
+                "sip.probe_timeout",
+                "must be a number of seconds above 0",
+            ));
         }
         if self.sip.min_expires == 0 || self.sip.min_expires > self.sip.max_expires {
             return Err(field(
@@ -365,6 +391,9 @@ impl Validated {
                     .clamp(self.config.sip.min_expires, self.config.sip.max_expires),
             },
             nonce_lifetime: Duration::from_secs(300),
+            probe_interval: (self.config.sip.probe_interval > 0.0)
+                .then(|| Duration::from_secs_f64(self.config.sip.probe_interval)),
+            probe_timeout: Duration::from_secs_f64(self.config.sip.probe_timeout),
         }
     }
 }

@@ -317,17 +317,69 @@ fn calls_work_over_tcp_too() {
         &server,
         "agent-tcp",
         &[1],
-        &["--transport", "tcp", "--answer", "auto", "--calls", "1", "--play", &agent_tone, "--tone-hz", "1000", "--record-dir", &record],
+        &[
+            "--transport",
+            "tcp",
+            "--answer",
+            "auto",
+            "--calls",
+            "1",
+            "--play",
+            &agent_tone,
+            "--tone-hz",
+            "1000",
+            "--record-dir",
+            &record,
+        ],
     );
     wait_logged_in(&server, 1);
     let mut caller = caller(
         &server,
         "caller-tcp",
-        &["--transport", "tcp", "--hangup-after", "4", "--calls", "1", "--play", &caller_tone, "--tone-hz", "440", "--record-dir", &record],
+        &[
+            "--transport",
+            "tcp",
+            "--hangup-after",
+            "4",
+            "--calls",
+            "1",
+            "--play",
+            &caller_tone,
+            "--tone-hz",
+            "440",
+            "--record-dir",
+            &record,
+        ],
     );
     ok(agent.wait_for(event("confirmed"), STEP));
     assert_eq!(audio_of(&mut caller)["verdict"], "present");
     assert_eq!(audio_of(&mut agent)["verdict"], "present");
-    server.wait_metric("amico_queue_answered_total{queue=\"comune\"}", |v| v == 1.0, STEP);
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
     server.wait_metric("amico_calls_active", |v| v == 0.0, STEP);
+}
+
+#[test]
+fn a_dead_phone_is_found_by_options_probes_and_logged_out() {
+    let config = server::config(2, "").replace(
+        "listen = \"127.0.0.1:0\"\n\n[http]",
+        "listen = \"127.0.0.1:0\"\nprobe_interval = 1\nprobe_timeout = 1\n\n[http]",
+    );
+    let server = Server::start(&config);
+    let mut dying = agents(&server, "dying", &[1], &["--answer", "auto"]);
+    let _living = agents(&server, "living", &[2], &["--answer", "auto"]);
+    wait_logged_in(&server, 2);
+    // Gone without un-registering (ua.py leaves its registration in place), like a phone
+    // pulled from the wall.
+    let _ = dying.shutdown(STEP);
+    drop(dying);
+    wait_logged_in(&server, 1);
+    let health: Value = serde_json::from_str(&server.get("/health")).unwrap();
+    assert_eq!(
+        health["agents_logged_in"], 1,
+        "the phone that answers probes stays: {health}"
+    );
 }

@@ -398,7 +398,11 @@ fn respond(request: &str, status: &str, to_tag: &str, contact: u16, sdp: Option<
         }
     }
     let to = header(request, "To")[0];
-    out.push_str(&format!("To: {to};tag={to_tag}\r\n"));
+    if to.contains(";tag=") {
+        out.push_str(&format!("To: {to}\r\n"));
+    } else {
+        out.push_str(&format!("To: {to};tag={to_tag}\r\n"));
+    }
     out.push_str(&format!("Contact: <sip:agent1@127.0.0.1:{contact}>\r\n"));
     match sdp {
         Some(sdp) => out.push_str(&format!(
@@ -655,4 +659,79 @@ fn caller_identity_is_relayed_as_received_and_reinvites_keep_the_bridge() {
         Duration::from_secs(5),
     );
     server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+}
+
+#[test]
+fn legs_that_fall_silent_are_ended_and_the_acd_is_told() {
+    let config = server::config(1, "ring_timeout = 15").replace("timeout = 20", "timeout = 1.5");
+    let server = Server::start(&config);
+    let phone = register_raw_agent(&server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while serde_json::from_str::<serde_json::Value>(&server.get("/health")).unwrap()["agents_logged_in"]
+        != 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent1 never logged in"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let trunk = Probe::new(&server);
+    let offer = audio_sdp(40_000, "sendrecv");
+    trunk.send(&trunk.request(
+        "INVITE",
+        &format!("sip:100@{}", server.sip),
+        "silent",
+        "Content-Type: application/sdp\r\n",
+        &offer,
+    ));
+    let answer = trunk.final_response();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let to = header(&answer, "To")[0].to_owned();
+    let ack = trunk
+        .request(
+            "ACK",
+            &format!("sip:amico@{}", server.sip),
+            "silent",
+            "",
+            "",
+        )
+        .replace(
+            &format!("To: <sip:amico@{}>", server.sip),
+            &format!("To: {to}"),
+        )
+        .replace("branch=z9hG4bK-silent", "branch=z9hG4bK-silent-ack");
+    trunk.send(&ack);
+    let (ring, from) = recv_until(&phone, |m| m.starts_with("INVITE "));
+    let port = phone.local_addr().unwrap().port();
+    phone
+        .send_to(
+            respond(
+                &ring,
+                "200 OK",
+                "s1",
+                port,
+                Some(&audio_sdp(40_002, "sendrecv")),
+            )
+            .as_bytes(),
+            from,
+        )
+        .unwrap();
+    recv_until(&phone, |m| m.starts_with("ACK "));
+    // Neither side sends a single RTP packet (a lost BYE, a dead phone): after the RTP
+    // timeout both legs get a BYE and the call completes in the ACD.
+    let (bye, from) = recv_until(&phone, |m| m.starts_with("BYE "));
+    phone
+        .send_to(respond(&bye, "200 OK", "s1", port, None).as_bytes(), from)
+        .unwrap();
+    let (bye, from) = recv_until(&trunk.socket, |m| m.starts_with("BYE "));
+    let ok = respond(&bye, "200 OK", "t1", trunk.port(), None);
+    trunk.socket.send_to(ok.as_bytes(), from).unwrap();
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    assert_eq!(
+        server.metric("amico_queue_answered_total{queue=\"comune\"}"),
+        1.0
+    );
+    let snapshot: serde_json::Value = serde_json::from_str(&server.get("/health")).unwrap();
+    assert_eq!(snapshot["calls"], 0);
 }

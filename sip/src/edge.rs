@@ -62,6 +62,10 @@ pub struct EdgeConfig {
     pub registrar: RegistrarConfig,
     /// How long a digest nonce stays valid.
     pub nonce_lifetime: Duration,
+    /// How often registered phones are probed with OPTIONS; `None` disables probing.
+    pub probe_interval: Option<Duration>,
+    /// How long a probe waits for any answer before the phone is declared gone.
+    pub probe_timeout: Duration,
 }
 
 /// What the edge reports to the application.
@@ -93,6 +97,8 @@ pub enum Unregistered {
     Removed,
     /// It lapsed.
     Expired,
+    /// The phone stopped answering OPTIONS probes.
+    Unreachable,
 }
 
 /// An admitted trunk call, not yet answered.
@@ -537,6 +543,10 @@ pub struct SipEdge {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     cancel: CancellationToken,
+    probe_interval: Option<Duration>,
+    probe_timeout: Duration,
+    /// Phones with a probe in flight.
+    probing: DashMap<String, ()>,
 }
 
 impl SipEdge {
@@ -577,6 +587,7 @@ impl SipEdge {
             )
             .build();
         let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (probe_interval, probe_timeout) = (config.probe_interval, config.probe_timeout);
         let auth = DigestAuth::new(config.realm.clone(), config.nonce_lifetime);
         let registrar = Registrar::new(config.agents, auth, config.registrar);
         Ok(Arc::new(SipEdge {
@@ -589,6 +600,9 @@ impl SipEdge {
             udp_addr,
             tcp_addr,
             cancel,
+            probe_interval,
+            probe_timeout,
+            probing: DashMap::new(),
         }))
     }
 
@@ -623,6 +637,9 @@ impl SipEdge {
             .incoming_transactions()
             .map_err(SipError::stack)?;
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        let mut probe =
+            tokio::time::interval(self.probe_interval.unwrap_or(Duration::from_secs(3600)));
+        probe.tick().await;
         let serve = self.endpoint.serve();
         tokio::pin!(serve);
         loop {
@@ -633,6 +650,25 @@ impl SipEdge {
                     for user in self.registrar.expire(tokio::time::Instant::now()) {
                         info!(%user, "registration expired");
                         events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Expired }).await.ok();
+                    }
+                }
+                _ = probe.tick(), if self.probe_interval.is_some() => {
+                    for (user, binding) in self.registrar.bindings() {
+                        if self.probing.insert(user.clone(), ()).is_some() {
+                            continue;
+                        }
+                        let edge = self.clone();
+                        let events = events.clone();
+                        tokio::spawn(async move {
+                            let alive = edge.probe(&binding).await;
+                            edge.probing.remove(&user);
+                            // Only the binding probed is dropped: the phone may have
+                            // re-registered from elsewhere meanwhile.
+                            if !alive && edge.registrar.drop_binding_if(&user, &binding) {
+                                info!(%user, contact = %binding.contact, "phone unreachable: registration dropped");
+                                events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Unreachable }).await.ok();
+                            }
+                        });
                     }
                 }
                 tx = incoming.recv() => {
@@ -866,6 +902,66 @@ impl SipEdge {
         // The dialog drives the INVITE transaction until its final response and ACK.
         let mut dialog = dialog;
         dialog.handle(&mut tx).await
+    }
+
+    /// Sends OPTIONS to a registered phone (RFC 3261 §11); whether anything answered in time.
+    async fn probe(&self, binding: &Binding) -> bool {
+        let Ok(uri) = rsipstack::sip::Uri::try_from(binding.contact.as_str()) else {
+            return false;
+        };
+        let (transport, local) = match binding.transport {
+            Transport::Udp => (rsipstack::sip::Transport::Udp, self.udp_addr),
+            Transport::Tcp => (rsipstack::sip::Transport::Tcp, self.tcp_addr),
+        };
+        let inner = &self.endpoint.inner;
+        let Ok(via) = inner.get_via(
+            Some(SipAddr {
+                r#type: Some(transport),
+                addr: local.into(),
+            }),
+            None,
+        ) else {
+            return false;
+        };
+        let from = rsipstack::sip::typed::From {
+            display_name: None,
+            uri: self.local_contact(),
+            params: vec![],
+        }
+        .with_tag(rand_u64().to_string().into());
+        let to = rsipstack::sip::typed::To {
+            display_name: None,
+            uri: uri.clone(),
+            params: vec![],
+        };
+        let request = inner.make_request(Method::Options, uri, via, from, to, 1, None);
+        let Ok(key) = rsipstack::transaction::key::TransactionKey::from_request(
+            &request,
+            rsipstack::transaction::key::TransactionRole::Client,
+        ) else {
+            return false;
+        };
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.destination = Some(SipAddr {
+            r#type: Some(transport),
+            addr: binding.source.into(),
+        });
+        let answered = async {
+            tx.send().await.ok()?;
+            while let Some(message) = tx.receive().await {
+                if let SipMessage::Response(response) = message
+                    && response.status_code.kind() != rsipstack::sip::StatusCodeKind::Provisional
+                {
+                    // Any final answer but a timeout means the phone is there.
+                    return Some(!matches!(u16::from(response.status_code), 408 | 503));
+                }
+            }
+            None
+        };
+        matches!(
+            tokio::time::timeout(self.probe_timeout, answered).await,
+            Ok(Some(true))
+        )
     }
 
     fn admit(

@@ -253,6 +253,22 @@ impl Registrar {
             .collect()
     }
 
+    /// Every binding, for probing.
+    pub fn bindings(&self) -> Vec<(String, Binding)> {
+        self.bindings
+            .iter()
+            .map(|b| (b.key().clone(), b.value().clone()))
+            .collect()
+    }
+
+    /// Removes an agent's binding if it is still `binding` (its phone is dead); true if
+    /// removed.
+    pub fn drop_binding_if(&self, user: &str, binding: &Binding) -> bool {
+        self.bindings
+            .remove_if(user, |_, current| current == binding)
+            .is_some()
+    }
+
     /// Removes an agent's binding (its phone is dead); true if there was one.
     pub fn drop_binding(&self, user: &str) -> bool {
         self.bindings.remove(user).is_some()
@@ -296,7 +312,9 @@ fn split_contacts(value: &str) -> Vec<Contact> {
         .map(|part| {
             // The URI ends at the first '>' after '<': parameters such as +sip.instance
             // (RFC 5626) carry angle brackets of their own.
-            let close = part.find('<').and_then(|open| part[open..].find('>').map(|c| (open, open + c)));
+            let close = part
+                .find('<')
+                .and_then(|open| part[open..].find('>').map(|c| (open, open + c)));
             let (uri, params) = match close {
                 Some((open, close)) => (&part[open + 1..close], &part[close + 1..]),
                 // Without brackets, parameters after ';' belong to the header (§20).
