@@ -383,3 +383,36 @@ fn a_dead_phone_is_found_by_options_probes_and_logged_out() {
         "the phone that answers probes stays: {health}"
     );
 }
+
+#[test]
+fn a_rejected_offer_goes_to_the_next_agent() {
+    let server = Server::start(&server::config(2, "ring_timeout = 15\nretry_after = 60"));
+    let mut busy = agents(
+        &server,
+        "busy",
+        &[1],
+        &["--answer", "reject", "--reject-code", "486"],
+    );
+    wait_logged_in(&server, 1);
+    let mut free = agents(
+        &server,
+        "free",
+        &[2],
+        &["--answer", "auto", "--calls", "1", "--hangup-after", "1"],
+    );
+    wait_logged_in(&server, 2);
+    let mut caller = caller(&server, "rejected", &["--calls", "1"]);
+    ok(busy.wait_for(event("incoming"), STEP));
+    ok(free.wait_for(event("confirmed"), STEP));
+    ok(caller.wait_for(event("disconnected"), STEP));
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_queue_offers_failed_total{queue=\"comune\"}"),
+        1.0
+    );
+    assert!(server.metric("amico_sip_responses_received_total{class=\"4xx\"}") >= 1.0);
+}

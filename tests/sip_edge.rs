@@ -735,3 +735,54 @@ fn legs_that_fall_silent_are_ended_and_the_acd_is_told() {
     let snapshot: serde_json::Value = serde_json::from_str(&server.get("/health")).unwrap();
     assert_eq!(snapshot["calls"], 0);
 }
+
+#[test]
+fn a_trunk_from_elsewhere_authenticates_with_digest() {
+    let config = server::config(1, "").replace(
+        "sources = [\"127.0.0.1\"]",
+        "sources = [\"10.0.0.0/8\"]\nusername = \"pbx\"\npassword = \"trunk-secret\"",
+    );
+    let server = Server::start(&config);
+    let probe = Probe::new(&server);
+    let uri = format!("sip:100@{}", server.sip);
+    probe.send(&probe.request(
+        "INVITE",
+        &uri,
+        "d1",
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    ));
+    let challenge = probe.final_response();
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let md5 = header(&challenge, "WWW-Authenticate")
+        .into_iter()
+        .find(|c| c.contains("MD5"))
+        .unwrap()
+        .to_owned();
+    let (realm, nonce) = (
+        param(&md5, "realm").to_owned(),
+        param(&md5, "nonce").to_owned(),
+    );
+    let authorized = |password: &str, call_id: &str| {
+        let ha1 = md5_hex(&format!("pbx:{realm}:{password}"));
+        let ha2 = md5_hex(&format!("INVITE:{uri}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        let authorization = format!(
+            "Authorization: Digest username=\"pbx\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\"\r\nContent-Type: application/sdp\r\n"
+        );
+        probe.request("INVITE", &uri, call_id, &authorization, SDP)
+    };
+    probe.send(&authorized("wrong", "d2"));
+    assert!(
+        probe.final_response().starts_with("SIP/2.0 403"),
+        "a wrong password is refused"
+    );
+    probe.send(&authorized("trunk-secret", "d3"));
+    let answer = probe.final_response();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    server.wait_metric(
+        "amico_queue_waiting_callers{queue=\"comune\"}",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+}
