@@ -288,18 +288,11 @@ impl CallTask {
         let Some(username) = self.calls.usernames.get(agent.index()).cloned() else {
             return;
         };
-        let fail = |calls: &Calls, id: CallId, reason| {
-            calls.acd.send(Input::OfferFailed {
-                call: id,
-                agent,
-                reason,
-            })
-        };
         let socket = match self.calls.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
                 warn!(%error, "no RTP port for an agent leg");
-                fail(&self.calls, self.id, OfferFailure::Unreachable);
+                self.offer_failed(agent, OfferFailure::Unreachable);
                 return;
             }
         };
@@ -330,7 +323,7 @@ impl CallTask {
             }
             Err(error) => {
                 info!(call = %self.id, %username, %error, "agent unreachable");
-                fail(&self.calls, self.id, OfferFailure::Unreachable);
+                self.offer_failed(agent, OfferFailure::Unreachable);
             }
         }
     }
@@ -378,12 +371,7 @@ impl CallTask {
                     None => {
                         info!(call = %id, %agent, "agent answered with unusable SDP");
                         side.leg.hangup().await;
-                        self.agent = None;
-                        self.calls.acd.send(Input::OfferFailed {
-                            call: id,
-                            agent,
-                            reason: OfferFailure::Unreachable,
-                        });
+                        self.offer_failed(agent, OfferFailure::Unreachable);
                     }
                 }
                 false
@@ -395,12 +383,7 @@ impl CallTask {
                     _ => OfferFailure::Unreachable,
                 };
                 info!(call = %id, %agent, status, "agent did not take the call");
-                self.agent = None;
-                self.calls.acd.send(Input::OfferFailed {
-                    call: id,
-                    agent,
-                    reason,
-                });
+                self.offer_failed(agent, reason);
                 false
             }
             Some(LegEvent::Reoffer { sdp, responder }) => {
@@ -423,16 +406,21 @@ impl CallTask {
                 true
             }
             Some(LegEvent::Ended(_)) | None => {
-                self.agent = None;
-                self.calls.acd.send(Input::OfferFailed {
-                    call: id,
-                    agent,
-                    reason: OfferFailure::Unreachable,
-                });
+                self.offer_failed(agent, OfferFailure::Unreachable);
                 false
             }
             Some(LegEvent::Confirmed | LegEvent::Info { .. }) => false,
         }
+    }
+
+    /// The offer to `agent` is over without an answer: forget its leg, tell the ACD.
+    fn offer_failed(&mut self, agent: AgentId, reason: OfferFailure) {
+        self.agent = None;
+        self.calls.acd.send(Input::OfferFailed {
+            call: self.id,
+            agent,
+            reason,
+        });
     }
 
     /// Ends everything: tells the ACD first (a BYE to a dead phone may take 32 s to time
