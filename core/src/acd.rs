@@ -39,7 +39,7 @@ use self::timer::{Timer, Timers};
 use crate::config::{AcdConfig, Strategy};
 use crate::error::AcdError;
 use crate::ids::{AgentId, CallId, QueueId};
-use crate::input::{Input, OfferFailure};
+use crate::input::{Input, OfferFailure, Vote};
 use crate::journal::JournalEntry;
 use crate::metrics::{
     AgentIntervalReport, AgentTime, Distribution, Histogram, IntervalReport, QueueStats, Samples,
@@ -149,6 +149,13 @@ impl Acd {
             Input::Pause { agent, reason } => self.pause(agent, reason),
             Input::Ready { agent } => self.ready(agent),
             Input::EstimateWait { call } => self.estimate_wait(call),
+            Input::LeaveQueue { call } => self.leave_on_request(call),
+            Input::SurveyVote {
+                call,
+                queue,
+                agent,
+                vote,
+            } => self.survey_vote(call, queue, agent, vote),
             Input::Timeout => Ok(()),
         };
         self.prune_timers();
@@ -336,6 +343,7 @@ impl Acd {
                 state: agent.state.clone(),
                 since: agent.since,
                 calls_answered: agent.calls_answered,
+                survey: agent.survey,
             })
             .collect();
         let mut interval_agent_time = self.interval_agent_time;
@@ -581,6 +589,45 @@ impl Acd {
             queue: q,
             position,
             estimated_wait,
+        });
+        Ok(())
+    }
+
+    fn leave_on_request(&mut self, id: CallId) -> Result<(), AcdError> {
+        let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
+        match call.state {
+            CallState::Connected { .. } => return Err(AcdError::CallNotWaiting(id)),
+            CallState::Offered { agent, .. } => {
+                self.withdraw_offer(id, agent);
+                self.overflow(id, OverflowReason::CallerChoice);
+                self.release_agent(agent);
+                self.match_agent(agent);
+            }
+            CallState::Waiting => self.overflow(id, OverflowReason::CallerChoice),
+        }
+        Ok(())
+    }
+
+    fn survey_vote(
+        &mut self,
+        call: CallId,
+        queue: QueueId,
+        agent: AgentId,
+        vote: Option<Vote>,
+    ) -> Result<(), AcdError> {
+        if queue.index() >= self.queues.len() {
+            return Err(AcdError::UnknownQueue(queue));
+        }
+        if agent.index() >= self.agents.len() {
+            return Err(AcdError::UnknownAgent(agent));
+        }
+        self.queues[queue.index()].record(|c| c.survey.record(vote));
+        self.agents[agent.index()].survey.record(vote);
+        self.event(Event::SurveyRecorded {
+            call,
+            queue,
+            agent,
+            vote,
         });
         Ok(())
     }

@@ -69,9 +69,50 @@ pub enum Input {
         /// The call.
         call: CallId,
     },
+    /// The caller chose to leave the queue (a menu key): it goes to the queue's overflow.
+    LeaveQueue {
+        /// The call.
+        call: CallId,
+    },
+    /// A caller rated a call after it ended (the post-call survey); `None` when the caller
+    /// did not vote in time.
+    SurveyVote {
+        /// The call rated (it has ended; the id is for the record).
+        call: CallId,
+        /// The queue that served it.
+        queue: QueueId,
+        /// The agent who answered it.
+        agent: AgentId,
+        /// The rating.
+        vote: Option<Vote>,
+    },
     /// Time has passed: fire the timers that are due. Sent when
     /// [`crate::Acd::poll_timeout`] is reached.
     Timeout,
+}
+
+/// A post-call rating: Parma's three emoticons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    /// Satisfied (key 1).
+    Satisfied,
+    /// Sufficient (key 2).
+    Sufficient,
+    /// Not satisfied (key 3).
+    Unsatisfied,
+}
+
+impl Vote {
+    /// The vote for a survey key: 1, 2 or 3.
+    pub fn from_key(key: char) -> Option<Vote> {
+        match key {
+            '1' => Some(Vote::Satisfied),
+            '2' => Some(Vote::Sufficient),
+            '3' => Some(Vote::Unsatisfied),
+            _ => None,
+        }
+    }
 }
 
 /// Why an offered call was not taken.

@@ -51,7 +51,7 @@ pub use config::{
 };
 pub use error::{AcdError, ConfigError};
 pub use ids::{AgentId, CallId, QueueId, SkillId};
-pub use input::{Input, OfferFailure};
+pub use input::{Input, OfferFailure, Vote};
 pub use output::{AgentStatus, Command, Event, Output, OverflowReason, OverflowedTo, WaitOutcome};
 pub use snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, WaitingCaller};
 pub use time::Timestamp;

@@ -262,6 +262,52 @@ pub struct Counters {
     pub predictions: u64,
     /// Of those, predictions within ±20 % of the actual wait.
     pub predictions_within_20pct: u64,
+    /// Post-call ratings.
+    pub survey: SurveyCounts,
+}
+
+/// Post-call ratings: votes by kind and surveys without a vote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurveyCounts {
+    /// Satisfied (key 1).
+    pub satisfied: u64,
+    /// Sufficient (key 2).
+    pub sufficient: u64,
+    /// Not satisfied (key 3).
+    pub unsatisfied: u64,
+    /// Surveys played without a vote in time.
+    pub no_vote: u64,
+}
+
+impl SurveyCounts {
+    /// Records one survey's outcome.
+    pub fn record(&mut self, vote: Option<crate::input::Vote>) {
+        use crate::input::Vote;
+        match vote {
+            Some(Vote::Satisfied) => self.satisfied += 1,
+            Some(Vote::Sufficient) => self.sufficient += 1,
+            Some(Vote::Unsatisfied) => self.unsatisfied += 1,
+            None => self.no_vote += 1,
+        }
+    }
+
+    /// Votes cast.
+    pub fn votes(&self) -> u64 {
+        self.satisfied + self.sufficient + self.unsatisfied
+    }
+
+    /// Shares of the votes cast (satisfied, sufficient, unsatisfied); `None` without votes.
+    /// Surveys without a vote are left out, as Parma's percentages are of votes.
+    pub fn shares(&self) -> Option<(f64, f64, f64)> {
+        let votes = self.votes() as f64;
+        (votes > 0.0).then(|| {
+            (
+                self.satisfied as f64 / votes,
+                self.sufficient as f64 / votes,
+                self.unsatisfied as f64 / votes,
+            )
+        })
+    }
 }
 
 /// Derived figures; `None` where the denominator is zero. See the module documentation

@@ -169,6 +169,17 @@ pub enum Event {
         /// The pause reason, when paused.
         reason: Option<String>,
     },
+    /// A post-call rating was recorded.
+    SurveyRecorded {
+        /// The call rated.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// The agent.
+        agent: AgentId,
+        /// The rating, `None` when the caller did not vote.
+        vote: Option<crate::input::Vote>,
+    },
     /// A statistics interval closed; its report is in each queue's closed intervals.
     IntervalClosed {
         /// Its start.
@@ -190,6 +201,8 @@ pub enum OverflowReason {
     NoAgents,
     /// The caller went round the overflow chain back to a queue it already left.
     OverflowLoop,
+    /// The caller asked to leave (a menu key).
+    CallerChoice,
 }
 
 /// Where an overflowing caller went.

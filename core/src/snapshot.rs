@@ -116,4 +116,6 @@ pub struct AgentSnapshot {
     pub since: Timestamp,
     /// Calls answered since it logged in.
     pub calls_answered: u32,
+    /// Post-call ratings of its calls, since start.
+    pub survey: crate::metrics::SurveyCounts,
 }

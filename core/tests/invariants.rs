@@ -32,6 +32,7 @@ enum Op {
     Pause { agent: u32 },
     Ready { agent: u32 },
     Estimate { pick: usize },
+    Leave { pick: usize },
     Advance { millis: u64 },
 }
 
@@ -51,6 +52,7 @@ fn op(queues: u32, agents: u32) -> impl Strategy<Value = Op> {
         1 => (0..agents).prop_map(|agent| Op::Pause { agent }),
         1 => (0..agents).prop_map(|agent| Op::Ready { agent }),
         1 => any::<usize>().prop_map(|pick| Op::Estimate { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
         3 => (0u64..40_000).prop_map(|millis| Op::Advance { millis }),
     ]
 }
@@ -304,6 +306,9 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 agent: AgentId(agent),
             },
             Op::Estimate { pick } if !live.is_empty() => Input::EstimateWait {
+                call: CallId(live[pick % live.len()]),
+            },
+            Op::Leave { pick } if !live.is_empty() => Input::LeaveQueue {
                 call: CallId(live[pick % live.len()]),
             },
             Op::Advance { millis } => {

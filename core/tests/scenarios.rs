@@ -983,3 +983,89 @@ fn drive_bounded_reaches_a_quiet_acd() {
     });
     assert_eq!(h.now, Timestamp::from_secs(5));
 }
+
+#[test]
+fn a_caller_who_asks_to_leave_goes_to_the_overflow() {
+    let mut config = one_queue(1);
+    config.queues[0].overflow = Overflow::External("voicemail".into());
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.input(Input::LeaveQueue { call: CallId(1) }).unwrap();
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Event(Event::CallOverflowed {
+        call: CallId(1),
+        queue: Q0,
+        reason: OverflowReason::CallerChoice,
+        to: OverflowedTo::External("voicemail".into())
+    })));
+    // While ringing: the phone stops, the agent is free, the caller leaves.
+    h.login(0);
+    h.arrive(2, 0, 0);
+    assert_eq!(h.take_rings(), [(2, 0)]);
+    h.input(Input::LeaveQueue { call: CallId(2) }).unwrap();
+    assert!(h.take_commands().contains(&Command::StopRinging {
+        call: CallId(2),
+        agent: AgentId(0)
+    }));
+    assert_eq!(state(&h, 0), AgentState::Available);
+    h.arrive(3, 0, 0);
+    h.answer(3, 0);
+    assert_eq!(
+        h.input(Input::LeaveQueue { call: CallId(3) }),
+        Err(AcdError::CallNotWaiting(CallId(3)))
+    );
+    assert_eq!(h.acd.queue_stats(Q0).unwrap().counters.overflowed, 2);
+}
+
+#[test]
+fn survey_votes_are_counted_per_queue_and_per_agent() {
+    let mut h = Harness::new(one_queue(2));
+    let vote = |h: &mut Harness, call: u64, agent: u32, vote| {
+        h.input(Input::SurveyVote {
+            call: CallId(call),
+            queue: Q0,
+            agent: AgentId(agent),
+            vote,
+        })
+        .unwrap();
+    };
+    vote(&mut h, 1, 0, Some(amico_core::Vote::Satisfied));
+    vote(&mut h, 2, 0, Some(amico_core::Vote::Satisfied));
+    vote(&mut h, 3, 1, Some(amico_core::Vote::Sufficient));
+    vote(&mut h, 4, 1, None);
+    let survey = h.acd.queue_stats(Q0).unwrap().counters.survey;
+    assert_eq!(
+        (
+            survey.satisfied,
+            survey.sufficient,
+            survey.unsatisfied,
+            survey.no_vote
+        ),
+        (2, 1, 0, 1)
+    );
+    let (satisfied, sufficient, unsatisfied) = survey.shares().unwrap();
+    assert!(
+        (satisfied - 2.0 / 3.0).abs() < 1e-12
+            && (sufficient - 1.0 / 3.0).abs() < 1e-12
+            && unsatisfied == 0.0
+    );
+    let snapshot = h.acd.snapshot();
+    assert_eq!(snapshot.agents[0].survey.satisfied, 2);
+    assert_eq!(snapshot.agents[1].survey.no_vote, 1);
+    assert_eq!(snapshot.queues[0].interval.counters.survey.votes(), 3);
+    assert!(h.take_events().contains(&Event::SurveyRecorded {
+        call: CallId(3),
+        queue: Q0,
+        agent: AgentId(1),
+        vote: Some(amico_core::Vote::Sufficient)
+    }));
+    assert_eq!(
+        h.input(Input::SurveyVote {
+            call: CallId(5),
+            queue: QueueId(9),
+            agent: AgentId(0),
+            vote: None
+        }),
+        Err(AcdError::UnknownQueue(QueueId(9)))
+    );
+}

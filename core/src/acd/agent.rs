@@ -92,6 +92,8 @@ pub(crate) struct Agent {
     pub(crate) pending: Option<Pending>,
     pub(crate) failures_in_a_row: u32,
     pub(crate) calls_answered: u32,
+    /// Post-call ratings of this agent's calls, since start.
+    pub(crate) survey: crate::metrics::SurveyCounts,
     /// The queue of the last call, whose wrap-up this is, and that call's talk time.
     pub(crate) last_call: Option<(QueueId, std::time::Duration)>,
     /// Calls (by sequence number) this agent did not take, and until when it is skipped

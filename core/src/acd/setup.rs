@@ -92,6 +92,7 @@ pub(crate) fn build(
             pending: None,
             failures_in_a_row: 0,
             calls_answered: 0,
+            survey: Default::default(),
             last_call: None,
             exclusions: Vec::new(),
         });
