@@ -8,12 +8,20 @@
 //! ```
 //! The ACD decides; a leg only reports. An agent that answers after the ACD withdrew the
 //! offer (ring timeout) gets a BYE, not the caller.
+//!
+//! While the caller waits it hears its queue's experience ([`crate::announce`]): the
+//! welcome, its position and estimated wait (from the ACD's estimate), periodic
+//! announcements, music between. After the agent hangs up, a queue with a survey keeps the
+//! caller on the line for a rating (1, 2 or 3) before saying goodbye.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use amico_core::{AgentId, CallId, Command, Event, Input, OfferFailure, Output, QueueId};
+use amico_core::{
+    AgentId, CallId, Command, Event, Input, OfferFailure, Output, OverflowedTo, QueueId, Vote,
+};
 use amico_media::sdp::{self, SdpSession};
 use amico_media::{
     Codec, Leg as MediaLeg, MediaCounters, MediaEvent, MediaSession, PortPool, RemoteMedia,
@@ -24,7 +32,18 @@ use dashmap::DashMap;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::announce::{Due, Experience, Schedule};
+use crate::phrases::Language;
+use crate::prompts::Prompts;
 use crate::runner::AcdHandle;
+
+/// Playlist ids, to tell which one finished.
+const ANNOUNCEMENT: u64 = 1;
+const SURVEY_QUESTION: u64 = 2;
+const FAREWELL: u64 = 3;
+
+/// A goodbye that never finishes playing (a caller on hold) still ends the call.
+const FAREWELL_LIMIT: Duration = Duration::from_secs(15);
 
 /// Codecs we answer and offer with, in our order of preference.
 const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -36,6 +55,29 @@ enum CallCommand {
     StopRinging(AgentId),
     Connected(AgentId),
     Disconnect,
+    /// The ACD's answer to a wait estimate: time to announce.
+    Estimate {
+        position: u32,
+        estimated_wait: Option<Duration>,
+    },
+    /// The caller overflowed into another queue.
+    MovedTo(QueueId),
+}
+
+/// What the server hands the call flow.
+pub(crate) struct CallsParts {
+    pub(crate) acd: AcdHandle,
+    pub(crate) edge: Arc<SipEdge>,
+    pub(crate) ports: Arc<PortPool>,
+    pub(crate) media: Arc<MediaCounters>,
+    pub(crate) session: SessionConfig,
+    /// Queue ids by name.
+    pub(crate) queues: HashMap<String, QueueId>,
+    /// SIP username of each agent, by id.
+    pub(crate) usernames: Vec<String>,
+    pub(crate) prompts: Arc<Prompts>,
+    /// Each queue's caller experience, by queue id.
+    pub(crate) experiences: Vec<(Experience, Language)>,
 }
 
 /// Everything a call task needs, shared.
@@ -50,18 +92,24 @@ pub(crate) struct Calls {
     /// SIP username of each agent, by id.
     usernames: Vec<String>,
     next_call: AtomicU64,
+    prompts: Arc<Prompts>,
+    /// Each queue's caller experience, by queue id.
+    experiences: Vec<(Experience, Language)>,
 }
 
 impl Calls {
-    pub(crate) fn new(
-        acd: AcdHandle,
-        edge: Arc<SipEdge>,
-        ports: Arc<PortPool>,
-        media: Arc<MediaCounters>,
-        session: SessionConfig,
-        queues: HashMap<String, QueueId>,
-        usernames: Vec<String>,
-    ) -> Arc<Calls> {
+    pub(crate) fn new(parts: CallsParts) -> Arc<Calls> {
+        let CallsParts {
+            acd,
+            edge,
+            ports,
+            media,
+            session,
+            queues,
+            usernames,
+            prompts,
+            experiences,
+        } = parts;
         Arc::new(Calls {
             acd,
             edge,
@@ -72,6 +120,8 @@ impl Calls {
             queues,
             usernames,
             next_call: AtomicU64::new(1),
+            prompts,
+            experiences,
         })
     }
 
@@ -105,6 +155,23 @@ impl Calls {
                     info!(%call, %agent, wait_secs = wait.as_secs_f64(), "call connected");
                     (call, CallCommand::Connected(agent))
                 }
+                Output::Event(Event::WaitEstimated {
+                    call,
+                    position,
+                    estimated_wait,
+                    ..
+                }) => (
+                    call,
+                    CallCommand::Estimate {
+                        position,
+                        estimated_wait,
+                    },
+                ),
+                Output::Event(Event::CallOverflowed {
+                    call,
+                    to: OverflowedTo::Queue(queue),
+                    ..
+                }) => (call, CallCommand::MovedTo(queue)),
                 Output::Event(event) => {
                     debug!(?event, "acd");
                     continue;
@@ -146,14 +213,47 @@ struct AgentSide {
     connected: bool,
 }
 
+/// Where a call stands, for the caller's ears.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// In the queue: announcements and music.
+    Queued,
+    /// Talking to an agent.
+    Talking,
+    /// The agent hung up; the caller is asked to rate the call. The deadline runs from the
+    /// end of the question.
+    Survey {
+        agent: AgentId,
+        deadline: Option<tokio::time::Instant>,
+    },
+    /// A last prompt, then BYE.
+    Farewell { deadline: tokio::time::Instant },
+}
+
 struct CallTask {
     calls: Arc<Calls>,
     id: CallId,
+    queue: QueueId,
     media: MediaSession,
     media_events: mpsc::Receiver<MediaEvent>,
     caller_format: RemoteMedia,
     from: String,
     agent: Option<AgentSide>,
+    phase: Phase,
+    /// When the caller joined its current queue (the schedule's zero).
+    joined: tokio::time::Instant,
+    experience: Experience,
+    schedule: Schedule,
+    first_announcement: bool,
+    /// The ACD was told the call ended.
+    acd_told: bool,
+}
+
+/// What to do after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    End,
 }
 
 impl CallTask {
@@ -216,14 +316,23 @@ impl CallTask {
             queue,
             priority: 0,
         });
+        let (experience, language) = calls.experiences[queue.index()].clone();
+        let schedule = Schedule::new(experience.clone(), language, id.0);
         let mut task = CallTask {
             calls,
             id,
+            queue,
             media,
             media_events,
             caller_format,
             from,
             agent: None,
+            phase: Phase::Queued,
+            joined: tokio::time::Instant::now(),
+            experience,
+            schedule,
+            first_announcement: true,
+            acd_told: false,
         };
         task.serve(leg, session, commands).await;
     }
@@ -235,12 +344,15 @@ impl CallTask {
         mut commands: mpsc::UnboundedReceiver<CallCommand>,
     ) {
         loop {
-            tokio::select! {
+            let wake_at = self.wake_at();
+            let flow = tokio::select! {
                 event = trunk.next() => match event {
                     None | Some(LegEvent::Ended(_)) => {
                         info!(call = %self.id, "caller hung up");
-                        self.end(&mut trunk).await;
-                        return;
+                        if let Phase::Survey { agent, .. } = self.phase {
+                            self.vote(agent, None);
+                        }
+                        Flow::End
                     }
                     Some(LegEvent::Reoffer { sdp, responder }) => {
                         match reanswer(&sdp, self.media.caller_local_addr(), &mut trunk_sdp) {
@@ -250,38 +362,199 @@ impl CallTask {
                             }
                             None => responder.reject(488).await,
                         }
+                        Flow::Continue
                     }
-                    Some(_) => {}
+                    // SIP INFO DTMF (RFC 2976, application/dtmf-relay), a fallback for
+                    // trunks that do not send RFC 4733 events.
+                    Some(LegEvent::Info { content_type, body }) => match info_digit(&content_type, &body) {
+                        Some(digit) => self.key(digit),
+                        None => Flow::Continue,
+                    },
+                    Some(_) => Flow::Continue,
                 },
                 command = commands.recv() => match command {
-                    Some(CallCommand::Ring(agent)) => self.ring(agent),
-                    Some(CallCommand::StopRinging(agent)) => self.stop_ringing(agent).await,
-                    Some(CallCommand::Connected(agent)) => self.connected(agent),
-                    Some(CallCommand::Disconnect) | None => {
-                        self.end(&mut trunk).await;
-                        return;
+                    Some(CallCommand::Ring(agent)) => {
+                        self.ring(agent);
+                        Flow::Continue
                     }
+                    Some(CallCommand::StopRinging(agent)) => {
+                        self.stop_ringing(agent).await;
+                        Flow::Continue
+                    }
+                    Some(CallCommand::Connected(agent)) => {
+                        self.connected(agent);
+                        Flow::Continue
+                    }
+                    Some(CallCommand::Estimate { position, estimated_wait }) => {
+                        self.announce_position(position, estimated_wait);
+                        Flow::Continue
+                    }
+                    Some(CallCommand::MovedTo(queue)) => {
+                        self.moved_to(queue);
+                        Flow::Continue
+                    }
+                    Some(CallCommand::Disconnect) => {
+                        // The ACD is done with the call (a queue limit, the caller's choice).
+                        self.acd_told = true;
+                        self.farewell("goodbye")
+                    }
+                    None => Flow::End,
                 },
-                event = next_agent_event(&mut self.agent) => {
-                    if self.agent_event(event).await {
-                        self.end(&mut trunk).await;
-                        return;
-                    }
-                }
+                event = next_agent_event(&mut self.agent) => self.agent_event(event).await,
                 event = self.media_events.recv() => match event {
                     Some(MediaEvent::RtpTimeout { leg }) => {
                         warn!(call = %self.id, ?leg, "no RTP: the call is ended");
-                        self.end(&mut trunk).await;
-                        return;
+                        Flow::End
                     }
-                    Some(_) => {}
-                    None => {
-                        self.end(&mut trunk).await;
-                        return;
-                    }
+                    Some(MediaEvent::Dtmf { leg: MediaLeg::Caller, digit, .. }) => self.key(digit),
+                    Some(MediaEvent::PlaylistDone { id }) => self.played(id),
+                    Some(_) => Flow::Continue,
+                    None => Flow::End,
                 },
+                _ = sleep_until(wake_at) => self.timer(),
+            };
+            if flow == Flow::End {
+                self.end(trunk);
+                return;
             }
         }
+    }
+
+    /// When the call next needs waking: an announcement, a survey timeout, a farewell limit.
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        match self.phase {
+            Phase::Queued => self.schedule.next_due().map(|due| self.joined + due),
+            Phase::Talking => None,
+            Phase::Survey { deadline, .. } => deadline,
+            Phase::Farewell { deadline } => Some(deadline),
+        }
+    }
+
+    fn timer(&mut self) -> Flow {
+        match self.phase {
+            Phase::Queued => {
+                match self.schedule.due(self.joined.elapsed()) {
+                    Some(Due::Position) => {
+                        self.calls.acd.send(Input::EstimateWait { call: self.id })
+                    }
+                    Some(Due::Periodic(name)) => self.play(&[name], ANNOUNCEMENT),
+                    None => {}
+                }
+                Flow::Continue
+            }
+            Phase::Survey { agent, .. } => {
+                self.vote(agent, None);
+                self.farewell("goodbye")
+            }
+            Phase::Farewell { .. } => Flow::End,
+            Phase::Talking => Flow::Continue,
+        }
+    }
+
+    /// Plays prompts, then the queue's music.
+    fn play(&self, names: &[String], id: u64) {
+        let language = self.schedule.language();
+        let playlist = self
+            .calls
+            .prompts
+            .playlist(language, names, &self.experience.music);
+        self.media.play(playlist, id);
+    }
+
+    fn announce_position(&mut self, position: u32, estimated_wait: Option<Duration>) {
+        if self.phase != Phase::Queued {
+            return;
+        }
+        let mut names = Vec::new();
+        if self.first_announcement && self.experience.welcome {
+            names.push("welcome".to_owned());
+        }
+        names.extend(self.schedule.position_prompts(position, estimated_wait));
+        if self.first_announcement && self.experience.menu {
+            names.push("menu".to_owned());
+        }
+        self.first_announcement = false;
+        debug!(call = %self.id, ?names, "announcement");
+        self.play(&names, ANNOUNCEMENT);
+    }
+
+    fn moved_to(&mut self, queue: QueueId) {
+        self.queue = queue;
+        let (experience, language) = self.calls.experiences[queue.index()].clone();
+        self.schedule = Schedule::new(experience.clone(), language, self.id.0);
+        self.experience = experience;
+        self.joined = tokio::time::Instant::now();
+    }
+
+    /// A key the caller pressed (RFC 4733 event or SIP INFO).
+    fn key(&mut self, digit: char) -> Flow {
+        debug!(call = %self.id, %digit, phase = ?self.phase, "caller key");
+        match self.phase {
+            Phase::Queued if self.experience.menu && digit == '0' => {
+                info!(call = %self.id, "the caller leaves the queue");
+                self.calls.acd.send(Input::LeaveQueue { call: self.id });
+                Flow::Continue
+            }
+            Phase::Queued if self.experience.menu => {
+                self.play(&["invalid-choice".to_owned()], ANNOUNCEMENT);
+                Flow::Continue
+            }
+            Phase::Survey { agent, .. } => match Vote::from_key(digit) {
+                Some(vote) => {
+                    info!(call = %self.id, ?vote, "survey vote");
+                    self.vote(agent, Some(vote));
+                    self.farewell("survey-thanks")
+                }
+                None => {
+                    self.play(
+                        &["invalid-choice".to_owned(), "survey".to_owned()],
+                        SURVEY_QUESTION,
+                    );
+                    Flow::Continue
+                }
+            },
+            _ => Flow::Continue,
+        }
+    }
+
+    fn played(&mut self, id: u64) -> Flow {
+        match (self.phase, id) {
+            (
+                Phase::Survey {
+                    agent,
+                    deadline: None,
+                },
+                SURVEY_QUESTION,
+            ) => {
+                let timeout = Duration::from_secs_f64(self.experience.survey_timeout);
+                self.phase = Phase::Survey {
+                    agent,
+                    deadline: Some(tokio::time::Instant::now() + timeout),
+                };
+                Flow::Continue
+            }
+            (Phase::Farewell { .. }, FAREWELL) => Flow::End,
+            _ => Flow::Continue,
+        }
+    }
+
+    fn vote(&mut self, agent: AgentId, vote: Option<Vote>) {
+        self.calls.acd.send(Input::SurveyVote {
+            call: self.id,
+            queue: self.queue,
+            agent,
+            vote,
+        });
+    }
+
+    /// Says a last prompt, then ends the call.
+    fn farewell(&mut self, prompt: &str) -> Flow {
+        self.phase = Phase::Farewell {
+            deadline: tokio::time::Instant::now() + FAREWELL_LIMIT,
+        };
+        self.media.hold();
+        self.play(&[prompt.to_owned()], FAREWELL);
+        Flow::Continue
     }
 
     fn ring(&mut self, agent: AgentId) {
@@ -339,19 +612,20 @@ impl CallTask {
             return;
         };
         side.connected = true;
+        self.phase = Phase::Talking;
         if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote) {
             self.media.bridge(socket, remote);
         }
     }
 
-    /// Handles an agent-leg event; true when the call is over.
-    async fn agent_event(&mut self, event: Option<LegEvent>) -> bool {
+    /// Handles an agent-leg event.
+    async fn agent_event(&mut self, event: Option<LegEvent>) -> Flow {
         let Some(side) = self.agent.as_mut() else {
-            return false;
+            return Flow::Continue;
         };
         let (id, agent) = (self.id, side.agent);
         match event {
-            Some(LegEvent::Ringing) => false,
+            Some(LegEvent::Ringing) => Flow::Continue,
             Some(LegEvent::Answered(body)) => {
                 let remote = std::str::from_utf8(&body)
                     .ok()
@@ -374,7 +648,7 @@ impl CallTask {
                         self.offer_failed(agent, OfferFailure::Unreachable);
                     }
                 }
-                false
+                Flow::Continue
             }
             Some(LegEvent::Failed(status)) => {
                 let reason = match status {
@@ -384,7 +658,7 @@ impl CallTask {
                 };
                 info!(call = %id, %agent, status, "agent did not take the call");
                 self.offer_failed(agent, reason);
-                false
+                Flow::Continue
             }
             Some(LegEvent::Reoffer { sdp, responder }) => {
                 match reanswer(&sdp, side.local, &mut side.sdp) {
@@ -397,19 +671,32 @@ impl CallTask {
                     }
                     None => responder.reject(488).await,
                 }
-                false
+                Flow::Continue
             }
-            // Once answered, the agent's BYE ends the call (the ACD completes it).
+            // Once answered, the agent's BYE ends the conversation (the ACD completes it);
+            // the caller stays for the survey if the queue has one.
             Some(LegEvent::Ended(_)) | None if side.connected || side.answered => {
                 info!(call = %id, %agent, "agent hung up");
                 self.agent = None;
-                true
+                if self.experience.survey && side_was_connected(self.phase) {
+                    self.calls.acd.send(Input::Hangup { call: id });
+                    self.acd_told = true;
+                    self.phase = Phase::Survey {
+                        agent,
+                        deadline: None,
+                    };
+                    self.media.hold();
+                    self.play(&["survey".to_owned()], SURVEY_QUESTION);
+                    Flow::Continue
+                } else {
+                    Flow::End
+                }
             }
             Some(LegEvent::Ended(_)) | None => {
                 self.offer_failed(agent, OfferFailure::Unreachable);
-                false
+                Flow::Continue
             }
-            Some(LegEvent::Confirmed | LegEvent::Info { .. }) => false,
+            Some(LegEvent::Confirmed | LegEvent::Info { .. }) => Flow::Continue,
         }
     }
 
@@ -423,20 +710,59 @@ impl CallTask {
         });
     }
 
-    /// Ends everything: tells the ACD first (a BYE to a dead phone may take 32 s to time
-    /// out), stops the media, and ends both legs at once.
-    async fn end(&mut self, trunk: &mut amico_sip::ServerLeg) {
+    /// Ends everything: tells the ACD first, stops the media, and ends both legs at once.
+    fn end(&mut self, mut trunk: amico_sip::ServerLeg) {
         // The ACD knows whether this was an abandon or the end of a conversation.
-        self.calls.acd.send(Input::Hangup { call: self.id });
+        if !self.acd_told {
+            self.calls.acd.send(Input::Hangup { call: self.id });
+            self.acd_told = true;
+        }
         self.media.stop();
+        // The call is over now; its BYEs finish on their own (a dead phone's BYE takes
+        // 32 s to time out, RFC 3261 §17.1.2.2) and do not keep it among the active calls.
         let agent = self.agent.take();
-        let agent_leg = async {
-            if let Some(mut side) = agent {
-                side.leg.hangup().await;
-            }
-        };
-        tokio::join!(agent_leg, trunk.hangup());
+        tokio::spawn(async move {
+            let agent_leg = async {
+                if let Some(mut side) = agent {
+                    side.leg.hangup().await;
+                }
+            };
+            tokio::join!(agent_leg, trunk.hangup());
+        });
     }
+}
+
+fn side_was_connected(phase: Phase) -> bool {
+    phase == Phase::Talking
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The key in a SIP INFO body: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`).
+fn info_digit(content_type: &str, body: &[u8]) -> Option<char> {
+    let body = std::str::from_utf8(body).ok()?;
+    let content_type = content_type.to_ascii_lowercase();
+    let value = if content_type.contains("dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?
+    } else if content_type.contains("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let digit = value.chars().next()?;
+    (value.len() == 1 && matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d'))
+        .then(|| digit.to_ascii_uppercase())
 }
 
 async fn next_agent_event(agent: &mut Option<AgentSide>) -> Option<LegEvent> {

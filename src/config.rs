@@ -40,6 +40,22 @@ pub(crate) struct Config {
     /// Statistics.
     #[serde(default)]
     pub(crate) statistics: StatisticsConfig,
+    /// Where the prompt and music files are.
+    #[serde(default)]
+    pub(crate) prompts: PromptsSection,
+    /// Each queue's caller experience (announcements, music, menu, survey), by queue
+    /// name; a queue not listed gets the defaults.
+    #[serde(default)]
+    pub(crate) experience: BTreeMap<String, crate::announce::Experience>,
+}
+
+/// `[prompts]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PromptsSection {
+    /// The folder holding `it/`, `en/` and `music/` (default: `prompts` in the working
+    /// directory, else the one in the source tree).
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 /// `[sip]`
@@ -292,6 +308,17 @@ impl Config {
             }
         }
         let queues: HashSet<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
+        for (queue, experience) in &self.experience {
+            if !queues.contains(queue.as_str()) {
+                return Err(field(
+                    format!("experience.{queue}"),
+                    format!("queue '{queue}' does not exist"),
+                ));
+            }
+            experience
+                .check()
+                .map_err(|(name, reason)| field(format!("experience.{queue}.{name}"), reason))?;
+        }
         let mut names = HashSet::new();
         let mut trunks = Vec::new();
         for (index, trunk) in self.trunks.iter().enumerate() {

@@ -1,10 +1,13 @@
 //! Amico's command line: the server, its configuration check, the simulator and the
 //! staffing calculator.
 
+mod announce;
 mod callflow;
 mod config;
 mod http;
 mod metrics;
+mod phrases;
+mod prompts;
 mod report;
 mod runner;
 mod server;

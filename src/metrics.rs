@@ -245,6 +245,76 @@ impl Collector for AmicoCollector {
             &agents,
         )?;
 
+        let votes = |queue_or_agent: (&'static str, String),
+                     survey: &amico_core::metrics::SurveyCounts| {
+            [
+                ("satisfied", survey.satisfied),
+                ("sufficient", survey.sufficient),
+                ("unsatisfied", survey.unsatisfied),
+                ("none", survey.no_vote),
+            ]
+            .into_iter()
+            .map(move |(vote, n)| (vec![queue_or_agent.clone(), ("vote", vote.to_owned())], n))
+        };
+        let by_queue: Vec<(Labels, u64)> = snapshot
+            .queues
+            .iter()
+            .flat_map(|q| votes(("queue", q.name.clone()), &q.cumulative.counters.survey))
+            .collect();
+        counter(
+            &mut encoder,
+            "amico_survey_votes",
+            "Post-call ratings by queue and vote (none: no key pressed in time).",
+            &by_queue,
+        )?;
+        let by_agent: Vec<(Labels, u64)> = snapshot
+            .agents
+            .iter()
+            .flat_map(|a| votes(("agent", a.name.clone()), &a.survey))
+            .collect();
+        counter(
+            &mut encoder,
+            "amico_agent_survey_votes",
+            "Post-call ratings by agent and vote.",
+            &by_agent,
+        )?;
+        let satisfied: Vec<(Labels, f64)> = snapshot
+            .queues
+            .iter()
+            .filter_map(|q| {
+                q.cumulative
+                    .counters
+                    .survey
+                    .shares()
+                    .map(|(s, _, _)| (queue(&q.name), s))
+            })
+            .collect();
+        gauge(
+            &mut encoder,
+            "amico_survey_satisfied_ratio",
+            "Satisfied / votes cast, since start.",
+            &satisfied,
+        )?;
+        let agent_states: Vec<(Labels, f64)> = snapshot
+            .agents
+            .iter()
+            .map(|a| {
+                (
+                    vec![
+                        ("agent", a.name.clone()),
+                        ("state", format!("{:?}", a.state.status()).to_lowercase()),
+                    ],
+                    1.0,
+                )
+            })
+            .collect();
+        gauge(
+            &mut encoder,
+            "amico_agent_state",
+            "Each agent's current state (1 for the state it is in).",
+            &agent_states,
+        )?;
+
         let methods = |values: Vec<(&'static str, u64)>| -> Vec<(Labels, u64)> {
             values
                 .into_iter()

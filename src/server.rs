@@ -69,15 +69,42 @@ pub(crate) async fn run(
             .then(|| Duration::from_secs_f64(config.rtp.timeout)),
         ..SessionConfig::default()
     };
-    let calls = Calls::new(
-        acd.clone(),
-        edge.clone(),
+    // Every queue's experience (the defaults where none is configured), and every prompt
+    // and music it may play, loaded and encoded once.
+    let experiences: Vec<(crate::announce::Experience, crate::phrases::Language)> = config
+        .queues
+        .iter()
+        .map(|q| {
+            let experience = config.experience.get(&q.name).cloned().unwrap_or_default();
+            let language = experience
+                .check()
+                .map_err(|(f, r)| anyhow::anyhow!("experience.{}.{f}: {r}", q.name))?;
+            Ok((experience, language))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut languages: Vec<_> = experiences.iter().map(|(_, l)| *l).collect();
+    languages.sort_by_key(|l| l.as_str());
+    languages.dedup();
+    let periodic: Vec<String> = experiences
+        .iter()
+        .flat_map(|(e, _)| e.periodic_announce.clone())
+        .collect();
+    let music: Vec<String> = experiences.iter().map(|(e, _)| e.music.clone()).collect();
+    let folder = crate::prompts::folder(config.prompts.dir.as_deref());
+    let prompts = Arc::new(crate::prompts::Prompts::load(
+        &folder, &languages, &periodic, &music,
+    )?);
+    let calls = Calls::new(crate::callflow::CallsParts {
+        acd: acd.clone(),
+        edge: edge.clone(),
         ports,
-        media_counters.clone(),
+        media: media_counters.clone(),
         session,
         queues,
         usernames,
-    );
+        prompts,
+        experiences,
+    });
     tokio::spawn(calls.clone().route(routed));
 
     let (events, mut edge_events) = mpsc::channel(1024);

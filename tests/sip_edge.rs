@@ -502,10 +502,16 @@ fn a_cancel_before_the_answer_ends_the_call_cleanly() {
         assert!(final_invite.starts_with("SIP/2.0 487"), "{final_invite}");
     }
     server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
-    let offered = server.metric("amico_queue_offered_total{queue=\"comune\"}");
-    assert_eq!(
-        server.metric("amico_queue_abandoned_total{queue=\"comune\"}"),
-        offered
+    // The ACD's figures are published a moment after the call task ends: wait for them to
+    // agree (every queued caller abandoned, none left waiting).
+    server.wait_metrics(
+        &[
+            "amico_queue_offered_total{queue=\"comune\"}",
+            "amico_queue_abandoned_total{queue=\"comune\"}",
+            "amico_queue_waiting_callers{queue=\"comune\"}",
+        ],
+        |v| v[0] == v[1] && v[2] == 0.0,
+        Duration::from_secs(5),
     );
 }
 

@@ -1,10 +1,13 @@
 //! The crate's error type.
 
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 /// Why a media operation failed. Each variant is one cause; the SIP layer maps the SDP ones
-/// to a 488 (RFC 3261 §21.4.26) and the port ones to a 503.
+/// to a 488 (RFC 3261 §21.4.26) and the port ones to a 503; the clip ones are configuration
+/// errors, reported at load time before any call is taken.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     /// An SDP line could not be read. `line` counts from 1.
@@ -71,4 +74,104 @@ pub enum MediaError {
     /// A socket was requested outside a Tokio runtime, which it needs to register with.
     #[error("RTP sockets must be created inside a Tokio runtime")]
     NoRuntime,
+    /// A prompt or music file could not be read from disk.
+    #[error("cannot read {}: {source}", path.display())]
+    ClipRead {
+        /// The file that was being read.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A prompt or music file is not a WAV file Amico can play.
+    #[error("{name}: {problem}")]
+    InvalidWav {
+        /// The clip's name: the file's path as given, or the name passed with the bytes.
+        name: String,
+        /// What is wrong with it.
+        problem: WavProblem,
+    },
+}
+
+/// What is wrong with a WAV file, in [`MediaError::InvalidWav`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WavProblem {
+    /// The bytes do not start with a RIFF header of form `WAVE`.
+    #[error("not a WAV file (no RIFF/WAVE header)")]
+    NotWav,
+    /// A chunk declares more bytes than the file holds: the file was cut short.
+    #[error("truncated: the {chunk:?} chunk declares {declared} bytes but only {available} follow")]
+    Truncated {
+        /// The chunk's four-character id, e.g. `data`.
+        chunk: String,
+        /// The length in the chunk's header.
+        declared: u32,
+        /// The bytes actually left in the file.
+        available: usize,
+    },
+    /// A chunk every WAV file needs is missing.
+    #[error("no {chunk:?} chunk")]
+    MissingChunk {
+        /// `fmt ` or `data`.
+        chunk: &'static str,
+    },
+    /// The `fmt ` chunk is shorter than the 16 bytes that describe the format.
+    #[error("the \"fmt \" chunk has {len} bytes, need at least 16")]
+    ShortFormat {
+        /// The chunk's length.
+        len: usize,
+    },
+    /// The audio is in a format that would need resampling, mixing or a codec.
+    #[error("{format}, need 8000 Hz mono 16-bit PCM (or 8-bit G.711 μ-law or A-law)")]
+    UnsupportedFormat {
+        /// The format the file declares.
+        format: WavFormat,
+    },
+    /// The `data` chunk ends in the middle of a sample.
+    #[error(
+        "the \"data\" chunk has {len} bytes, not a whole number of {bytes_per_sample}-byte samples"
+    )]
+    PartialSample {
+        /// The chunk's length.
+        len: usize,
+        /// The size of one sample in the declared format.
+        bytes_per_sample: usize,
+    },
+    /// The `data` chunk holds no sample at all.
+    #[error("the \"data\" chunk holds no audio")]
+    NoAudio,
+}
+
+/// The audio format a WAV file's `fmt ` chunk declares, as shown in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavFormat {
+    /// The format tag: 1 PCM, 3 IEEE float, 6 A-law, 7 μ-law (for `WAVE_FORMAT_EXTENSIBLE`
+    /// files, the tag of the sub-format).
+    pub format_tag: u16,
+    /// Interleaved channels.
+    pub channels: u16,
+    /// Samples per second per channel.
+    pub sample_rate: u32,
+    /// Bits per sample.
+    pub bits_per_sample: u16,
+}
+
+impl fmt::Display for WavFormat {
+    /// E.g. `44100 Hz stereo 16-bit PCM`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} Hz ", self.sample_rate)?;
+        match self.channels {
+            1 => f.write_str("mono")?,
+            2 => f.write_str("stereo")?,
+            channels => write!(f, "{channels} channels")?,
+        }
+        write!(f, " {}-bit ", self.bits_per_sample)?;
+        match self.format_tag {
+            1 => f.write_str("PCM"),
+            3 => f.write_str("float"),
+            6 => f.write_str("A-law"),
+            7 => f.write_str("μ-law"),
+            tag => write!(f, "format 0x{tag:04X}"),
+        }
+    }
 }

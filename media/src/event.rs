@@ -38,7 +38,11 @@ impl fmt::Display for Leg {
 
 /// Something the call flow may act on, sent on the receiver returned by
 /// [`MediaSession::start`](crate::MediaSession::start).
+///
+/// New variants will come (it is `#[non_exhaustive]`): a call flow's `match` needs a `_` arm
+/// that ignores the events it does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MediaEvent {
     /// No RTP arrived on `leg` for the configured `rtp_timeout` while the leg was expected to
     /// send (not on hold, not inactive). Sent once; sent again only after RTP resumed or the
@@ -56,5 +60,15 @@ pub enum MediaEvent {
         digit: char,
         /// How long the key was held, from the event's duration field.
         duration: Duration,
+    },
+    /// The announcements of the playlist given to
+    /// [`MediaSession::play`](crate::MediaSession::play) with this `id` have all been sent:
+    /// reported once, right after the packet carrying the sequence's last frame (with the
+    /// first frame for a playlist whose sequence is empty). The background, if any, goes on
+    /// looping. A playlist replaced by another `play` or discarded by a bridge before its
+    /// sequence ended reports nothing.
+    PlaylistDone {
+        /// The id given to `play`.
+        id: u64,
     },
 }

@@ -11,7 +11,7 @@
 //!
 //! | state | caller hears | agent hears |
 //! |---|---|---|
-//! | waiting: after `start` or `hold` | comfort noise, one packet per 20 ms | nothing |
+//! | waiting: after `start` or `hold` | comfort noise, or the [`Playlist`] given to `play`, one packet per 20 ms | nothing |
 //! | bridged: after `bridge` | the agent, relayed | the caller, relayed |
 //!
 //! Each leg's outgoing RTP is one stream (one SSRC) whose sequence numbers and timestamps
@@ -24,8 +24,19 @@
 //! [`MediaEvent::RtpTimeout`]. Malformed datagrams are counted in [`MediaCounters`] and
 //! dropped.
 //!
-//! The waiting audio comes from an [`source::AudioSource`] producing 20 ms PCM frames, so that
-//! prompts and music on hold can replace the comfort noise.
+//! # Prompts, music on hold and DTMF
+//! Prompts and music are [`Clip`]s, loaded once from 8 kHz WAV files (at startup, not per
+//! call) and held pre-encoded in both laws, so that playing one to any number of callers only
+//! copies 160-byte frames into packets. [`MediaSession::play`] gives the caller a
+//! [`Playlist`]: announcements once each, then a background looped (music on hold). It takes
+//! over at the next 20 ms frame and continues the caller's stream without a gap; once the
+//! announcements are sent the session reports [`MediaEvent::PlaylistDone`]. A bridge stops
+//! playback at once and discards the playlist; after a `hold` the caller hears comfort noise
+//! until the next `play`. Comfort noise itself comes from a [`source::AudioSource`] encoded
+//! frame by frame.
+//!
+//! [`MediaSession::send_dtmf`] sends a key press to either leg as RFC 4733 telephone-events,
+//! interleaved with that leg's audio in one sequence-number space.
 //!
 //! # SDP
 //! [`sdp`] turns offers and answers into [`RemoteMedia`] and writes Amico's side.
@@ -40,6 +51,10 @@
 //! let counters = Arc::new(MediaCounters::default());
 //! let codecs = [Codec::Pcmu, Codec::Pcma];
 //!
+//! // At startup: load the prompts once (a bad file stops startup with a message naming it).
+//! let welcome = amico_media::Clip::from_wav("prompts/it/welcome.wav".as_ref())?;
+//! let music = amico_media::Clip::from_wav("prompts/music.wav".as_ref())?;
+//!
 //! // INVITE from the trunk: answer its offer and start the comfort stream.
 //! let caller_socket = pool.allocate()?;
 //! let mut caller_sdp = sdp::SdpSession::new(1);
@@ -48,6 +63,8 @@
 //!     sdp::answer(&offer, caller_socket.local_addr(), &codecs, &caller_sdp)?;
 //! let (session, mut events) =
 //!     MediaSession::start(caller_socket, caller_remote, SessionConfig::default(), counters);
+//! // Welcome, then music until an agent answers.
+//! session.play(amico_media::Playlist::new(vec![welcome], Some(music)), 1);
 //!
 //! // An agent is free: offer the caller's own law so that nothing is transcoded.
 //! let agent_socket = pool.allocate()?;
@@ -67,7 +84,9 @@
 //! while let Some(event) = events.recv().await {
 //!     match event {
 //!         MediaEvent::Dtmf { digit, .. } => println!("caller pressed {digit}"),
+//!         MediaEvent::PlaylistDone { id } => println!("announcement {id} played"),
 //!         MediaEvent::RtpTimeout { .. } => break, // hang up
+//!         _ => {} // events added later
 //!     }
 //! }
 //! # let _ = (answer_body, &mut caller_sdp);
@@ -75,6 +94,7 @@
 //! # }
 //! ```
 
+mod clip;
 mod codec;
 mod counters;
 mod dtmf;
@@ -82,6 +102,7 @@ mod error;
 mod event;
 mod format;
 pub mod g711;
+mod playlist;
 mod port_pool;
 pub mod sdp;
 mod session;
@@ -91,10 +112,12 @@ mod stream;
 #[cfg(test)]
 mod test_support;
 
+pub use clip::Clip;
 pub use codec::Codec;
 pub use counters::{DropReason, MediaCounters};
-pub use error::MediaError;
+pub use error::{MediaError, WavFormat, WavProblem};
 pub use event::{Leg, MediaEvent};
 pub use format::{AudioFormat, Direction, RemoteMedia};
+pub use playlist::Playlist;
 pub use port_pool::{PortPool, RtpSocket};
 pub use session::{MediaSession, SessionConfig};

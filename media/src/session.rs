@@ -3,7 +3,7 @@
 use crate::counters::{DropReason, MediaCounters};
 use crate::port_pool::RtpSocket;
 use crate::session_state::{SessionState, Transmit, TransmitKind};
-use crate::{Leg, MediaEvent, RemoteMedia};
+use crate::{Leg, MediaEvent, Playlist, RemoteMedia};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,10 @@ const EVENT_CAPACITY: usize = 64;
 
 /// Larger than any RTP packet a G.711 phone sends (a 1500-byte MTU), so nothing is cut.
 const RECEIVE_BUFFER: usize = 2048;
+
+/// Packets sent at one wake-up at most. Two are normal (an audio frame and a
+/// telephone-event); the bound only keeps a state that failed to advance from spinning.
+const MAX_DUE_PER_WAKE: usize = 8;
 
 /// How a [`MediaSession`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,6 +47,8 @@ enum Command {
     Bridge(RtpSocket, RemoteMedia),
     Hold,
     UpdateRemote(Leg, RemoteMedia),
+    Play(Playlist, u64),
+    SendDtmf(Leg, char),
     Stop,
 }
 
@@ -91,14 +97,55 @@ impl MediaSession {
 
     /// Bridges an agent leg: relays RTP both ways from now on, transcoding if the legs' laws
     /// differ. A previous agent leg, if any, is released.
+    ///
+    /// Playback stops when the bridge takes effect: no prompt or music packet follows the
+    /// command, and the playlist is discarded (its `PlaylistDone` never comes if it had not
+    /// yet), so a stale announcement never resumes after a later [`hold`](Self::hold).
     pub fn bridge(&self, agent: RtpSocket, agent_remote: RemoteMedia) {
         self.send(Command::Bridge(agent, agent_remote));
     }
 
-    /// Returns the caller to the comfort stream and releases the agent leg (if any), closing
-    /// its socket.
+    /// Releases the agent leg (if any), closing its socket, and gives the caller the waiting
+    /// audio again: comfort noise, unless [`play`](Self::play) was called since the bridge.
+    /// To play something after a hold (a survey), call `hold()` then `play(...)`: commands
+    /// run in order, and the playlist starts at the next 20 ms frame. Without a bridge, `hold`
+    /// changes nothing (a playlist playing goes on).
     pub fn hold(&self) {
         self.send(Command::Hold);
+    }
+
+    /// Plays `playlist` to the caller: its sequence once, then its background looped. It
+    /// replaces whatever the caller hears while waiting (comfort noise or a previous playlist,
+    /// which then never reports `PlaylistDone`) at the next 20 ms frame boundary, continuing
+    /// the same RTP stream (sequence +1, timestamp +160 per frame, the marker bit on the first
+    /// packet of each new clip, RFC 3551 §4.1).
+    ///
+    /// [`MediaEvent::PlaylistDone`] with this `id` comes once the sequence has been sent; a
+    /// following `play` issued on that event takes over at the next frame, so announcements
+    /// chain without a gap. The frames are the clips' own, encoded at load time in the law
+    /// the caller negotiated; a late wake-up of the task delays the audio rather than
+    /// skipping any of it.
+    ///
+    /// While bridged, the playlist is kept for the next [`hold`](Self::hold); while the
+    /// caller holds the call (sendonly or inactive, RFC 3264 §8.4) playback pauses and resumes
+    /// where it was.
+    pub fn play(&self, playlist: Playlist, id: u64) {
+        self.send(Command::Play(playlist, id));
+    }
+
+    /// Sends the DTMF key `digit` (`0`-`9`, `*`, `#`, `A`-`D`; `!` for a flash) to `leg` as
+    /// RFC 4733 telephone-events, on that leg's negotiated telephone-event payload type: a
+    /// 100 ms tone as packets every 20 ms sharing one timestamp (the event's start), the
+    /// first with the marker bit, durations growing 160, 320, ... 800, the final packet sent
+    /// three times with the end bit (RFC 4733 §2.5.1.2, §2.5.1.4). Keys sent in a row follow
+    /// one another 60 ms apart. The packets take their places in the leg's sequence numbers
+    /// between the audio packets, whose timestamps they do not disturb.
+    ///
+    /// Ignored, with a debug log and [`MediaCounters::dtmf_ignored`] counted, when the leg
+    /// negotiated no telephone-event, is the agent leg while not bridged, takes no media
+    /// (on hold), or `digit` is no DTMF key.
+    pub fn send_dtmf(&self, leg: Leg, digit: char) {
+        self.send(Command::SendDtmf(leg, digit));
     }
 
     /// Applies an in-dialog re-INVITE on `leg` (hold, unhold, new address, new codec): the
@@ -216,6 +263,8 @@ async fn run(
                 Some(Command::UpdateRemote(leg, remote)) => {
                     state.handle_update_remote(now(), leg, remote);
                 }
+                Some(Command::Play(playlist, id)) => state.handle_play(playlist, id),
+                Some(Command::SendDtmf(leg, digit)) => state.handle_send_dtmf(now(), leg, digit),
             },
             received = caller.socket().recv_from(&mut caller_buffer) => match received {
                 Ok((len, from)) => {
@@ -236,8 +285,14 @@ async fn run(
                 Err(error) => tracing::trace!(%error, "agent RTP receive error"),
             },
             () = tokio::time::sleep_until(wake_at), if deadline.is_some() => {
-                let transmit = state.handle_timeout(now());
-                send(transmit, &caller, agent.as_ref(), &counters);
+                let now = now();
+                for _ in 0..MAX_DUE_PER_WAKE {
+                    let transmit = state.handle_timeout(now);
+                    send(transmit, &caller, agent.as_ref(), &counters);
+                    if state.poll_timeout().is_none_or(|next| next > now) {
+                        break;
+                    }
+                }
             }
         }
         while let Some(event) = state.poll_event() {
@@ -259,7 +314,7 @@ async fn run(
 mod tests {
     use super::*;
     use crate::test_support::{goertzel_ratio, rms, tone};
-    use crate::{AudioFormat, Codec, Direction, g711};
+    use crate::{AudioFormat, Clip, Codec, Direction, g711};
     use rtp_rs::{RtpPacketBuilder, RtpReader, Seq};
     use tokio::net::UdpSocket;
     use tokio::time::timeout;
@@ -837,5 +892,102 @@ mod tests {
         drop(session);
         assert_eq!(timeout(DEADLINE, events.recv()).await.unwrap(), None);
         assert_eq!(counters.sessions_active(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_caller_hears_a_played_clip_in_its_law_then_playlist_done() {
+        let caller = Phone::new().await;
+        let (session, mut events, _counters) = start(&caller, Codec::Pcma, None, None);
+        let mut received = vec![caller.recv().await];
+        let clip = Clip::from_samples(&tone(1000.0, -10.0, 160 * 25), "1 kHz");
+        session.play(Playlist::new(vec![clip.clone()], None), 42);
+
+        // Every packet up to the event, then the rest of what was sent before it: the clip
+        // ends with the first quiet packet after its loud ones.
+        let listening = async {
+            let event = loop {
+                tokio::select! {
+                    packet = caller.recv() => received.push(packet),
+                    event = events.recv() => break event,
+                }
+            };
+            while !received
+                .iter()
+                .skip_while(|p| !p.is_loud(Codec::Pcma))
+                .any(|p| !p.is_loud(Codec::Pcma))
+            {
+                received.push(caller.recv().await);
+            }
+            event
+        };
+        let event = timeout(DEADLINE, listening)
+            .await
+            .expect("the playlist's end before the deadline");
+        assert_eq!(event, Some(MediaEvent::PlaylistDone { id: 42 }));
+
+        let loud: Vec<&Packet> = received.iter().filter(|p| p.is_loud(Codec::Pcma)).collect();
+        assert_eq!(loud.len(), clip.frames(), "every frame of the clip, once");
+        for (n, packet) in loud.iter().enumerate() {
+            assert_eq!(packet.payload_type, 8);
+            assert_eq!(packet.payload, clip.frame(Codec::Pcma, n).unwrap());
+            assert_eq!(packet.marker, n == 0, "marked as new audio, once");
+        }
+        let heard: Vec<i16> = loud.iter().flat_map(|p| p.linear(Codec::Pcma)).collect();
+        let ratio = goertzel_ratio(&heard, 1000.0, 1400.0);
+        assert!(
+            ratio > 100.0,
+            "the caller hears the 1 kHz tone (ratio {ratio})"
+        );
+        for pair in received.windows(2) {
+            assert_eq!(pair[1].ssrc, pair[0].ssrc);
+            assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+            // +160 per packet; a loaded machine may skip frames in time (never in the clip).
+            let advance = pair[1].timestamp.wrapping_sub(pair[0].timestamp);
+            assert!(
+                advance >= 160 && advance % 160 == 0,
+                "timestamp advance {advance}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn send_dtmf_reaches_the_trunk_between_the_audio_packets() {
+        let caller = Phone::new().await;
+        let (session, _events, counters) = start(&caller, Codec::Pcmu, Some(101), None);
+        let mut received = vec![caller.recv().await];
+        session.send_dtmf(Leg::Caller, '#');
+        let listening = async {
+            // Until the last end packet and one audio packet after it.
+            while received.iter().filter(|p| p.payload_type == 101).count() < 7
+                || received.last().is_some_and(|p| p.payload_type == 101)
+            {
+                received.push(caller.recv().await);
+            }
+        };
+        timeout(DEADLINE, listening)
+            .await
+            .expect("the key press before the deadline");
+        let events: Vec<&Packet> = received.iter().filter(|p| p.payload_type == 101).collect();
+        let payloads: Vec<&[u8]> = events.iter().map(|p| &p.payload[..]).collect();
+        assert_eq!(
+            payloads,
+            [
+                &[11, 0x0A, 0x00, 0xA0][..],
+                &[11, 0x0A, 0x01, 0x40],
+                &[11, 0x0A, 0x01, 0xE0],
+                &[11, 0x0A, 0x02, 0x80],
+                &[11, 0x8A, 0x03, 0x20],
+                &[11, 0x8A, 0x03, 0x20],
+                &[11, 0x8A, 0x03, 0x20],
+            ],
+            "RFC 4733 §2.3: '#' (11), -10 dBm0, growing duration, three end packets"
+        );
+        assert!(events.iter().all(|p| p.timestamp == events[0].timestamp));
+        assert!(events[0].marker && events[1..].iter().all(|p| !p.marker));
+        for pair in received.windows(2) {
+            assert_eq!(pair[1].ssrc, pair[0].ssrc, "one stream");
+            assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+        }
+        assert_eq!(counters.dtmf_sent(), 1);
     }
 }

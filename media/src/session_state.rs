@@ -3,10 +3,11 @@
 //! between it and the sockets.
 
 use crate::counters::{DropReason, MediaCounters};
-use crate::dtmf::{DtmfDetector, TelephoneEvent};
+use crate::dtmf::{DtmfDetector, DtmfSender, TelephoneEvent, digit_event};
+use crate::playlist::Playback;
 use crate::source::{AudioSource, ComfortNoise, FRAME_SAMPLES, Frame};
 use crate::stream::{Header, OutgoingStream, build_packet};
-use crate::{Codec, Leg, MediaEvent, RemoteMedia, SessionConfig, g711};
+use crate::{Codec, Leg, MediaEvent, Playlist, RemoteMedia, SessionConfig, g711};
 use rtp_rs::RtpReader;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ const RELATCH_AFTER: Duration = Duration::from_secs(1);
 pub(crate) enum TransmitKind {
     /// Received on one leg, sent on the other.
     Relayed,
-    /// Made by Amico (comfort noise, later prompts).
+    /// Made by Amico (comfort noise, prompts, music, telephone-events).
     Generated,
 }
 
@@ -55,6 +56,8 @@ struct LegState {
     timeout_reported: bool,
     outgoing: OutgoingStream,
     dtmf: DtmfDetector,
+    /// Key presses Amico sends to this leg (RFC 4733).
+    dtmf_out: DtmfSender,
 }
 
 impl LegState {
@@ -67,6 +70,7 @@ impl LegState {
             timeout_reported: false,
             outgoing: OutgoingStream::new(),
             dtmf: DtmfDetector::default(),
+            dtmf_out: DtmfSender::default(),
         }
     }
 
@@ -111,6 +115,29 @@ struct Pacer {
     advance: u32,
 }
 
+/// What the caller hears while not bridged.
+enum Waiting {
+    /// Audio made frame by frame and encoded per frame: the comfort noise.
+    Source(Box<dyn AudioSource>),
+    /// A playlist's clips, sent as they were encoded at load time.
+    Playlist(Playback),
+}
+
+impl Waiting {
+    fn comfort(config: &SessionConfig) -> Self {
+        Self::Source(Box::new(ComfortNoise::new(config.comfort_level_dbov)))
+    }
+}
+
+/// What is due at a wake-up, in the order sent when due at the same time: an event first,
+/// so that it starts at the timestamp of the audio frame sent with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    CallerEvent,
+    AgentEvent,
+    Audio,
+}
+
 /// What a received RTP payload is.
 #[derive(Debug, Clone, Copy)]
 enum Payload {
@@ -125,8 +152,9 @@ pub(crate) struct SessionState {
     counters: Arc<MediaCounters>,
     caller: LegState,
     agent: Option<LegState>,
-    /// What the caller hears while not bridged.
-    source: Box<dyn AudioSource>,
+    /// What the caller hears while not bridged: comfort noise after start and after a
+    /// bridge, a playlist after `play`.
+    waiting: Waiting,
     /// `Some` while the caller is sent generated audio.
     pacer: Option<Pacer>,
     events: VecDeque<MediaEvent>,
@@ -143,13 +171,12 @@ impl SessionState {
         config: SessionConfig,
         counters: Arc<MediaCounters>,
     ) -> Self {
-        let source = Box::new(ComfortNoise::new(config.comfort_level_dbov));
         let mut state = Self {
+            waiting: Waiting::comfort(&config),
             config,
             counters,
             caller: LegState::new(now, caller),
             agent: None,
-            source,
             pacer: None,
             events: VecDeque::new(),
             packet: Vec::with_capacity(1500),
@@ -160,13 +187,51 @@ impl SessionState {
         state
     }
 
-    /// Replaces what the caller hears while waiting (prompts and music will come this way).
+    /// Replaces what the caller hears while waiting with generated audio, from the next frame.
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "the prompt and music commands will use it")
+        expect(dead_code, reason = "for generated sources (tones, beeps) to come")
     )]
     pub(crate) fn set_source(&mut self, source: Box<dyn AudioSource>) {
-        self.source = source;
+        self.waiting = Waiting::Source(source);
+        self.caller.outgoing.mark();
+    }
+
+    /// Replaces what the caller hears while waiting with `playlist`, from the next frame: the
+    /// pacer keeps its schedule, so the new audio continues the stream with no gap and no
+    /// burst, its first packet marked. While bridged the playlist waits for the next hold;
+    /// while the caller holds the call it starts when the caller resumes.
+    pub(crate) fn handle_play(&mut self, playlist: Playlist, id: u64) {
+        if let Waiting::Playlist(previous) = &self.waiting {
+            tracing::debug!(previous = previous.id(), id, "playlist replaced");
+        }
+        self.waiting = Waiting::Playlist(Playback::new(playlist, id));
+    }
+
+    /// Queues a key press for `leg` as RFC 4733 telephone-events. Ignored (logged and counted)
+    /// when `digit` is no DTMF key, the leg is not there, negotiated no telephone-event, does
+    /// not accept media, or has too many keys waiting.
+    pub(crate) fn handle_send_dtmf(&mut self, now: Instant, leg: Leg, digit: char) {
+        let state = match leg {
+            Leg::Caller => Some(&mut self.caller),
+            Leg::Agent => self.agent.as_mut(),
+        };
+        let refused = match (digit_event(digit), state) {
+            (None, _) => "not a DTMF key",
+            (_, None) => "the leg is not there",
+            (Some(_), Some(state)) if state.remote.format.telephone_event.is_none() => {
+                "the leg negotiated no telephone-event"
+            }
+            (Some(_), Some(state)) if !state.remote.accepts_rtp() => "the leg accepts no media",
+            (Some(event), Some(state)) => {
+                if state.dtmf_out.push(now, event) {
+                    return;
+                }
+                "too many keys waiting"
+            }
+        };
+        tracing::debug!(%leg, ?digit, reason = refused, "DTMF not sent");
+        self.counters.add_dtmf_ignored();
     }
 
     pub(crate) fn caller_ssrc(&self) -> u32 {
@@ -190,14 +255,18 @@ impl SessionState {
         }
     }
 
-    /// Bridges an agent leg: from now on RTP is relayed both ways.
+    /// Bridges an agent leg: from now on RTP is relayed both ways. Playback stops at once (no
+    /// generated frame after this) and the playlist is discarded, so that a stale announcement
+    /// never resumes; after a hold the caller hears comfort noise unless `play` says otherwise.
     pub(crate) fn handle_bridge(&mut self, now: Instant, agent: RemoteMedia) {
         self.agent = Some(LegState::new(now, agent));
         self.pacer = None;
+        self.waiting = Waiting::comfort(&self.config);
         self.caller.outgoing.switch();
     }
 
-    /// Releases the agent leg; the caller hears the waiting audio again.
+    /// Releases the agent leg; the caller hears the waiting audio again: comfort noise, or the
+    /// playlist given to `play` since the bridge.
     pub(crate) fn handle_hold(&mut self, now: Instant) {
         if self.agent.take().is_some() {
             self.caller.outgoing.switch();
@@ -247,16 +316,40 @@ impl SessionState {
         [
             self.pacer.as_ref().map(|pacer| pacer.next_due),
             self.caller.timeout_deadline(timeout),
+            self.caller.dtmf_out.poll_timeout(),
             self.agent
                 .as_ref()
                 .and_then(|agent| agent.timeout_deadline(timeout)),
+            self.agent
+                .as_ref()
+                .and_then(|agent| agent.dtmf_out.poll_timeout()),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// Time passed: reports silent legs and makes the due frame, if any.
+    /// The packet to send first at `now`, if any is due.
+    fn due(&self, now: Instant) -> Option<Due> {
+        [
+            (self.caller.dtmf_out.poll_timeout(), Due::CallerEvent),
+            (
+                self.agent
+                    .as_ref()
+                    .and_then(|agent| agent.dtmf_out.poll_timeout()),
+                Due::AgentEvent,
+            ),
+            (self.pacer.as_ref().map(|pacer| pacer.next_due), Due::Audio),
+        ]
+        .into_iter()
+        .filter_map(|(at, due)| at.filter(|&at| at <= now).map(|at| (at, due)))
+        .min()
+        .map(|(_, due)| due)
+    }
+
+    /// Time passed: reports silent legs and makes the packet due first, if any. Several may be
+    /// due at once (an audio frame and a telephone-event): [`Self::poll_timeout`] is then
+    /// still `<= now`, and the driver calls again.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Transmit<'_>> {
         let timeout = self.config.rtp_timeout;
         for (leg, state) in [
@@ -273,7 +366,52 @@ impl SessionState {
                 self.events.push_back(MediaEvent::RtpTimeout { leg });
             }
         }
-        self.generate(now)
+        match self.due(now)? {
+            Due::Audio => self.generate(now),
+            Due::CallerEvent => self.send_event(now, Leg::Caller),
+            Due::AgentEvent => self.send_event(now, Leg::Agent),
+        }
+    }
+
+    /// The next packet of the telephone-event being sent to `leg`.
+    fn send_event(&mut self, now: Instant, leg: Leg) -> Option<Transmit<'_>> {
+        let state = match leg {
+            Leg::Caller => &mut self.caller,
+            Leg::Agent => self.agent.as_mut()?,
+        };
+        // A re-INVITE may have taken the event payload type or the media away meanwhile.
+        let payload_type = state
+            .remote
+            .format
+            .telephone_event
+            .filter(|_| state.remote.accepts_rtp());
+        let Some(payload_type) = payload_type else {
+            tracing::debug!(%leg, "telephone-events dropped: the leg no longer takes them");
+            state.dtmf_out.clear();
+            return None;
+        };
+        let timestamp_now = state.outgoing.timestamp_now(now);
+        let event = state.dtmf_out.next_packet(now, timestamp_now)?;
+        if event.marker {
+            self.counters.add_dtmf_sent();
+        }
+        let header =
+            state
+                .outgoing
+                .next_inserted(event.timestamp, event.marker, u32::from(event.duration));
+        let len = build_packet(
+            &mut self.packet,
+            state.outgoing.ssrc(),
+            payload_type,
+            header,
+            &event.payload,
+        )?;
+        Some(Transmit {
+            leg,
+            destination: state.destination(),
+            packet: &self.packet[..len],
+            kind: TransmitKind::Generated,
+        })
     }
 
     fn generate(&mut self, now: Instant) -> Option<Transmit<'_>> {
@@ -289,13 +427,44 @@ impl SessionState {
             pacer.advance += FRAME_SAMPLES as u32;
         }
 
-        if !self.source.next_frame(&mut self.frame) {
-            // A finished source gives way to comfort noise rather than dead air.
-            self.source = Box::new(ComfortNoise::new(self.config.comfort_level_dbov));
-            self.source.next_frame(&mut self.frame);
-        }
         let caller = &mut self.caller;
-        g711::encode(caller.remote.format.codec, &self.frame, &mut self.payload);
+        let codec = caller.remote.format.codec;
+        let mut ended = false;
+        match &mut self.waiting {
+            Waiting::Playlist(playback) => {
+                let frame = playback.next_frame(codec);
+                if frame.starts_clip {
+                    caller.outgoing.mark();
+                }
+                if let Some(id) = frame.sequence_done {
+                    tracing::debug!(id, "playlist sequence played");
+                    self.events.push_back(MediaEvent::PlaylistDone { id });
+                }
+                match frame.audio {
+                    // Encoded at load time: only copied here.
+                    Some(audio) => {
+                        self.payload.clear();
+                        self.payload.extend_from_slice(audio);
+                    }
+                    None => ended = true,
+                }
+            }
+            Waiting::Source(source) => {
+                if source.next_frame(&mut self.frame) {
+                    g711::encode(codec, &self.frame, &mut self.payload);
+                } else {
+                    ended = true;
+                }
+            }
+        }
+        if ended {
+            // A finished source gives way to comfort noise rather than dead air.
+            let mut noise = ComfortNoise::new(self.config.comfort_level_dbov);
+            noise.next_frame(&mut self.frame);
+            g711::encode(codec, &self.frame, &mut self.payload);
+            self.waiting = Waiting::Source(Box::new(noise));
+            caller.outgoing.mark();
+        }
         let header = caller
             .outgoing
             .next_generated(now, advance, FRAME_SAMPLES as u32);
@@ -421,7 +590,7 @@ mod tests {
     use super::*;
     use crate::source::Tone;
     use crate::test_support::{goertzel_ratio, rms};
-    use crate::{AudioFormat, Direction};
+    use crate::{AudioFormat, Clip, Direction};
     use rtp_rs::{RtpPacketBuilder, Seq};
 
     const CALLER: &str = "192.0.2.10:4000";
@@ -457,6 +626,7 @@ mod tests {
             .unwrap()
     }
 
+    #[derive(Debug, Clone)]
     struct Sent {
         leg: Leg,
         destination: SocketAddr,
@@ -479,6 +649,100 @@ mod tests {
             marker: reader.mark(),
             payload: reader.payload().to_vec(),
         })
+    }
+
+    /// A session on a virtual clock that jumps to each wake-up (`poll_timeout`), recording
+    /// every packet and every event with the number of packets sent before it.
+    struct Harness {
+        state: SessionState,
+        t0: Instant,
+        now: Instant,
+        sent: Vec<Sent>,
+        events: Vec<(usize, MediaEvent)>,
+    }
+
+    impl Harness {
+        fn new(caller: RemoteMedia, counters: Arc<MediaCounters>) -> Self {
+            let t0 = Instant::now();
+            Self {
+                state: SessionState::new(t0, caller, config(None), counters),
+                t0,
+                now: t0,
+                sent: Vec::new(),
+                events: Vec::new(),
+            }
+        }
+
+        /// Runs every wake-up up to `millis` after the start, then sets the clock there.
+        /// Bounded: a state that keeps asking to wake at the same time fails the test.
+        fn run_to(&mut self, millis: u64) {
+            let until = at(self.t0, millis);
+            for _ in 0..100_000 {
+                match self.state.poll_timeout() {
+                    Some(due) if due <= until => {
+                        self.now = self.now.max(due);
+                        let sent = read(self.state.handle_timeout(self.now));
+                        self.sent.extend(sent);
+                        while let Some(event) = self.state.poll_event() {
+                            self.events.push((self.sent.len(), event));
+                        }
+                    }
+                    _ => {
+                        self.now = until;
+                        return;
+                    }
+                }
+            }
+            panic!("the session did not advance");
+        }
+
+        /// Runs until `count` more packets were sent (each wake-up at most 20 ms apart).
+        fn run_packets(&mut self, count: usize) -> &[Sent] {
+            let start = self.sent.len();
+            for _ in 0..100_000 {
+                if self.sent.len() >= start + count {
+                    return &self.sent[start..];
+                }
+                let due = self
+                    .state
+                    .poll_timeout()
+                    .expect("the session has something due");
+                let millis = due.saturating_duration_since(self.t0).as_millis() as u64;
+                self.run_to(millis);
+            }
+            panic!("not enough packets");
+        }
+    }
+
+    /// Checks one continuous outgoing stream: sequence +1 per packet, audio timestamps +160
+    /// per audio packet.
+    fn assert_continuous(sent: &[Sent], audio_payload_type: u8) {
+        for pair in sent.windows(2) {
+            assert_eq!(
+                pair[1].sequence,
+                pair[0].sequence.wrapping_add(1),
+                "sequence numbers +1"
+            );
+        }
+        let audio: Vec<&Sent> = sent
+            .iter()
+            .filter(|p| p.payload_type == audio_payload_type)
+            .collect();
+        for pair in audio.windows(2) {
+            assert_eq!(
+                pair[1].timestamp.wrapping_sub(pair[0].timestamp),
+                160,
+                "audio timestamps +160 (seq {})",
+                pair[1].sequence
+            );
+        }
+    }
+
+    fn tone_clip(frequency_hz: f64, samples: usize, name: &str) -> Clip {
+        Clip::from_samples(
+            &crate::test_support::tone(frequency_hz, -10.0, samples),
+            name,
+        )
     }
 
     #[test]
@@ -826,5 +1090,435 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(sent.destination, AGENT.parse().unwrap());
+    }
+
+    #[test]
+    fn a_playlist_plays_its_clips_once_then_loops_the_background_in_the_callers_law() {
+        // A prompt of 2.5 frames, one of 2 frames, music of 3 frames.
+        let first = tone_clip(1000.0, 400, "first");
+        let second = tone_clip(600.0, 320, "second");
+        let music = tone_clip(440.0, 480, "music");
+        for codec in [Codec::Pcmu, Codec::Pcma] {
+            let mut harness = Harness::new(remote(CALLER, codec, None), Arc::default());
+            harness.run_packets(3); // comfort noise first
+            harness.state.handle_play(
+                Playlist::new(vec![first.clone(), second.clone()], Some(music.clone())),
+                9,
+            );
+            harness.run_packets(3 + 2 + 3 * 3);
+            let sent = &harness.sent;
+            assert_eq!(sent.len(), 17);
+            assert_continuous(sent, codec.payload_type());
+            assert!(sent.iter().all(|p| p.payload_type == codec.payload_type()));
+
+            let expected: Vec<(&Clip, usize)> = (0..3)
+                .map(|n| (&first, n))
+                .chain((0..2).map(|n| (&second, n)))
+                .chain((0..9).map(|n| (&music, n % 3)))
+                .collect();
+            let other = match codec {
+                Codec::Pcmu => Codec::Pcma,
+                Codec::Pcma => Codec::Pcmu,
+            };
+            for (packet, (clip, frame)) in sent[3..].iter().zip(&expected) {
+                assert_eq!(
+                    packet.payload,
+                    clip.frame(codec, *frame).unwrap(),
+                    "{codec}: frame {frame} of {}",
+                    clip.name()
+                );
+                assert_ne!(packet.payload, clip.frame(other, *frame).unwrap());
+            }
+            // Decoded in the caller's law, the first prompt is its tone.
+            let mut heard = Vec::new();
+            for packet in &sent[3..5] {
+                let mut linear = Vec::new();
+                g711::decode(codec, &packet.payload, &mut linear);
+                heard.extend(linear);
+            }
+            assert!(goertzel_ratio(&heard, 1000.0, 1400.0) > 100.0);
+
+            // Marked: the stream's first packet, each clip's first, the music's first; not the
+            // music's loops.
+            let marked: Vec<usize> = (0..sent.len()).filter(|&n| sent[n].marker).collect();
+            assert_eq!(marked, [0, 3, 6, 8], "{codec}");
+            // Done once, right after the last frame of the sequence.
+            assert_eq!(harness.events, [(8, MediaEvent::PlaylistDone { id: 9 })]);
+        }
+    }
+
+    #[test]
+    fn a_playlist_without_background_ends_in_comfort_noise() {
+        let prompt = tone_clip(1000.0, 320, "prompt");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::default());
+        harness
+            .state
+            .handle_play(Playlist::new(vec![prompt.clone()], None), 1);
+        harness.run_packets(6);
+        let sent = &harness.sent;
+        assert_continuous(sent, 0);
+        assert_eq!(sent[1].payload, prompt.frame(Codec::Pcmu, 1).unwrap());
+        let mut after = Vec::new();
+        for packet in &sent[2..] {
+            let mut linear = Vec::new();
+            g711::decode(Codec::Pcmu, &packet.payload, &mut linear);
+            after.extend(linear);
+        }
+        assert!(rms(&after) < 300.0, "comfort noise after the prompt");
+        assert!(sent[2].marker && !sent[3].marker);
+        assert_eq!(harness.events, [(2, MediaEvent::PlaylistDone { id: 1 })]);
+    }
+
+    #[test]
+    fn play_replaces_a_running_playlist_at_the_next_frame() {
+        let long = tone_clip(1000.0, 160 * 50, "long");
+        let next = tone_clip(600.0, 160 * 2, "next");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcma, None), Arc::default());
+        harness
+            .state
+            .handle_play(Playlist::new(vec![long.clone()], None), 1);
+        harness.run_packets(3); // frames at 0, 20, 40 ms
+        harness.run_to(45);
+        harness
+            .state
+            .handle_play(Playlist::new(vec![next.clone()], None), 2);
+        assert_eq!(
+            harness.state.poll_timeout(),
+            Some(at(harness.t0, 60)),
+            "the frame schedule is kept: no burst"
+        );
+        harness.run_packets(2);
+        let sent = &harness.sent;
+        assert_continuous(sent, 8);
+        assert_eq!(sent[2].payload, long.frame(Codec::Pcma, 2).unwrap());
+        assert_eq!(sent[3].payload, next.frame(Codec::Pcma, 0).unwrap());
+        assert!(sent[3].marker, "new audio is marked");
+        assert_eq!(sent[4].payload, next.frame(Codec::Pcma, 1).unwrap());
+        assert_eq!(
+            harness.events,
+            [(5, MediaEvent::PlaylistDone { id: 2 })],
+            "the replaced playlist reports nothing"
+        );
+    }
+
+    #[test]
+    fn bridge_mid_clip_stops_playback_and_hold_brings_comfort_noise() {
+        let prompt = tone_clip(1000.0, 160 * 50, "prompt");
+        let music = tone_clip(440.0, 160 * 10, "music");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::default());
+        harness
+            .state
+            .handle_play(Playlist::new(vec![prompt.clone()], Some(music.clone())), 3);
+        harness.run_packets(4); // 0..60 ms
+        harness.run_to(70);
+        let now = harness.now;
+        harness
+            .state
+            .handle_bridge(now, remote(AGENT, Codec::Pcmu, None));
+        assert_eq!(
+            harness.state.poll_timeout(),
+            None,
+            "nothing generated any more"
+        );
+        harness.run_to(2000);
+        assert_eq!(harness.sent.len(), 4, "no prompt frame after the bridge");
+
+        // The agent speaks: relayed, continuing the caller's stream.
+        let agent: SocketAddr = AGENT.parse().unwrap();
+        let relayed = read(harness.state.handle_datagram(
+            at(harness.t0, 2001),
+            Leg::Agent,
+            agent,
+            &rtp(0, 70, 9000, &[0x55; 160]),
+        ))
+        .unwrap();
+        assert_eq!(relayed.leg, Leg::Caller);
+        assert_eq!(relayed.sequence, harness.sent[3].sequence.wrapping_add(1));
+
+        // The agent hangs up: comfort noise, not the discarded playlist.
+        harness.run_to(2010);
+        let now = harness.now;
+        harness.state.handle_hold(now);
+        harness.run_packets(10);
+        let after: Vec<i16> = harness.sent[4..]
+            .iter()
+            .flat_map(|packet| {
+                let mut linear = Vec::new();
+                g711::decode(Codec::Pcmu, &packet.payload, &mut linear);
+                linear
+            })
+            .collect();
+        assert!(rms(&after) < 300.0, "comfort noise after hold");
+        assert_eq!(
+            harness.sent[4].sequence,
+            relayed.sequence.wrapping_add(1),
+            "one stream throughout"
+        );
+        assert!(
+            harness.events.is_empty(),
+            "a discarded playlist reports nothing"
+        );
+    }
+
+    #[test]
+    fn playback_after_hold_and_a_playlist_given_while_bridged_waits_for_the_hold() {
+        let survey = tone_clip(1000.0, 160 * 3, "survey");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::default());
+        harness.run_packets(2);
+        let now = harness.now;
+        harness
+            .state
+            .handle_bridge(now, remote(AGENT, Codec::Pcmu, None));
+        harness
+            .state
+            .handle_play(Playlist::new(vec![survey.clone()], None), 5);
+        harness.run_to(1000);
+        assert_eq!(harness.sent.len(), 2, "nothing generated while bridged");
+        let now = harness.now;
+        harness.state.handle_hold(now);
+        harness.run_packets(4);
+        let sent = &harness.sent;
+        for frame in 0..3 {
+            assert_eq!(
+                sent[2 + frame].payload,
+                survey.frame(Codec::Pcmu, frame).unwrap()
+            );
+        }
+        assert!(sent[2].marker);
+        assert_eq!(harness.events, [(5, MediaEvent::PlaylistDone { id: 5 })]);
+
+        // The survey flow of the next issue: hold() then play() after a bridge.
+        let now = harness.now;
+        harness
+            .state
+            .handle_bridge(now, remote(AGENT, Codec::Pcmu, None));
+        harness.run_to(2000);
+        let now = harness.now;
+        harness.state.handle_hold(now);
+        harness
+            .state
+            .handle_play(Playlist::new(vec![survey.clone()], None), 6);
+        let sent = harness.run_packets(3).to_vec();
+        assert_eq!(sent[0].payload, survey.frame(Codec::Pcmu, 0).unwrap());
+        assert_eq!(sent[2].payload, survey.frame(Codec::Pcmu, 2).unwrap());
+        assert_eq!(
+            harness.events.last(),
+            Some(&(harness.sent.len(), MediaEvent::PlaylistDone { id: 6 }))
+        );
+    }
+
+    #[test]
+    fn a_caller_holding_the_call_pauses_the_playlist() {
+        let prompt = tone_clip(1000.0, 160 * 6, "prompt");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::default());
+        harness
+            .state
+            .handle_play(Playlist::new(vec![prompt.clone()], None), 8);
+        harness.run_packets(2);
+        let holding = RemoteMedia {
+            direction: Direction::SendOnly,
+            ..remote(CALLER, Codec::Pcmu, None)
+        };
+        let now = harness.now;
+        harness
+            .state
+            .handle_update_remote(now, Leg::Caller, holding);
+        harness.run_to(5000);
+        assert_eq!(harness.sent.len(), 2);
+        let now = harness.now;
+        harness
+            .state
+            .handle_update_remote(now, Leg::Caller, remote(CALLER, Codec::Pcmu, None));
+        harness.run_packets(4);
+        assert_eq!(
+            harness.sent[2].payload,
+            prompt.frame(Codec::Pcmu, 2).unwrap()
+        );
+        assert!(harness.sent[2].marker);
+        assert_eq!(harness.events, [(6, MediaEvent::PlaylistDone { id: 8 })]);
+    }
+
+    #[test]
+    fn late_wake_ups_delay_the_prompt_without_losing_any_of_it() {
+        let prompt = tone_clip(1000.0, 160 * 4, "prompt");
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::default());
+        harness
+            .state
+            .handle_play(Playlist::new(vec![prompt.clone()], None), 1);
+        let first = read(harness.state.handle_timeout(harness.t0)).unwrap();
+        // Woken 55 ms late: the frames due at 40 and 60 ms are skipped in time...
+        let late = read(harness.state.handle_timeout(at(harness.t0, 75))).unwrap();
+        let next = read(harness.state.handle_timeout(at(harness.t0, 80))).unwrap();
+        assert_eq!(next.timestamp.wrapping_sub(late.timestamp), 480);
+        // ...but not in the prompt, which goes on where it was.
+        assert_eq!(first.payload, prompt.frame(Codec::Pcmu, 0).unwrap());
+        assert_eq!(late.payload, prompt.frame(Codec::Pcmu, 1).unwrap());
+        assert_eq!(next.payload, prompt.frame(Codec::Pcmu, 2).unwrap());
+        assert_eq!(next.sequence, late.sequence.wrapping_add(1));
+    }
+
+    /// The RFC 4733 fields of a telephone-event packet: (event, end, duration).
+    fn event_fields(packet: &Sent) -> (u8, bool, u16) {
+        let [event, flags, high, low] = packet.payload[..] else {
+            panic!("a 4-byte event payload");
+        };
+        (event, flags & 0x80 != 0, u16::from_be_bytes([high, low]))
+    }
+
+    #[test]
+    fn send_dtmf_interleaves_rfc_4733_packets_with_the_prompt() {
+        let counters = Arc::new(MediaCounters::default());
+        let prompt = tone_clip(1000.0, 160 * 50, "prompt");
+        let mut harness = Harness::new(
+            remote(CALLER, Codec::Pcmu, Some(101)),
+            Arc::clone(&counters),
+        );
+        harness
+            .state
+            .handle_play(Playlist::new(vec![prompt.clone()], None), 1);
+        harness.run_packets(3); // 0, 20, 40 ms
+        harness.run_to(50);
+        let now = harness.now;
+        harness.state.handle_send_dtmf(now, Leg::Caller, '7');
+        harness.run_to(400);
+        let sent = &harness.sent;
+        assert_continuous(sent, 0);
+        let events: Vec<&Sent> = sent.iter().filter(|p| p.payload_type == 101).collect();
+        assert_eq!(events.len(), 7);
+        let fields: Vec<(u8, bool, u16)> = events.iter().map(|p| event_fields(p)).collect();
+        assert_eq!(
+            fields,
+            [
+                (7, false, 160),
+                (7, false, 320),
+                (7, false, 480),
+                (7, false, 640),
+                (7, true, 800),
+                (7, true, 800),
+                (7, true, 800),
+            ]
+        );
+        let markers: Vec<bool> = events.iter().map(|p| p.marker).collect();
+        assert_eq!(markers, [true, false, false, false, false, false, false]);
+        assert!(events.iter().all(|p| p.timestamp == events[0].timestamp));
+        // The event starts at the media time of the next audio frame.
+        let next_audio = sent
+            .iter()
+            .skip_while(|p| p.payload_type == 0)
+            .find(|p| p.payload_type == 0)
+            .unwrap();
+        assert_eq!(events[0].timestamp, next_audio.timestamp);
+        // The prompt went on, every frame of it, unmarked.
+        let audio: Vec<&Sent> = sent.iter().filter(|p| p.payload_type == 0).collect();
+        assert_eq!(audio.len(), 21, "a frame every 20 ms from 0 to 400 ms");
+        for (n, packet) in audio.iter().enumerate() {
+            assert_eq!(packet.payload, prompt.frame(Codec::Pcmu, n).unwrap());
+            assert_eq!(packet.marker, n == 0);
+        }
+        assert_eq!(counters.dtmf_sent(), 1);
+        assert_eq!(counters.dtmf_ignored(), 0);
+    }
+
+    #[test]
+    fn keys_in_a_row_are_separate_events() {
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcma, Some(96)), Arc::default());
+        for digit in "1#".chars() {
+            let now = harness.now;
+            harness.state.handle_send_dtmf(now, Leg::Caller, digit);
+        }
+        harness.run_to(500);
+        let events: Vec<&Sent> = harness
+            .sent
+            .iter()
+            .filter(|p| p.payload_type == 96)
+            .collect();
+        assert_eq!(events.len(), 14);
+        assert_eq!(
+            (event_fields(events[0]).0, event_fields(events[7]).0),
+            (1, 11)
+        );
+        assert!(events[0].marker && events[7].marker);
+        assert!(
+            wrapping_after(events[7].timestamp, events[6].timestamp.wrapping_add(800)),
+            "the second key starts after the first ended"
+        );
+        assert_continuous(&harness.sent, 8);
+    }
+
+    fn wrapping_after(a: u32, b: u32) -> bool {
+        (a.wrapping_sub(b) as i32) > 0
+    }
+
+    #[test]
+    fn send_dtmf_is_ignored_and_counted_where_it_cannot_go() {
+        let counters = Arc::new(MediaCounters::default());
+        let mut harness = Harness::new(remote(CALLER, Codec::Pcmu, None), Arc::clone(&counters));
+        let now = harness.now;
+        harness.state.handle_send_dtmf(now, Leg::Caller, '5'); // no telephone-event
+        harness.state.handle_send_dtmf(now, Leg::Agent, '5'); // no agent leg
+        harness.run_to(300);
+        assert!(harness.sent.iter().all(|p| p.payload_type == 0));
+        assert_eq!(counters.dtmf_ignored(), 2);
+
+        let mut harness = Harness::new(
+            remote(CALLER, Codec::Pcmu, Some(101)),
+            Arc::clone(&counters),
+        );
+        let now = harness.now;
+        harness.state.handle_send_dtmf(now, Leg::Caller, 'x'); // not a key
+        harness.run_to(300);
+        assert!(harness.sent.iter().all(|p| p.payload_type == 0));
+        assert_eq!((counters.dtmf_ignored(), counters.dtmf_sent()), (3, 0));
+    }
+
+    #[test]
+    fn send_dtmf_to_the_agent_keeps_the_relayed_stream_in_sequence() {
+        let counters = Arc::new(MediaCounters::default());
+        let mut harness = Harness::new(
+            remote(CALLER, Codec::Pcmu, Some(101)),
+            Arc::clone(&counters),
+        );
+        let now = harness.now;
+        harness
+            .state
+            .handle_bridge(now, remote(AGENT, Codec::Pcmu, Some(96)));
+        let caller: SocketAddr = CALLER.parse().unwrap();
+        let mut to_agent = Vec::new();
+        for n in 0..15u16 {
+            let millis = 20 * u64::from(n);
+            harness.run_to(millis);
+            // The caller's audio, relayed as it arrives (5 ms after each frame time).
+            let sent = read(harness.state.handle_datagram(
+                at(harness.t0, millis + 5),
+                Leg::Caller,
+                caller,
+                &rtp(0, 500 + n, 8000 + 160 * u32::from(n), &[0xFF; 160]),
+            ))
+            .unwrap();
+            to_agent.push(sent);
+            if n == 2 {
+                let now = at(harness.t0, millis + 6);
+                harness.state.handle_send_dtmf(now, Leg::Agent, '9');
+            }
+            // Merge the generated packets sent meanwhile (the agent's events).
+            to_agent.extend(harness.sent.drain(..).filter(|p| p.leg == Leg::Agent));
+        }
+        harness.run_to(400);
+        to_agent.extend(harness.sent.drain(..).filter(|p| p.leg == Leg::Agent));
+        // In sending order, whatever the random initial sequence number wraps to.
+        let first = to_agent[0].sequence;
+        to_agent.sort_by_key(|p| p.sequence.wrapping_sub(first));
+        assert_continuous(&to_agent, 0);
+        let events: Vec<&Sent> = to_agent.iter().filter(|p| p.payload_type == 96).collect();
+        assert_eq!(events.len(), 7);
+        assert!(events.iter().all(|p| event_fields(p).0 == 9));
+        let mut sequences: Vec<u16> = to_agent.iter().map(|p| p.sequence).collect();
+        sequences.dedup();
+        assert_eq!(
+            sequences.len(),
+            22,
+            "15 relayed and 7 events, no number used twice"
+        );
+        assert_eq!(counters.dtmf_sent(), 1);
     }
 }

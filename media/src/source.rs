@@ -1,8 +1,10 @@
 //! Where the caller's audio comes from while nobody is talking to it.
 //!
 //! A source yields 20 ms frames of 8 kHz linear PCM; the session encodes each frame once,
-//! in the caller leg's law, and sends it as one RTP packet. Today the only source in use is
-//! [`ComfortNoise`]; prompts and music on hold will be further implementations.
+//! in the caller leg's law, and sends it as one RTP packet. The source in use is
+//! [`ComfortNoise`]. Prompts and music on hold are not sources: they are
+//! [`Clip`](crate::Clip)s, encoded once at load time and played from a
+//! [`Playlist`](crate::Playlist) without encoding anything per packet.
 
 /// Samples in one frame: 20 ms at 8000 Hz, the G.711 default packet (RFC 3551 §4.5).
 pub const FRAME_SAMPLES: usize = 160;

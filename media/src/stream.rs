@@ -38,6 +38,9 @@ pub(crate) struct OutgoingStream {
     /// Timestamp just after the newest media sent (start plus duration).
     media_end: u32,
     marker_pending: bool,
+    /// The next generated packet continues from the elapsed time rather than from the previous
+    /// generated packet: the feed changed between generated and relayed audio, or resumed.
+    rebase_pending: bool,
     relay: Option<RelayMapping>,
 }
 
@@ -64,6 +67,7 @@ impl OutgoingStream {
             last_sent_at: None,
             media_end: timestamp,
             marker_pending: true,
+            rebase_pending: true,
             relay: None,
         }
     }
@@ -77,6 +81,43 @@ impl OutgoingStream {
     pub(crate) fn switch(&mut self) {
         self.relay = None;
         self.marker_pending = true;
+        self.rebase_pending = true;
+    }
+
+    /// The generated audio moves to another piece (comfort noise → prompt, prompt → music)
+    /// on the same clock: the next packet carries the marker, as the start of new audio (RFC
+    /// 3551 §4.1), but its timestamp still follows the previous frame's by the frame's
+    /// duration, so the receiver sees no gap at all.
+    pub(crate) fn mark(&mut self) {
+        self.marker_pending = true;
+    }
+
+    /// Where media starting now sits in this stream's timestamps: past everything sent and
+    /// past the wall-clock time elapsed since the newest packet. For a paced stream this is
+    /// the timestamp of the next frame.
+    pub(crate) fn timestamp_now(&self, now: Instant) -> u32 {
+        self.timestamp_after_gap(now)
+    }
+
+    /// The header of a packet inserted between the stream's audio packets, an RFC 4733
+    /// telephone-event Amico sends itself: it takes the next sequence number (one per RTP
+    /// packet sent on the SSRC, RFC 3550 §5.1, whatever its payload type) and the timestamp
+    /// the event was given, and leaves the audio's timestamps alone. A relayed stream's sequence offset moves
+    /// by one so that the next relayed packet does not reuse the number.
+    pub(crate) fn next_inserted(&mut self, timestamp: u32, marker: bool, duration: u32) -> Header {
+        self.last_sequence = self.last_sequence.wrapping_add(1);
+        if let Some(relay) = self.relay.as_mut() {
+            relay.sequence_offset = relay.sequence_offset.wrapping_add(1);
+        }
+        let end = timestamp.wrapping_add(duration);
+        if timestamp_after(end, self.media_end) {
+            self.media_end = end;
+        }
+        Header {
+            sequence: self.last_sequence,
+            timestamp,
+            marker,
+        }
     }
 
     /// The timestamp of the first packet after a switch: past everything sent, and past the
@@ -114,13 +155,14 @@ impl OutgoingStream {
             self.media_end = end;
         }
         self.marker_pending = false;
+        self.rebase_pending = false;
     }
 
     /// The header of the next generated packet. `advance` is the media time since the
     /// previous generated packet (160 per 20 ms frame, more after frames were skipped); it is
     /// ignored for the first packet after a switch, which continues from the elapsed time.
     pub(crate) fn next_generated(&mut self, now: Instant, advance: u32, duration: u32) -> Header {
-        let timestamp = if self.marker_pending {
+        let timestamp = if self.rebase_pending {
             self.timestamp_after_gap(now)
         } else {
             self.last_timestamp.wrapping_add(advance)
@@ -340,6 +382,58 @@ mod tests {
         stream.switch();
         let comfort = stream.next_generated(ms(t0, 60), 160, 160);
         assert_eq!(comfort.timestamp, 640);
+    }
+
+    #[test]
+    fn a_mark_starts_new_audio_without_moving_the_timestamp() {
+        let t0 = Instant::now();
+        let mut stream = OutgoingStream::with_initial(7, 10, 1000);
+        stream.next_generated(t0, 160, 160);
+        stream.next_generated(ms(t0, 20), 160, 160);
+        // The next prompt starts on the same clock, even if the task woke 7 ms late.
+        stream.mark();
+        let marked = stream.next_generated(ms(t0, 47), 160, 160);
+        assert_eq!(
+            marked,
+            Header {
+                sequence: 12,
+                timestamp: 1320,
+                marker: true
+            }
+        );
+        assert!(!stream.next_generated(ms(t0, 60), 160, 160).marker);
+    }
+
+    #[test]
+    fn inserted_events_take_a_sequence_number_but_not_the_audio_timestamps() {
+        let t0 = Instant::now();
+        let mut stream = OutgoingStream::with_initial(7, 100, 5000);
+        stream.next_generated(t0, 160, 160); // seq 100, ts 5000
+        let start = stream.timestamp_now(ms(t0, 5));
+        assert_eq!(start, 5160, "the next frame's timestamp");
+        let event = stream.next_inserted(start, true, 160);
+        assert_eq!(
+            event,
+            Header {
+                sequence: 101,
+                timestamp: 5160,
+                marker: true
+            }
+        );
+        let audio = stream.next_generated(ms(t0, 20), 160, 160);
+        assert_eq!(
+            (audio.sequence, audio.timestamp, audio.marker),
+            (102, 5160, false)
+        );
+        assert_eq!(stream.next_inserted(start, false, 320).sequence, 103);
+
+        // In a relay, the inserted packet shifts the mapping by one.
+        let mut relay = OutgoingStream::with_initial(7, 0, 0);
+        relay.next_relayed(t0, 1, 500, 0, false, 160); // seq 0
+        relay.next_inserted(160, true, 160); // seq 1
+        let next = relay.next_relayed(ms(t0, 20), 1, 501, 160, false, 160);
+        assert_eq!(next.sequence, 2);
+        assert_eq!(next.timestamp, 160);
     }
 
     #[test]

@@ -167,6 +167,30 @@ impl Server {
         }
     }
 
+    /// Waits until `check` holds over the metrics (several series read together), failing
+    /// with the last values after `within`.
+    pub(crate) fn wait_metrics(
+        &self,
+        series: &[&str],
+        check: impl Fn(&[f64]) -> bool,
+        within: Duration,
+    ) -> Vec<f64> {
+        let deadline = Instant::now() + within;
+        loop {
+            let values: Vec<f64> = series.iter().map(|s| self.metric(s)).collect();
+            if check(&values) {
+                return values;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series:?} = {values:?} after {within:?}\nlog tail:\n{}",
+                self.log_tail(40)
+            );
+            // Polling with a deadline: the metrics have no push channel.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last lines of the server's log.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

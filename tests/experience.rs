@@ -1,0 +1,255 @@
+//! The caller's experience end to end, with PJSIP phones: what a waiting caller hears
+//! (found in its recording by cross-correlation with the prompt files, not by packet
+//! counts), periodic announcements at their interval, and the post-call survey.
+
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use peers::{Ua, event};
+use serde_json::Value;
+use server::Server;
+
+const STEP: Duration = Duration::from_secs(20);
+
+fn ok<T>(result: Result<T, String>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn prompt(language: &str, name: &str) -> PathBuf {
+    peers::workspace_root()
+        .join("prompts")
+        .join(language)
+        .join(format!("{name}.wav"))
+}
+
+/// `audio_match.py RECORDING --all PROMPT...`: where each prompt was heard.
+fn heard(recording: &Path, prompts: &[PathBuf]) -> Value {
+    let python = ok(peers::python());
+    let mut command = Command::new(python);
+    command
+        .arg(peers::peers_dir().join("audio_match.py"))
+        .arg(recording)
+        .arg("--all");
+    command.args(prompts);
+    let output = command.output().expect("audio_match.py runs");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audio_match.py: {e}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The recording ua.py made of a call's received audio.
+fn recording(ua: &mut Ua) -> PathBuf {
+    let audio = ok(ua.wait_for(event("audio"), STEP));
+    PathBuf::from(
+        audio["file"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no recording: {audio}")),
+    )
+}
+
+fn caller(server: &Server, label: &str, dir: &Path, extra: &[&str]) -> Ua {
+    let to = format!("sip:100@{}", server.sip);
+    let record = dir.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--role",
+        "caller",
+        "--to",
+        &to,
+        "--calls",
+        "1",
+        "--record-dir",
+        &record,
+        "--timeout",
+        "90",
+    ];
+    args.extend_from_slice(extra);
+    ok(Ua::spawn(label, &args))
+}
+
+fn wait_logged_in(server: &Server, count: u64) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let health: Value = serde_json::from_str(&server.get("/health")).expect("health JSON");
+        if health["agents_logged_in"] == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} agents never logged in: {health}"
+        );
+        // Polling a condition with a deadline: there is no push channel to wait on.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn with_experience(agents: usize, experience: &str) -> String {
+    format!(
+        "{}\n[experience.comune]\n{experience}\n",
+        server::config(agents, "")
+    )
+}
+
+#[test]
+fn a_waiting_caller_hears_the_italian_welcome_and_its_position() {
+    let server = Server::start(&with_experience(
+        0,
+        "language = \"it\"\nperiodic_announce_frequency = 0",
+    ));
+    let dir = peers::scratch_dir("welcome");
+    let mut caller = caller(&server, "welcome", &dir, &["--hangup-after", "9"]);
+    ok(caller.wait_for(event("disconnected"), STEP));
+    let recording = recording(&mut caller);
+    let names = ["welcome", "you-are-number", "n-1", "in-queue"];
+    let prompts: Vec<PathBuf> = names.iter().map(|n| prompt("it", n)).collect();
+    let result = heard(&recording, &prompts);
+    assert_eq!(
+        result["found"], true,
+        "every prompt heard, in order: {result}"
+    );
+    assert_eq!(result["in_order"], true, "{result}");
+    // English prompts were not played.
+    let english = heard(&recording, &[prompt("en", "welcome")]);
+    assert_eq!(english["found"], false, "{english}");
+}
+
+#[test]
+fn periodic_announcements_come_at_their_interval() {
+    let experience = "language = \"en\"\nwelcome = false\nannounce_frequency = 0\nannounce_position = \"no\"\n\
+        periodic_announce = [\"periodic-2\"]\nperiodic_announce_frequency = 6\nmin_announce_frequency = 0";
+    let server = Server::start(&with_experience(0, experience));
+    let dir = peers::scratch_dir("periodic");
+    let mut caller = caller(&server, "periodic", &dir, &["--hangup-after", "16"]);
+    ok(caller.wait_for(event("disconnected"), STEP));
+    let recording = recording(&mut caller);
+    let result = heard(&recording, &[prompt("en", "periodic-2")]);
+    let occurrences: Vec<f64> = result["matches"][0]["occurrences"]
+        .as_array()
+        .expect("occurrences")
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    assert!(
+        occurrences.len() >= 2,
+        "played every 6 s over 16 s: {result}"
+    );
+    for pair in occurrences.windows(2) {
+        let gap = pair[1] - pair[0];
+        // The schedule's interval, with room for the stream's start and the recorder.
+        assert!(
+            (gap - 6.0).abs() < 1.5,
+            "gap {gap:.2} s between announcements: {result}"
+        );
+    }
+}
+
+#[test]
+fn after_the_agent_hangs_up_the_caller_rates_the_call() {
+    let experience = "language = \"it\"\nwelcome = false\nannounce_position = \"no\"\nannounce_holdtime = \"no\"\n\
+        periodic_announce_frequency = 0\nsurvey = true\nsurvey_timeout = 10";
+    let server = Server::start(&with_experience(1, experience));
+    let registrar = server.sip.to_string();
+    let mut agent = ok(Ua::spawn(
+        "survey-agent",
+        &[
+            "--role",
+            "agent",
+            "--registrar",
+            &registrar,
+            "--user",
+            "agent1",
+            "--password",
+            "secret-1",
+            "--answer",
+            "auto",
+            "--hangup-after",
+            "2",
+            "--calls",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    ));
+    ok(agent.wait_for(event("registered"), STEP));
+    wait_logged_in(&server, 1);
+    let dir = peers::scratch_dir("survey");
+    // The caller presses 2 ("sufficient") while the survey question plays.
+    let mut caller = caller(
+        &server,
+        "survey-caller",
+        &dir,
+        &["--dtmf", "2", "--dtmf-delay", "5"],
+    );
+    ok(agent.wait_for(event("disconnected"), STEP));
+    let ended = ok(caller.wait_for(event("disconnected"), STEP));
+    assert_eq!(
+        ended["by"], "remote",
+        "Amico says goodbye and hangs up: {ended}"
+    );
+    server.wait_metric(
+        "amico_agent_survey_votes_total{agent=\"agent1\",vote=\"sufficient\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_survey_votes_total{queue=\"comune\",vote=\"sufficient\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("amico_survey_votes_total{queue=\"comune\",vote=\"satisfied\"}"),
+        0.0
+    );
+    let recording = recording(&mut caller);
+    let thanks = heard(&recording, &[prompt("it", "survey-thanks")]);
+    assert_eq!(
+        thanks["found"], true,
+        "the caller heard the thanks: {thanks}"
+    );
+}
+
+#[test]
+fn a_caller_who_does_not_vote_is_recorded_as_no_vote() {
+    let experience = "welcome = false\nannounce_position = \"no\"\nannounce_holdtime = \"no\"\nperiodic_announce_frequency = 0\n\
+        survey = true\nsurvey_timeout = 1";
+    let server = Server::start(&with_experience(1, experience));
+    let registrar = server.sip.to_string();
+    let mut agent = ok(Ua::spawn(
+        "quiet-agent",
+        &[
+            "--role",
+            "agent",
+            "--registrar",
+            &registrar,
+            "--user",
+            "agent1",
+            "--password",
+            "secret-1",
+            "--answer",
+            "auto",
+            "--hangup-after",
+            "1",
+            "--calls",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    ));
+    ok(agent.wait_for(event("registered"), STEP));
+    wait_logged_in(&server, 1);
+    let dir = peers::scratch_dir("no-vote");
+    let mut caller = caller(&server, "quiet-caller", &dir, &[]);
+    ok(caller.wait_for(event("disconnected"), Duration::from_secs(40)));
+    server.wait_metric(
+        "amico_survey_votes_total{queue=\"comune\",vote=\"none\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+}
