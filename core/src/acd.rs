@@ -150,6 +150,9 @@ impl Acd {
             Input::Ready { agent } => self.ready(agent),
             Input::EstimateWait { call } => self.estimate_wait(call),
             Input::LeaveQueue { call } => self.leave_on_request(call),
+            Input::RequestCallback { call } => self.request_callback(call),
+            Input::CallbackAnswered { call } => self.callback_answered(call),
+            Input::CallbackFailed { call } => self.callback_failed(call),
             Input::SurveyVote {
                 call,
                 queue,
@@ -295,28 +298,29 @@ impl Acd {
                 for agent in queue.steps[0].eligible.iter().map(|a| &self.agents[a]) {
                     agents.count(&agent.state);
                 }
-                let mut callers: Vec<WaitingCaller> = self
-                    .calls
-                    .values()
-                    .filter(|call| call.queue == id && call.is_queued())
-                    .map(|call| {
-                        let ringing = match call.state {
-                            CallState::Offered { agent, .. } => Some(agent),
-                            _ => None,
-                        };
-                        let position = ringing
-                            .is_none()
-                            .then(|| self.lines.position(id, &call.key()));
-                        WaitingCaller {
-                            call: call.id,
-                            priority: call.priority,
-                            position,
-                            ringing,
-                            waited: now.saturating_since(call.entered),
-                            estimated_wait: position.and_then(|p| self.estimate(queue, p)),
-                        }
-                    })
-                    .collect();
+                let mut callers: Vec<WaitingCaller> =
+                    self.calls
+                        .values()
+                        .filter(|call| call.queue == id && call.is_queued())
+                        .map(|call| {
+                            let ringing = match call.state {
+                                CallState::Offered { agent, .. }
+                                | CallState::Dialing { agent, .. } => Some(agent),
+                                _ => None,
+                            };
+                            let position = ringing
+                                .is_none()
+                                .then(|| self.lines.position(id, &call.key()));
+                            WaitingCaller {
+                                call: call.id,
+                                priority: call.priority,
+                                position,
+                                ringing,
+                                waited: now.saturating_since(call.entered),
+                                estimated_wait: position.and_then(|p| self.estimate(queue, p)),
+                            }
+                        })
+                        .collect();
                 callers.sort_by_key(|c| (c.position.unwrap_or(0), c.call));
                 QueueSnapshot {
                     id,
@@ -383,7 +387,13 @@ impl Acd {
     fn hangup(&mut self, id: CallId) -> Result<(), AcdError> {
         let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
         match call.state {
-            CallState::Waiting => self.abandon(id),
+            // A callback waiting its turn has no caller on the line to hang up: ending it
+            // (withdrawn) is an unreached callback, never an abandon.
+            CallState::Waiting | CallState::Deferred { .. } if call.callback.is_some() => {
+                self.callback_gives_up(id)
+            }
+            CallState::Dialing { .. } => return self.callback_failed(id),
+            CallState::Waiting | CallState::Deferred { .. } => self.abandon(id),
             CallState::Offered { agent, .. } => {
                 self.command(Command::StopRinging { call: id, agent });
                 self.abandon(id);
@@ -424,8 +434,31 @@ impl Acd {
         let since = self.offer_of(id, agent)?;
         let now = self.now;
         self.cancel_queue_timers(id);
+        let agent_entry = &mut self.agents[agent.index()];
+        agent_entry.failures_in_a_row = 0;
+        self.set_agent_state(agent, AgentState::OnCall { call: id });
         let call = self.calls.get_mut(&id).expect("offer_of checked the call");
+        if call.callback.is_some() {
+            // Agent first: the agent is on the line, now the caller is called back.
+            call.state = CallState::Dialing { agent, since: now };
+            let queue = call.queue;
+            self.event(Event::CallbackDialing {
+                call: id,
+                agent,
+                queue,
+            });
+            return Ok(());
+        }
+        self.connect(id, agent, since);
+        Ok(())
+    }
+
+    /// The caller and the agent are together: the wait ends here.
+    fn connect(&mut self, id: CallId, agent: AgentId, ring_since: Timestamp) {
+        let now = self.now;
+        let call = self.calls.get_mut(&id).expect("connected calls exist");
         call.state = CallState::Connected { agent, since: now };
+        let since = ring_since;
         let q = call.queue;
         let wait = now.saturating_since(call.entered);
         let ring = now.saturating_since(since);
@@ -454,18 +487,100 @@ impl Acd {
         queue.stats.ring.record(ring);
         queue.interval.ring.record(ring);
         self.resolve_predictions(id, q, &predictions, WaitOutcome::Answered);
-
-        let agent_entry = &mut self.agents[agent.index()];
-        agent_entry.calls_answered += 1;
-        agent_entry.failures_in_a_row = 0;
-        self.set_agent_state(agent, AgentState::OnCall { call: id });
+        self.agents[agent.index()].calls_answered += 1;
         self.event(Event::CallConnected {
             call: id,
             agent,
             queue: q,
             wait,
         });
+    }
+
+    fn request_callback(&mut self, id: CallId) -> Result<(), AcdError> {
+        let call = self.calls.get_mut(&id).ok_or(AcdError::UnknownCall(id))?;
+        if call.callback.is_some() {
+            return Ok(());
+        }
+        let offered = match call.state {
+            CallState::Connected { .. }
+            | CallState::Dialing { .. }
+            | CallState::Deferred { .. } => {
+                return Err(AcdError::CallNotWaiting(id));
+            }
+            CallState::Offered { agent, .. } => Some(agent),
+            CallState::Waiting => None,
+        };
+        call.callback = Some(0);
+        // Nobody is left on the line to hang up after a maximum wait.
+        call.max_wait_due = None;
+        call.max_wait_reached = false;
+        let q = call.queue;
+        self.queues[q.index()].record(|c| c.callbacks_requested += 1);
+        if let Some(agent) = offered {
+            // The agent's phone was ringing for a caller who just left the line: ring
+            // again when the callback's turn comes, agent first.
+            self.withdraw_offer(id, agent);
+            self.release_agent(agent);
+        }
+        let position = self
+            .calls
+            .get(&id)
+            .map_or(1, |call| self.lines.position(q, &call.key()));
+        self.event(Event::CallbackRequested {
+            call: id,
+            queue: q,
+            position,
+        });
+        if let Some(agent) = offered {
+            self.match_agent(agent);
+        }
         Ok(())
+    }
+
+    fn callback_answered(&mut self, id: CallId) -> Result<(), AcdError> {
+        let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
+        let CallState::Dialing { agent, since } = call.state else {
+            return Err(AcdError::CallNotWaiting(id));
+        };
+        self.connect(id, agent, since);
+        Ok(())
+    }
+
+    fn callback_failed(&mut self, id: CallId) -> Result<(), AcdError> {
+        let call = self.calls.get_mut(&id).ok_or(AcdError::UnknownCall(id))?;
+        let CallState::Dialing { agent, .. } = call.state else {
+            return Err(AcdError::CallNotWaiting(id));
+        };
+        let failures = call.callback.unwrap_or(0) + 1;
+        call.callback = Some(failures);
+        let queue = &self.queues[call.queue.index()];
+        if failures >= queue.callback_attempts {
+            call.state = CallState::Deferred { until: self.now };
+            self.callback_gives_up(id);
+        } else {
+            let until = self.now + queue.callback_retry_after;
+            call.state = CallState::Deferred { until };
+            self.timers.set(until, Timer::CallbackRetry(id, call.seq));
+            self.event(Event::CallbackRetrying { call: id, failures });
+        }
+        // The agent waited on a line that never connected: no wrap-up.
+        self.release_agent(agent);
+        self.match_agent(agent);
+        Ok(())
+    }
+
+    /// A callback that will never reach its caller leaves the ACD. Ends the call.
+    fn callback_gives_up(&mut self, id: CallId) {
+        self.leave_queue(id);
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        self.queues[call.queue.index()].record(|c| c.callbacks_unanswered += 1);
+        self.resolve_predictions(id, call.queue, &call.predictions, WaitOutcome::Overflowed);
+        self.event(Event::CallbackUnanswered {
+            call: id,
+            queue: call.queue,
+        });
     }
 
     fn offer_failed(
@@ -596,7 +711,11 @@ impl Acd {
     fn leave_on_request(&mut self, id: CallId) -> Result<(), AcdError> {
         let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
         match call.state {
-            CallState::Connected { .. } => return Err(AcdError::CallNotWaiting(id)),
+            CallState::Connected { .. }
+            | CallState::Dialing { .. }
+            | CallState::Deferred { .. } => {
+                return Err(AcdError::CallNotWaiting(id));
+            }
             CallState::Offered { agent, .. } => {
                 self.withdraw_offer(id, agent);
                 self.overflow(id, OverflowReason::CallerChoice);
@@ -669,8 +788,19 @@ impl Acd {
                         CallState::Waiting => self.overflow(call, OverflowReason::MaxWait),
                         // A ringing caller is not pulled away; it overflows if the offer fails.
                         CallState::Offered { .. } => entry.max_wait_reached = true,
-                        CallState::Connected { .. } => {}
+                        CallState::Connected { .. }
+                        | CallState::Dialing { .. }
+                        | CallState::Deferred { .. } => {}
                     }
+                }
+                Timer::CallbackRetry(call, _) => {
+                    // Back in line, at its original place.
+                    if let Some(entry) = self.calls.get_mut(&call) {
+                        entry.state = CallState::Waiting;
+                        self.lines
+                            .insert(entry.queue, usize::from(entry.step), entry.key());
+                    }
+                    self.match_call(call);
                 }
                 Timer::Retry(call, seq) => {
                     let Some(entry) = self.calls.get_mut(&call) else {
@@ -701,6 +831,9 @@ impl Acd {
             Timer::Expansion(id, seq) => call(id, seq).is_some_and(|c| c.expansion_due == Some(at)),
             Timer::MaxWait(id, seq) => call(id, seq).is_some_and(|c| c.max_wait_due == Some(at)),
             Timer::Retry(id, seq) => call(id, seq).is_some_and(|c| c.retries.front() == Some(&at)),
+            Timer::CallbackRetry(id, seq) => {
+                call(id, seq).is_some_and(|c| c.state == CallState::Deferred { until: at })
+            }
         }
     }
 
@@ -938,7 +1071,11 @@ impl Acd {
         };
         let key = call.key();
         let (q, step) = (call.queue, usize::from(call.step));
-        let ringing = matches!(call.state, CallState::Offered { .. });
+        // Out of line but still the queue's: ringing, being called back, between attempts.
+        let ringing = matches!(
+            call.state,
+            CallState::Offered { .. } | CallState::Dialing { .. } | CallState::Deferred { .. }
+        );
         // A call refused at the door (queue full, no agents) was never counted in.
         let counted = self.lines.remove(q, step, &key) || ringing;
         self.cancel_queue_timers(id);

@@ -70,6 +70,11 @@ pub struct QueueConfig {
     /// any call of this queue.
     #[serde(with = "secs")]
     pub expected_handle_time: Duration,
+    /// Attempts to reach a caller who asked to be called back, before giving up.
+    pub callback_attempts: u32,
+    /// Time between two attempts to reach a caller who asked to be called back.
+    #[serde(with = "secs")]
+    pub callback_retry_after: Duration,
 }
 
 impl Default for QueueConfig {
@@ -90,6 +95,8 @@ impl Default for QueueConfig {
             expansion: Vec::new(),
             thresholds: Thresholds::default(),
             expected_handle_time: Duration::from_secs(180),
+            callback_attempts: 3,
+            callback_retry_after: Duration::from_secs(60),
         }
     }
 }

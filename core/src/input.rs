@@ -69,6 +69,24 @@ pub enum Input {
         /// The call.
         call: CallId,
     },
+    /// The caller asked to be called back and hung up: it keeps its place (and its
+    /// arrival time and priority), and when its turn comes an agent is reserved first and
+    /// the caller is called back.
+    RequestCallback {
+        /// The call.
+        call: CallId,
+    },
+    /// The callback reached the caller: the conversation starts.
+    CallbackAnswered {
+        /// The call.
+        call: CallId,
+    },
+    /// The callback did not reach the caller (no answer, busy, failure); the agent is
+    /// free again and the callback retries or gives up.
+    CallbackFailed {
+        /// The call.
+        call: CallId,
+    },
     /// The caller chose to leave the queue (a menu key): it goes to the queue's overflow.
     LeaveQueue {
         /// The call.

@@ -7,8 +7,10 @@
 //! exact: they come from microsecond sums, not from histogram buckets.
 //!
 //! # Definitions
-//! A call *ends* answered, abandoned or overflowed. Overflowed calls left for elsewhere
-//! and are outside every rate below. With `answered`, `abandoned`, and `short` the
+//! A call *ends* answered, abandoned, overflowed, or, for a queued callback, unreached
+//! (every attempt to call the caller back failed). Overflowed calls left for elsewhere and
+//! unreached callbacks were never abandoned; both are outside every rate below. So
+//! `offered = answered + abandoned + overflowed + callbacks unreached + still queued`. With `answered`, `abandoned`, and `short` the
 //! abandons within the short-abandon threshold (5 s by default):
 //!
 //! | figure | formula |
@@ -264,6 +266,10 @@ pub struct Counters {
     pub predictions_within_20pct: u64,
     /// Post-call ratings.
     pub survey: SurveyCounts,
+    /// Callers who asked to be called back.
+    pub callbacks_requested: u64,
+    /// Callbacks that never reached their caller (all attempts failed): not abandons.
+    pub callbacks_unanswered: u64,
 }
 
 /// Post-call ratings: votes by kind and surveys without a vote.

@@ -169,6 +169,39 @@ pub enum Event {
         /// The pause reason, when paused.
         reason: Option<String>,
     },
+    /// A caller asked to be called back; it keeps its place.
+    CallbackRequested {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// Its place in line, 1 for the first.
+        position: u32,
+    },
+    /// An agent answered a callback: call the caller back now, then report
+    /// [`crate::Input::CallbackAnswered`] or [`crate::Input::CallbackFailed`].
+    CallbackDialing {
+        /// The call.
+        call: CallId,
+        /// The agent waiting on the line.
+        agent: AgentId,
+        /// The queue.
+        queue: QueueId,
+    },
+    /// A callback attempt failed; the next comes after the queue's retry delay.
+    CallbackRetrying {
+        /// The call.
+        call: CallId,
+        /// Attempts failed so far.
+        failures: u32,
+    },
+    /// Every attempt to call the caller back failed. Ends the call (not an abandon).
+    CallbackUnanswered {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+    },
     /// A post-call rating was recorded.
     SurveyRecorded {
         /// The call rated.

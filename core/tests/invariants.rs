@@ -33,6 +33,8 @@ enum Op {
     Ready { agent: u32 },
     Estimate { pick: usize },
     Leave { pick: usize },
+    Callback { pick: usize },
+    CallbackOutcome { pick: usize, reached: bool },
     Advance { millis: u64 },
 }
 
@@ -53,6 +55,8 @@ fn op(queues: u32, agents: u32) -> impl Strategy<Value = Op> {
         1 => (0..agents).prop_map(|agent| Op::Ready { agent }),
         1 => any::<usize>().prop_map(|pick| Op::Estimate { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Callback { pick }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, reached)| Op::CallbackOutcome { pick, reached }),
         3 => (0u64..40_000).prop_map(|millis| Op::Advance { millis }),
     ]
 }
@@ -125,6 +129,8 @@ struct Model {
     /// Calls waiting for an agent (not ringing), with their arrival order.
     waiting: BTreeMap<u64, u8>,
     ringing: HashMap<u64, u32>,
+    /// Callbacks whose agent answered, the caller being called back.
+    dialing: HashMap<u64, u32>,
     connected: HashMap<u64, u32>,
     /// Each agent's call, ringing or connected.
     agent_call: HashMap<u32, u64>,
@@ -179,12 +185,39 @@ impl Model {
                 self.waiting.insert(call.0, self.priority[&call.0]);
             }
             Output::Event(Event::CallConnected { call, agent, .. }) => {
+                let offered = self
+                    .ringing
+                    .remove(&call.0)
+                    .or_else(|| self.dialing.remove(&call.0));
+                assert_eq!(offered, Some(agent.0), "answered unoffered");
+                self.connected.insert(call.0, agent.0);
+            }
+            Output::Event(Event::CallbackDialing { call, agent, .. }) => {
                 assert_eq!(
                     self.ringing.remove(&call.0),
                     Some(agent.0),
-                    "answered unoffered"
+                    "dialing unoffered"
                 );
-                self.connected.insert(call.0, agent.0);
+                self.dialing.insert(call.0, agent.0);
+            }
+            Output::Event(Event::CallbackRequested { call, .. }) => {
+                assert!(!self.connected.contains_key(&call.0));
+            }
+            Output::Event(Event::CallbackRetrying { call, .. }) => {
+                let agent = self
+                    .dialing
+                    .remove(&call.0)
+                    .expect("a retried callback was dialing");
+                assert_eq!(self.agent_call.remove(&agent), Some(call.0));
+                // Out of line until its retry time.
+                self.waiting.remove(&call.0);
+            }
+            Output::Event(Event::CallbackUnanswered { call, .. }) => {
+                if let Some(agent) = self.dialing.remove(&call.0) {
+                    assert_eq!(self.agent_call.remove(&agent), Some(call.0));
+                }
+                assert!(!self.ringing.contains_key(&call.0));
+                self.end(call.0);
             }
             Output::Event(Event::CallAbandoned { call, .. }) => {
                 assert!(
@@ -231,7 +264,7 @@ fn check_accounts(h: &Harness) {
         let (waiting, ringing) = h.acd.queue_depth(QueueId(q)).unwrap();
         assert_eq!(
             c.offered,
-            c.answered + c.abandoned + c.overflowed + (waiting + ringing) as u64,
+            c.answered + c.abandoned + c.overflowed + c.callbacks_unanswered + (waiting + ringing) as u64,
             "queue {q}: every offered call accounted for"
         );
         let interval = h.acd.interval_stats(QueueId(q)).unwrap();
@@ -311,6 +344,19 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
             Op::Leave { pick } if !live.is_empty() => Input::LeaveQueue {
                 call: CallId(live[pick % live.len()]),
             },
+            Op::Callback { pick } if !live.is_empty() => Input::RequestCallback {
+                call: CallId(live[pick % live.len()]),
+            },
+            Op::CallbackOutcome { pick, reached } if !model.dialing.is_empty() => {
+                let mut dialing: Vec<u64> = model.dialing.keys().copied().collect();
+                dialing.sort_unstable();
+                let call = CallId(dialing[pick % dialing.len()]);
+                if reached {
+                    Input::CallbackAnswered { call }
+                } else {
+                    Input::CallbackFailed { call }
+                }
+            }
             Op::Advance { millis } => {
                 h.advance(millis as f64 / 1000.0);
                 for output in h.take() {

@@ -1069,3 +1069,122 @@ fn survey_votes_are_counted_per_queue_and_per_agent() {
         Err(AcdError::UnknownQueue(QueueId(9)))
     );
 }
+
+#[test]
+fn a_callback_keeps_its_place_and_calls_back_agent_first() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = Duration::ZERO;
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.advance(10.0);
+    h.arrive(2, 0, 0);
+    h.input(Input::RequestCallback { call: CallId(1) }).unwrap();
+    assert!(h.take_events().contains(&Event::CallbackRequested {
+        call: CallId(1),
+        queue: Q0,
+        position: 1
+    }));
+    // Nobody abandons: the caller is gone but its place is kept.
+    h.advance(50.0);
+    h.login(0);
+    assert_eq!(h.take_rings(), [(1, 0)], "the callback is first in line");
+    h.answer(1, 0);
+    let events = h.take_events();
+    assert!(events.contains(&Event::CallbackDialing {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0
+    }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::CallConnected { .. })),
+        "not until the caller answers"
+    );
+    assert_eq!(state(&h, 0), AgentState::OnCall { call: CallId(1) });
+    h.advance(5.0);
+    h.input(Input::CallbackAnswered { call: CallId(1) })
+        .unwrap();
+    assert!(h.take_events().contains(&Event::CallConnected {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0,
+        wait: secs(65)
+    }));
+    h.hangup(1);
+    let c = h.acd.queue_stats(Q0).unwrap().counters;
+    assert_eq!(
+        (
+            c.offered,
+            c.answered,
+            c.abandoned,
+            c.callbacks_requested,
+            c.completed
+        ),
+        (2, 1, 0, 1, 1)
+    );
+    assert_eq!(h.take_rings(), [(2, 0)], "then the next caller");
+}
+
+#[test]
+fn an_unreached_callback_retries_then_gives_up_without_counting_an_abandon() {
+    let mut config = one_queue(1);
+    config.queues[0].callback_attempts = 2;
+    config.queues[0].callback_retry_after = secs(30);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    // Pressed 1 while the agent's phone rang: the ring stops, the callback waits.
+    h.input(Input::RequestCallback { call: CallId(1) }).unwrap();
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Command(Command::StopRinging {
+        call: CallId(1),
+        agent: AgentId(0)
+    })));
+    // The agent was free at once: the callback comes straight back, agent first.
+    assert!(outputs.contains(&Output::Command(Command::Ring {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0
+    })));
+    h.answer(1, 0);
+    h.input(Input::CallbackFailed { call: CallId(1) }).unwrap();
+    assert!(h.take_events().contains(&Event::CallbackRetrying {
+        call: CallId(1),
+        failures: 1
+    }));
+    assert_eq!(
+        state(&h, 0),
+        AgentState::Available,
+        "no wrap-up after a call that never connected"
+    );
+    h.advance(29.0);
+    assert!(
+        h.take_rings().is_empty(),
+        "out of line until the retry delay passes"
+    );
+    h.advance(1.0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.answer(1, 0);
+    h.input(Input::CallbackFailed { call: CallId(1) }).unwrap();
+    assert!(h.take_events().contains(&Event::CallbackUnanswered {
+        call: CallId(1),
+        queue: Q0
+    }));
+    assert_eq!(h.acd.call_count(), 0);
+    let c = h.acd.queue_stats(Q0).unwrap().counters;
+    assert_eq!(
+        (
+            c.callbacks_requested,
+            c.callbacks_unanswered,
+            c.abandoned,
+            c.answered
+        ),
+        (1, 1, 0, 0)
+    );
+    assert_eq!(
+        h.input(Input::RequestCallback { call: CallId(1) }),
+        Err(AcdError::UnknownCall(CallId(1)))
+    );
+}

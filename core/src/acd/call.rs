@@ -32,6 +32,10 @@ pub(crate) enum CallState {
     },
     /// Talking to an agent.
     Connected { agent: AgentId, since: Timestamp },
+    /// A callback: the agent answered and the caller is being called back.
+    Dialing { agent: AgentId, since: Timestamp },
+    /// A callback that could not reach the caller, out of line until its next attempt.
+    Deferred { until: Timestamp },
 }
 
 /// Most predictions kept per call; announcements every 30 s over an hour stay within it.
@@ -60,6 +64,9 @@ pub(crate) struct Call {
     pub(crate) retries: VecDeque<Timestamp>,
     /// Wait predictions: when made, and the wait predicted from then.
     pub(crate) predictions: Predictions,
+    /// A queued callback: the caller hung up and is called back when an agent is free;
+    /// the number of attempts that failed to reach it so far.
+    pub(crate) callback: Option<u32>,
 }
 
 impl Call {
@@ -80,6 +87,7 @@ impl Call {
             max_wait_reached: false,
             retries: VecDeque::new(),
             predictions: Predictions::default(),
+            callback: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct Queue {
     pub(crate) overflow: OverflowTarget,
     pub(crate) when_no_agents: NoAgentsPolicy,
     pub(crate) thresholds: Thresholds,
+    pub(crate) callback_attempts: u32,
+    pub(crate) callback_retry_after: Duration,
     /// Step 0 is the queue's own requirement; later steps widen it.
     pub(crate) steps: Vec<Step>,
     /// Callers waiting or ringing: exposed to hanging up, counted against `max_callers`.

@@ -149,6 +149,16 @@ pub(crate) fn build(
                 field: format!("queues[{name}].max_callers"),
             });
         }
+        if queue.callback_attempts == 0 {
+            return Err(ConfigError::ZeroCount {
+                field: format!("queues[{name}].callback_attempts"),
+            });
+        }
+        if queue.callback_retry_after.is_zero() {
+            return Err(ConfigError::ZeroDuration {
+                field: format!("queues[{name}].callback_retry_after"),
+            });
+        }
         if queue.auto_pause_after == Some(0) {
             return Err(ConfigError::ZeroCount {
                 field: format!("queues[{name}].auto_pause_after"),
@@ -228,6 +238,8 @@ pub(crate) fn build(
             overflow,
             when_no_agents: queue.when_no_agents,
             thresholds: queue.thresholds,
+            callback_attempts: queue.callback_attempts,
+            callback_retry_after: queue.callback_retry_after,
             steps,
             queued: 0,
             logged_in: 0,

@@ -27,6 +27,8 @@ pub(crate) enum Timer {
     MaxWait(CallId, u64),
     /// An agent who did not take a call may be offered it again.
     Retry(CallId, u64),
+    /// A callback that failed to reach its caller goes back in line.
+    CallbackRetry(CallId, u64),
 }
 
 /// Pending timers ordered by deadline, then by kind (deterministic for replay).
