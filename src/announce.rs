@@ -137,13 +137,6 @@ impl Experience {
                 return Err((field, "must be a number of seconds above 0".into()));
             }
         }
-        if self.menu {
-            // The menu prompt offers a callback (key 1), which the server cannot place yet.
-            return Err((
-                "menu",
-                "the in-queue menu needs queued callbacks, which this version does not have".into(),
-            ));
-        }
         if self.periodic_announce_frequency > 0.0 && self.periodic_announce.is_empty() {
             return Err((
                 "periodic_announce",

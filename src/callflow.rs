@@ -41,6 +41,11 @@ use crate::runner::AcdHandle;
 const ANNOUNCEMENT: u64 = 1;
 const SURVEY_QUESTION: u64 = 2;
 const FAREWELL: u64 = 3;
+const CALLBACK_CONFIRM: u64 = 4;
+const CALLBACK_INTRO: u64 = 5;
+
+/// How long a called-back caller's phone may ring.
+const CALLBACK_RING: Duration = Duration::from_secs(30);
 
 /// A goodbye that never finishes playing (a caller on hold) still ends the call.
 const FAREWELL_LIMIT: Duration = Duration::from_secs(15);
@@ -62,6 +67,8 @@ enum CallCommand {
     },
     /// The caller overflowed into another queue.
     MovedTo(QueueId),
+    /// A callback's agent is on the line: call the caller back.
+    DialCaller(AgentId),
 }
 
 /// What the server hands the call flow.
@@ -78,6 +85,8 @@ pub(crate) struct CallsParts {
     pub(crate) prompts: Arc<Prompts>,
     /// Each queue's caller experience, by queue id.
     pub(crate) experiences: Vec<(Experience, Language)>,
+    /// Each trunk's gateway for callbacks, by trunk name.
+    pub(crate) gateways: HashMap<String, std::net::SocketAddr>,
 }
 
 /// Everything a call task needs, shared.
@@ -95,6 +104,7 @@ pub(crate) struct Calls {
     prompts: Arc<Prompts>,
     /// Each queue's caller experience, by queue id.
     experiences: Vec<(Experience, Language)>,
+    gateways: HashMap<String, std::net::SocketAddr>,
 }
 
 impl Calls {
@@ -109,6 +119,7 @@ impl Calls {
             usernames,
             prompts,
             experiences,
+            gateways,
         } = parts;
         Arc::new(Calls {
             acd,
@@ -122,6 +133,7 @@ impl Calls {
             next_call: AtomicU64::new(1),
             prompts,
             experiences,
+            gateways,
         })
     }
 
@@ -172,6 +184,13 @@ impl Calls {
                     to: OverflowedTo::Queue(queue),
                     ..
                 }) => (call, CallCommand::MovedTo(queue)),
+                Output::Event(Event::CallbackDialing { call, agent, .. }) => {
+                    (call, CallCommand::DialCaller(agent))
+                }
+                Output::Event(Event::CallbackUnanswered { call, .. }) => {
+                    info!(%call, "the callback never reached the caller");
+                    (call, CallCommand::Disconnect)
+                }
                 Output::Event(event) => {
                     debug!(?event, "acd");
                     continue;
@@ -228,6 +247,9 @@ enum Phase {
     },
     /// A last prompt, then BYE.
     Farewell { deadline: tokio::time::Instant },
+    /// The caller asked for a callback: the confirmation plays, then the line is hung up
+    /// and the call waits as a callback.
+    CallbackConfirm { deadline: tokio::time::Instant },
 }
 
 struct CallTask {
@@ -247,6 +269,10 @@ struct CallTask {
     first_announcement: bool,
     /// The ACD was told the call ended.
     acd_told: bool,
+    /// Where a callback would be dialled out; none: no callbacks for this call.
+    gateway: Option<std::net::SocketAddr>,
+    /// The number the caller dialled (the callback comes from it).
+    did: String,
 }
 
 /// What to do after an event.
@@ -254,6 +280,8 @@ struct CallTask {
 enum Flow {
     Continue,
     End,
+    /// The caller hung up for a callback: the call goes on without its first leg.
+    Callback,
 }
 
 impl CallTask {
@@ -318,6 +346,7 @@ impl CallTask {
         });
         let (experience, language) = calls.experiences[queue.index()].clone();
         let schedule = Schedule::new(experience.clone(), language, id.0);
+        let gateway = calls.gateways.get(&trunk).copied();
         let mut task = CallTask {
             calls,
             id,
@@ -333,8 +362,35 @@ impl CallTask {
             schedule,
             first_announcement: true,
             acd_told: false,
+            gateway,
+            did,
         };
-        task.serve(leg, session, commands).await;
+        if let Some(commands) = task.serve(leg, session, commands).await {
+            task.media.stop();
+            let (experience, language) = (task.experience.clone(), task.schedule.language());
+            let number = amico_sip::registrar::uri_user(&task.from)
+                .unwrap_or_default()
+                .to_owned();
+            let Some(gateway) = task.gateway else { return };
+            let callback = CallbackTask {
+                calls: task.calls.clone(),
+                id,
+                from: task.from.clone(),
+                number,
+                gateway,
+                did: task.did.clone(),
+                intro: task
+                    .calls
+                    .prompts
+                    .clips(language, &["callback-intro".to_owned()]),
+                music: experience.music,
+                agent: None,
+                caller: None,
+                caller_deadline: None,
+                media: None,
+            };
+            callback.serve(commands).await;
+        }
     }
 
     async fn serve(
@@ -342,7 +398,7 @@ impl CallTask {
         mut trunk: amico_sip::ServerLeg,
         mut trunk_sdp: SdpSession,
         mut commands: mpsc::UnboundedReceiver<CallCommand>,
-    ) {
+    ) -> Option<mpsc::UnboundedReceiver<CallCommand>> {
         loop {
             let wake_at = self.wake_at();
             let flow = tokio::select! {
@@ -388,11 +444,11 @@ impl CallTask {
                     Some(CallCommand::Estimate { position, estimated_wait }) => {
                         self.announce_position(position, estimated_wait);
                         Flow::Continue
-                    }
-                    Some(CallCommand::MovedTo(queue)) => {
+                    }                    Some(CallCommand::MovedTo(queue)) => {
                         self.moved_to(queue);
                         Flow::Continue
                     }
+                    Some(CallCommand::DialCaller(_)) => Flow::Continue,
                     Some(CallCommand::Disconnect) => {
                         // The ACD is done with the call (a queue limit, the caller's choice).
                         self.acd_told = true;
@@ -413,9 +469,18 @@ impl CallTask {
                 },
                 _ = sleep_until(wake_at) => self.timer(),
             };
-            if flow == Flow::End {
-                self.end(trunk);
-                return;
+            match flow {
+                Flow::Continue => {}
+                Flow::End => {
+                    self.end(trunk);
+                    return None;
+                }
+                Flow::Callback => {
+                    // The ACD keeps the call as a callback; only the caller's line ends.
+                    self.acd_told = true;
+                    self.end(trunk);
+                    return Some(commands);
+                }
             }
         }
     }
@@ -426,7 +491,7 @@ impl CallTask {
             Phase::Queued => self.schedule.next_due().map(|due| self.joined + due),
             Phase::Talking => None,
             Phase::Survey { deadline, .. } => deadline,
-            Phase::Farewell { deadline } => Some(deadline),
+            Phase::Farewell { deadline } | Phase::CallbackConfirm { deadline } => Some(deadline),
         }
     }
 
@@ -447,6 +512,7 @@ impl CallTask {
                 self.farewell("goodbye")
             }
             Phase::Farewell { .. } => Flow::End,
+            Phase::CallbackConfirm { .. } => Flow::Callback,
             Phase::Talking => Flow::Continue,
         }
     }
@@ -495,6 +561,17 @@ impl CallTask {
                 self.calls.acd.send(Input::LeaveQueue { call: self.id });
                 Flow::Continue
             }
+            Phase::Queued if self.experience.menu && digit == '1' && self.gateway.is_some() => {
+                info!(call = %self.id, "the caller asks to be called back");
+                self.calls
+                    .acd
+                    .send(Input::RequestCallback { call: self.id });
+                self.phase = Phase::CallbackConfirm {
+                    deadline: tokio::time::Instant::now() + FAREWELL_LIMIT,
+                };
+                self.play(&["callback-confirm".to_owned()], CALLBACK_CONFIRM);
+                Flow::Continue
+            }
             Phase::Queued if self.experience.menu => {
                 self.play(&["invalid-choice".to_owned()], ANNOUNCEMENT);
                 Flow::Continue
@@ -534,6 +611,7 @@ impl CallTask {
                 Flow::Continue
             }
             (Phase::Farewell { .. }, FAREWELL) => Flow::End,
+            (Phase::CallbackConfirm { .. }, CALLBACK_CONFIRM) => Flow::Callback,
             _ => Flow::Continue,
         }
     }
@@ -558,46 +636,15 @@ impl CallTask {
     }
 
     fn ring(&mut self, agent: AgentId) {
-        let Some(username) = self.calls.usernames.get(agent.index()).cloned() else {
-            return;
-        };
-        let socket = match self.calls.ports.allocate() {
-            Ok(socket) => socket,
-            Err(error) => {
-                warn!(%error, "no RTP port for an agent leg");
-                self.offer_failed(agent, OfferFailure::Unreachable);
-                return;
-            }
-        };
-        let local = socket.local_addr();
-        // Offer the caller's codec first: both legs then agree and no transcoding happens.
-        let mut codecs = vec![self.caller_format.format.codec];
-        codecs.extend(
-            CODECS
-                .iter()
-                .copied()
-                .filter(|c| *c != self.caller_format.format.codec),
-        );
-        let session = SdpSession::new(rand_session_id());
-        let offer = sdp::offer(local, &codecs, Some(101), &session);
-        match self.calls.edge.invite_agent(&username, &self.from, offer) {
-            Ok(leg) => {
-                info!(call = %self.id, %agent, %username, "ringing agent");
-                self.agent = Some(AgentSide {
-                    agent,
-                    leg,
-                    socket: Some(socket),
-                    sdp: session,
-                    local,
-                    remote: None,
-                    answered: false,
-                    connected: false,
-                });
-            }
-            Err(error) => {
-                info!(call = %self.id, %username, %error, "agent unreachable");
-                self.offer_failed(agent, OfferFailure::Unreachable);
-            }
+        match ring_agent(
+            &self.calls,
+            self.id,
+            agent,
+            &self.from,
+            self.caller_format.format.codec,
+        ) {
+            Some(side) => self.agent = Some(side),
+            None => self.offer_failed(agent, OfferFailure::Unreachable),
         }
     }
 
@@ -763,6 +810,370 @@ fn info_digit(content_type: &str, body: &[u8]) -> Option<char> {
     let digit = value.chars().next()?;
     (value.len() == 1 && matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d'))
         .then(|| digit.to_ascii_uppercase())
+}
+
+/// A queued callback after the caller hung up: agent first, then the caller is called
+/// back through its trunk's gateway, hears the intro, and is bridged to the waiting agent.
+struct CallbackTask {
+    calls: Arc<Calls>,
+    id: CallId,
+    /// The caller's identity as received, shown on the agent's phone.
+    from: String,
+    /// The number to call back.
+    number: String,
+    gateway: std::net::SocketAddr,
+    /// The number the caller dialled: the callback comes from it.
+    did: String,
+    intro: Vec<amico_media::Clip>,
+    music: String,
+    agent: Option<AgentSide>,
+    caller: Option<CalledBack>,
+    caller_deadline: Option<tokio::time::Instant>,
+    media: Option<(MediaSession, mpsc::Receiver<MediaEvent>)>,
+}
+
+/// The leg to the caller being called back.
+struct CalledBack {
+    leg: ClientLeg,
+    socket: Option<RtpSocket>,
+    sdp: SdpSession,
+    local: std::net::SocketAddr,
+    answered: bool,
+}
+
+impl CallbackTask {
+    async fn serve(mut self, mut commands: mpsc::UnboundedReceiver<CallCommand>) {
+        loop {
+            let flow = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(CallCommand::Ring(agent)) => {
+                        // No codec is negotiated yet with the caller: offer ours in order.
+                        match ring_agent(&self.calls, self.id, agent, &self.from, CODECS[0]) {
+                            Some(side) => self.agent = Some(side),
+                            None => self.calls.acd.send(Input::OfferFailed { call: self.id, agent, reason: OfferFailure::Unreachable }),
+                        }
+                        Flow::Continue
+                    }
+                    Some(CallCommand::StopRinging(agent)) => {
+                        if let Some(mut side) = self.agent.take_if(|side| side.agent == agent) {
+                            side.leg.hangup().await;
+                        }
+                        Flow::Continue
+                    }
+                    Some(CallCommand::DialCaller(agent))
+                        if self.agent.as_ref().is_some_and(|side| side.agent == agent) =>
+                    {
+                        self.dial()
+                    }
+                    Some(CallCommand::Disconnect) | None => Flow::End,
+                    Some(_) => Flow::Continue,
+                },
+                event = next_agent_event(&mut self.agent) => self.agent_event(event).await,
+                event = next_called_back_event(&mut self.caller) => self.caller_event(event).await,
+                event = next_media_event(&mut self.media) => match event {
+                    Some(MediaEvent::PlaylistDone { id: CALLBACK_INTRO }) => {
+                        self.bridge();
+                        Flow::Continue
+                    }
+                    Some(MediaEvent::RtpTimeout { leg }) => {
+                        warn!(call = %self.id, ?leg, "no RTP on a callback: the call is ended");
+                        self.calls.acd.send(Input::Hangup { call: self.id });
+                        Flow::End
+                    }
+                    _ => Flow::Continue,
+                },
+                _ = sleep_until(self.caller_deadline) => {
+                    info!(call = %self.id, "the called-back caller did not answer");
+                    self.caller_deadline = None;
+                    self.caller_failed().await
+                }
+            };
+            if flow != Flow::Continue {
+                self.end();
+                return;
+            }
+        }
+    }
+
+    /// The agent is on the line: call the caller back.
+    fn dial(&mut self) -> Flow {
+        let socket = match self.calls.ports.allocate() {
+            Ok(socket) => socket,
+            Err(error) => {
+                warn!(%error, "no RTP port to call a caller back");
+                self.calls.acd.send(Input::CallbackFailed { call: self.id });
+                return Flow::Continue;
+            }
+        };
+        let local = socket.local_addr();
+        let session = SdpSession::new(rand_session_id());
+        let offer = sdp::offer(local, &CODECS, Some(101), &session);
+        match self
+            .calls
+            .edge
+            .invite_number(self.gateway, &self.number, &self.did, offer)
+        {
+            Ok(leg) => {
+                info!(call = %self.id, number = %self.number, gateway = %self.gateway, "calling the caller back");
+                self.caller = Some(CalledBack {
+                    leg,
+                    socket: Some(socket),
+                    sdp: session,
+                    local,
+                    answered: false,
+                });
+                self.caller_deadline = Some(tokio::time::Instant::now() + CALLBACK_RING);
+            }
+            Err(error) => {
+                warn!(call = %self.id, %error, "cannot call the caller back");
+                self.calls.acd.send(Input::CallbackFailed { call: self.id });
+            }
+        }
+        Flow::Continue
+    }
+
+    /// After the intro, the caller and the waiting agent are bridged.
+    fn bridge(&mut self) {
+        let (Some((media, _)), Some(side)) = (&self.media, self.agent.as_mut()) else {
+            return;
+        };
+        if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote) {
+            media.bridge(socket, remote);
+        }
+    }
+
+    async fn caller_event(&mut self, event: Option<LegEvent>) -> Flow {
+        let Some(called) = self.caller.as_mut() else {
+            return Flow::Continue;
+        };
+        match event {
+            Some(LegEvent::Answered(body)) => {
+                let (Some(remote), Some(socket)) = (agent_answer(&body), called.socket.take())
+                else {
+                    return self.caller_failed().await;
+                };
+                called.answered = true;
+                self.caller_deadline = None;
+                info!(call = %self.id, "the caller answered its callback");
+                let (media, events) = MediaSession::start(
+                    socket,
+                    remote,
+                    self.calls.session,
+                    self.calls.media.clone(),
+                );
+                let music = self.calls.prompts.playlist_music(&self.music);
+                media.play(
+                    amico_media::Playlist::new(self.intro.clone(), music),
+                    CALLBACK_INTRO,
+                );
+                self.media = Some((media, events));
+                self.calls
+                    .acd
+                    .send(Input::CallbackAnswered { call: self.id });
+                Flow::Continue
+            }
+            Some(LegEvent::Reoffer { sdp, responder }) => {
+                match reanswer(&sdp, called.local, &mut called.sdp) {
+                    Some((answer, remote)) => {
+                        if let Some((media, _)) = &self.media {
+                            media.update_remote(MediaLeg::Caller, remote);
+                        }
+                        responder.answer(answer).await;
+                    }
+                    None => responder.reject(488).await,
+                }
+                Flow::Continue
+            }
+            Some(LegEvent::Failed(status)) => {
+                info!(call = %self.id, status, "the callback did not reach the caller");
+                self.caller_failed().await
+            }
+            Some(LegEvent::Ended(_)) | None if called.answered => {
+                info!(call = %self.id, "the called-back caller hung up");
+                self.calls.acd.send(Input::Hangup { call: self.id });
+                Flow::End
+            }
+            Some(LegEvent::Ended(_)) | None => self.caller_failed().await,
+            Some(_) => Flow::Continue,
+        }
+    }
+
+    /// The caller could not be reached: the agent is let go, the ACD retries or gives up.
+    async fn caller_failed(&mut self) -> Flow {
+        if let Some(mut called) = self.caller.take() {
+            called.leg.hangup().await;
+        }
+        self.caller_deadline = None;
+        if let Some(mut side) = self.agent.take() {
+            side.leg.hangup().await;
+        }
+        self.calls.acd.send(Input::CallbackFailed { call: self.id });
+        Flow::Continue
+    }
+
+    async fn agent_event(&mut self, event: Option<LegEvent>) -> Flow {
+        let Some(side) = self.agent.as_mut() else {
+            return Flow::Continue;
+        };
+        let agent = side.agent;
+        match event {
+            Some(LegEvent::Answered(body)) => match agent_answer(&body) {
+                Some(remote) => {
+                    side.remote = Some(remote);
+                    side.answered = true;
+                    self.calls.acd.send(Input::OfferAnswered {
+                        call: self.id,
+                        agent,
+                    });
+                    Flow::Continue
+                }
+                None => {
+                    side.leg.hangup().await;
+                    self.agent = None;
+                    self.calls.acd.send(Input::OfferFailed {
+                        call: self.id,
+                        agent,
+                        reason: OfferFailure::Unreachable,
+                    });
+                    Flow::Continue
+                }
+            },
+            Some(LegEvent::Failed(status)) => {
+                let reason = match status {
+                    486 | 600 | 603 => OfferFailure::Rejected,
+                    408 | 480 | 487 => OfferFailure::NoAnswer,
+                    _ => OfferFailure::Unreachable,
+                };
+                self.agent = None;
+                self.calls.acd.send(Input::OfferFailed {
+                    call: self.id,
+                    agent,
+                    reason,
+                });
+                Flow::Continue
+            }
+            Some(LegEvent::Reoffer { sdp, responder }) => {
+                match reanswer(&sdp, side.local, &mut side.sdp) {
+                    Some((answer, remote)) => {
+                        side.remote = Some(remote);
+                        if let Some((media, _)) = &self.media {
+                            media.update_remote(MediaLeg::Agent, remote);
+                        }
+                        responder.answer(answer).await;
+                    }
+                    None => responder.reject(488).await,
+                }
+                Flow::Continue
+            }
+            // The agent hung up: while the caller was being called back, the ACD counts a
+            // failed attempt; once they talked, the call is complete.
+            Some(LegEvent::Ended(_)) | None if side.answered => {
+                self.agent = None;
+                let talking = self.caller.as_ref().is_some_and(|c| c.answered);
+                self.calls.acd.send(Input::Hangup { call: self.id });
+                if let Some(mut called) = self.caller.take() {
+                    called.leg.hangup().await;
+                }
+                self.caller_deadline = None;
+                if talking { Flow::End } else { Flow::Continue }
+            }
+            Some(LegEvent::Ended(_)) | None => {
+                self.agent = None;
+                self.calls.acd.send(Input::OfferFailed {
+                    call: self.id,
+                    agent,
+                    reason: OfferFailure::Unreachable,
+                });
+                Flow::Continue
+            }
+            Some(_) => Flow::Continue,
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some((media, _)) = self.media.take() {
+            media.stop();
+        }
+        let (agent, caller) = (self.agent.take(), self.caller.take());
+        tokio::spawn(async move {
+            let agent_leg = async {
+                if let Some(mut side) = agent {
+                    side.leg.hangup().await;
+                }
+            };
+            let caller_leg = async {
+                if let Some(mut called) = caller {
+                    called.leg.hangup().await;
+                }
+            };
+            tokio::join!(agent_leg, caller_leg);
+        });
+    }
+}
+
+async fn next_called_back_event(caller: &mut Option<CalledBack>) -> Option<LegEvent> {
+    match caller {
+        Some(called) => called.leg.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_media_event(
+    media: &mut Option<(MediaSession, mpsc::Receiver<MediaEvent>)>,
+) -> Option<MediaEvent> {
+    match media {
+        Some((_, events)) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rings an agent's phone for a call from `from`, offering `first` first (the caller's
+/// codec: both legs then agree and no transcoding happens); `None` if it cannot be rung.
+fn ring_agent(
+    calls: &Calls,
+    call: CallId,
+    agent: AgentId,
+    from: &str,
+    first: Codec,
+) -> Option<AgentSide> {
+    let username = calls.usernames.get(agent.index())?;
+    let socket = match calls.ports.allocate() {
+        Ok(socket) => socket,
+        Err(error) => {
+            warn!(%error, "no RTP port for an agent leg");
+            return None;
+        }
+    };
+    let local = socket.local_addr();
+    let mut codecs = vec![first];
+    codecs.extend(CODECS.iter().copied().filter(|c| *c != first));
+    let session = SdpSession::new(rand_session_id());
+    let offer = sdp::offer(local, &codecs, Some(101), &session);
+    match calls.edge.invite_agent(username, from, offer) {
+        Ok(leg) => {
+            info!(%call, %agent, %username, "ringing agent");
+            Some(AgentSide {
+                agent,
+                leg,
+                socket: Some(socket),
+                sdp: session,
+                local,
+                remote: None,
+                answered: false,
+                connected: false,
+            })
+        }
+        Err(error) => {
+            info!(%call, %username, %error, "agent unreachable");
+            None
+        }
+    }
+}
+
+/// The agent's SDP answer, if usable.
+fn agent_answer(body: &[u8]) -> Option<RemoteMedia> {
+    let answer = sdp::parse(std::str::from_utf8(body).ok()?).ok()?;
+    sdp::accept_answer(&answer, &CODECS).ok()
 }
 
 async fn next_agent_event(agent: &mut Option<AgentSide>) -> Option<LegEvent> {

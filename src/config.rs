@@ -142,6 +142,9 @@ pub(crate) struct TrunkSection {
     /// Dialled number → queue name.
     #[serde(default)]
     pub(crate) dids: BTreeMap<String, String>,
+    /// Where queued callbacks are dialled out (`host:port` of the PBX); without it, the
+    /// queues this trunk feeds offer no callback.
+    pub(crate) gateway: Option<SocketAddr>,
 }
 
 /// `[[agents]]`
@@ -383,7 +386,22 @@ impl Config {
                 sources,
                 credentials,
                 dids: trunk.dids.clone().into_iter().collect(),
+                gateway: trunk.gateway,
             });
+        }
+        // The menu offers a callback (key 1): the queue's callers must come over a trunk
+        // with a gateway to call them back through.
+        for (queue, experience) in &self.experience {
+            let callbacks = self
+                .trunks
+                .iter()
+                .any(|t| t.gateway.is_some() && t.dids.values().any(|q| q == queue));
+            if experience.menu && !callbacks {
+                return Err(field(
+                    format!("experience.{queue}.menu"),
+                    "the menu offers a callback, but no trunk with a gateway feeds this queue",
+                ));
+            }
         }
         Ok(Validated {
             acd,

@@ -172,6 +172,18 @@ impl Collector for AmicoCollector {
             "Offers to agents not taken.",
             &per_queue_counter(&|c| c.offers_failed),
         )?;
+        counter(
+            &mut encoder,
+            "amico_queue_callbacks_requested",
+            "Callers who asked to be called back.",
+            &per_queue_counter(&|c| c.callbacks_requested),
+        )?;
+        counter(
+            &mut encoder,
+            "amico_queue_callbacks_unanswered",
+            "Callbacks that never reached their caller.",
+            &per_queue_counter(&|c| c.callbacks_unanswered),
+        )?;
         gauge(
             &mut encoder,
             "amico_queue_service_level_ratio",

@@ -84,6 +84,11 @@ impl Prompts {
             .collect()
     }
 
+    /// A music loop, if loaded.
+    pub(crate) fn playlist_music(&self, music: &str) -> Option<Clip> {
+        self.music.get(music).cloned()
+    }
+
     /// Prompts then music.
     pub(crate) fn playlist(&self, language: Language, names: &[String], music: &str) -> Playlist {
         Playlist::new(self.clips(language, names), self.music.get(music).cloned())

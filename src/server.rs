@@ -104,6 +104,11 @@ pub(crate) async fn run(
         usernames,
         prompts,
         experiences,
+        gateways: validated
+            .trunks
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.gateway?)))
+            .collect(),
     });
     tokio::spawn(calls.clone().route(routed));
 

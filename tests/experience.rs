@@ -253,3 +253,117 @@ fn a_caller_who_does_not_vote_is_recorded_as_no_vote() {
         STEP,
     );
 }
+
+#[test]
+fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_the_trunk() {
+    // The PBX's gateway: a PJSIP phone answering whatever number Amico calls out to.
+    let mut gateway = ok(Ua::spawn(
+        "gateway",
+        &[
+            "--role",
+            "agent",
+            "--user",
+            "pbx",
+            "--answer",
+            "auto",
+            "--calls",
+            "1",
+            "--timeout",
+            "90",
+        ],
+    ));
+    let gateway_port = ok(gateway.ready_port(STEP));
+    let experience = "language = \"it\"\nwelcome = false\nannounce_position = \"no\"\nannounce_holdtime = \"no\"\n\
+        periodic_announce_frequency = 0\nmenu = true";
+    let config = with_experience(1, experience).replace(
+        "dids = {",
+        &format!("gateway = \"127.0.0.1:{gateway_port}\"\ndids = {{"),
+    );
+    let server = Server::start(&config);
+    let dir = peers::scratch_dir("callback");
+    // No agent is logged in: the caller hears the menu to its end and presses 1.
+    let mut caller = caller(
+        &server,
+        "callback-caller",
+        &dir,
+        &[
+            "--from-user",
+            "%2B39055123",
+            "--dtmf",
+            "1",
+            "--dtmf-delay",
+            "8",
+        ],
+    );
+    let ended = ok(caller.wait_for(event("disconnected"), STEP));
+    assert_eq!(
+        ended["by"], "remote",
+        "Amico confirms and hangs up: {ended}"
+    );
+    let recording = recording(&mut caller);
+    let confirmed = heard(
+        &recording,
+        &[prompt("it", "menu"), prompt("it", "callback-confirm")],
+    );
+    assert_eq!(
+        confirmed["found"], true,
+        "menu then confirmation: {confirmed}"
+    );
+    server.wait_metric(
+        "amico_queue_callbacks_requested_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_queue_waiting_callers{queue=\"comune\"}"),
+        1.0,
+        "it keeps its place"
+    );
+
+    // An agent logs in: agent first, then the caller's number is called through the gateway.
+    let registrar = server.sip.to_string();
+    let mut agent = ok(Ua::spawn(
+        "callback-agent",
+        &[
+            "--role",
+            "agent",
+            "--registrar",
+            &registrar,
+            "--user",
+            "agent1",
+            "--password",
+            "secret-1",
+            "--answer",
+            "auto",
+            "--hangup-after",
+            "4",
+            "--calls",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    ));
+    ok(agent.wait_for(event("confirmed"), STEP));
+    let called_back = ok(gateway.wait_for(event("incoming"), STEP));
+    let request_uri = called_back["request_uri"].as_str().unwrap_or_default();
+    assert!(
+        request_uri.contains("39055123"),
+        "the caller's number is called back: {called_back}"
+    );
+    ok(gateway.wait_for(event("confirmed"), STEP));
+    ok(gateway.wait_for(event("disconnected"), STEP));
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_queue_abandoned_total{queue=\"comune\"}"),
+        0.0
+    );
+    assert_eq!(
+        server.metric("amico_queue_callbacks_unanswered_total{queue=\"comune\"}"),
+        0.0
+    );
+    server.wait_metric("amico_calls_active", |v| v == 0.0, STEP);
+}

@@ -264,7 +264,11 @@ fn check_accounts(h: &Harness) {
         let (waiting, ringing) = h.acd.queue_depth(QueueId(q)).unwrap();
         assert_eq!(
             c.offered,
-            c.answered + c.abandoned + c.overflowed + c.callbacks_unanswered + (waiting + ringing) as u64,
+            c.answered
+                + c.abandoned
+                + c.overflowed
+                + c.callbacks_unanswered
+                + (waiting + ringing) as u64,
             "queue {q}: every offered call accounted for"
         );
         let interval = h.acd.interval_stats(QueueId(q)).unwrap();

@@ -45,6 +45,8 @@ pub struct Trunk {
     pub credentials: Option<(String, String)>,
     /// Dialled number (Request-URI user) → queue name.
     pub dids: HashMap<String, String>,
+    /// Where calls out through this trunk go (queued callbacks); none: no callbacks.
+    pub gateway: Option<SocketAddr>,
 }
 
 /// How the edge runs.
@@ -1036,24 +1038,62 @@ impl SipEdge {
             .ok_or_else(|| SipError::NotRegistered(user.to_owned()))?;
         let callee = rsipstack::sip::Uri::try_from(binding.contact.as_str())
             .map_err(|_| SipError::BadContact(binding.contact.clone()))?;
-        let call_id = format!("{:016x}@amico", rand_u64());
-        let identity = Identity {
-            local: without_tag(from),
-            remote: None,
-        };
-        self.identities.identities.insert(call_id.clone(), identity);
-        let call_id_kept = call_id.clone();
         let transport = match binding.transport {
             Transport::Udp => rsipstack::sip::Transport::Udp,
             Transport::Tcp => rsipstack::sip::Transport::Tcp,
         };
+        let destination = SipAddr {
+            r#type: Some(transport),
+            addr: binding.source.into(),
+        };
+        self.place_call(callee, destination, without_tag(from), sdp)
+    }
+
+    /// Calls a number out through a trunk's gateway (a queued callback): `sip:NUMBER@gateway`
+    /// from `sip:FROM_USER@` our address.
+    pub fn invite_number(
+        self: &Arc<Self>,
+        gateway: SocketAddr,
+        number: &str,
+        from_user: &str,
+        sdp: String,
+    ) -> Result<ClientLeg, SipError> {
+        // The number as dialled: an escaped `%2B` is a `+` (RFC 3261 §19.1.4), which the
+        // stack writes unescaped in a user part.
+        let number = percent_decode(number);
+        let callee = rsipstack::sip::Uri::try_from(format!("sip:{number}@{gateway}").as_str())
+            .map_err(|_| SipError::BadContact(number.clone()))?;
+        let destination = SipAddr {
+            r#type: Some(rsipstack::sip::Transport::Udp),
+            addr: gateway.into(),
+        };
+        let from = format!("<sip:{from_user}@{}>", self.udp_addr);
+        self.place_call(callee, destination, from, sdp)
+    }
+
+    fn place_call(
+        self: &Arc<Self>,
+        callee: rsipstack::sip::Uri,
+        destination: SipAddr,
+        from: String,
+        sdp: String,
+    ) -> Result<ClientLeg, SipError> {
+        let call_id = format!("{:016x}@amico", rand_u64());
+        self.identities.identities.insert(
+            call_id.clone(),
+            Identity {
+                local: from,
+                remote: None,
+            },
+        );
+        let guard = IdentityGuard {
+            relay: self.identities.clone(),
+            call_id: call_id.clone(),
+        };
         let option = InviteOption {
             caller: self.local_contact(),
             callee,
-            destination: Some(SipAddr {
-                r#type: Some(transport),
-                addr: binding.source.into(),
-            }),
+            destination: Some(destination),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
             contact: self.local_contact(),
@@ -1071,10 +1111,7 @@ impl SipEdge {
                 states,
                 dialog_layer: self.dialog_layer.clone(),
                 ended: false,
-                _identity: IdentityGuard {
-                    relay: self.identities.clone(),
-                    call_id: call_id_kept,
-                },
+                _identity: guard,
             },
             outcome: Some(outcome),
             answered: false,
