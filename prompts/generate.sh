@@ -67,6 +67,7 @@ less-than-a-minute|meno di un minuto.|less than a minute.
 periodic-1|Tutti i nostri operatori sono occupati. La preghiamo di attendere per non perdere la priorità acquisita.|All our operators are busy. Please hold to keep your place in the queue.
 periodic-2|Può trovare molti servizi anche sul sito del Comune.|Many services are also available on the City's website.
 menu|Per essere richiamato senza perdere il suo turno, prema 1. Per lasciare la coda, prema 0.|To be called back without losing your place, press 1. To leave the queue, press 0.
+callback-number|La richiameremo al numero da cui sta chiamando: prema cancelletto per confermare, oppure digiti un altro numero seguito da cancelletto. Per tornare in coda, prema asterisco.|We will call you back on the number you are calling from. Press hash to confirm, or key in another number followed by hash. To go back to the queue, press star.
 callback-confirm|La richiameremo appena un operatore sarà libero. Arrivederci.|We will call you back as soon as an operator is free. Goodbye.
 callback-intro|Buongiorno, la richiamiamo dal Comune di Parma. Attenda in linea, la mettiamo in contatto con un operatore.|Hello, this is the City of Parma calling you back. Please hold for an operator.
 survey|Come valuta il servizio ricevuto? Prema 1 se soddisfatto, 2 se sufficiente, 3 se non soddisfatto.|How did we do? Press 1 if satisfied, 2 if it was sufficient, 3 if not satisfied.

@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::announce::{Due, Experience, Schedule};
+use crate::keypad::{Entry, NumberEntry};
 use crate::phrases::Language;
 use crate::prompts::Prompts;
 use crate::runner::AcdHandle;
@@ -43,12 +44,15 @@ const SURVEY_QUESTION: u64 = 2;
 const FAREWELL: u64 = 3;
 const CALLBACK_CONFIRM: u64 = 4;
 const CALLBACK_INTRO: u64 = 5;
+const CALLBACK_NUMBER: u64 = 6;
 
 /// How long a called-back caller's phone may ring.
 const CALLBACK_RING: Duration = Duration::from_secs(30);
 
 /// A goodbye that never finishes playing (a caller on hold) still ends the call.
 const FAREWELL_LIMIT: Duration = Duration::from_secs(15);
+/// How long the caller may pause between keys of its callback number.
+const KEY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Codecs we answer and offer with, in our order of preference.
 const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -247,6 +251,9 @@ enum Phase {
     },
     /// A last prompt, then BYE.
     Farewell { deadline: tokio::time::Instant },
+    /// The caller pressed 1 for a callback and is asked for the number: `#` for its own,
+    /// or another followed by `#`. The deadline moves with each key.
+    CallbackNumber { deadline: tokio::time::Instant },
     /// The caller asked for a callback: the confirmation plays, then the line is hung up
     /// and the call waits as a callback.
     CallbackConfirm { deadline: tokio::time::Instant },
@@ -273,6 +280,10 @@ struct CallTask {
     gateway: Option<std::net::SocketAddr>,
     /// The number the caller dialled (the callback comes from it).
     did: String,
+    /// The callback number being keyed in.
+    entry: NumberEntry,
+    /// The number the caller keyed in for its callback; none: the caller's own.
+    callback_number: Option<String>,
 }
 
 /// What to do after an event.
@@ -364,13 +375,17 @@ impl CallTask {
             acd_told: false,
             gateway,
             did,
+            entry: NumberEntry::default(),
+            callback_number: None,
         };
         if let Some(commands) = task.serve(leg, session, commands).await {
             task.media.stop();
             let (experience, language) = (task.experience.clone(), task.schedule.language());
-            let number = amico_sip::registrar::uri_user(&task.from)
-                .unwrap_or_default()
-                .to_owned();
+            let number = task.callback_number.take().unwrap_or_else(|| {
+                amico_sip::registrar::uri_user(&task.from)
+                    .unwrap_or_default()
+                    .to_owned()
+            });
             let Some(gateway) = task.gateway else { return };
             let callback = CallbackTask {
                 calls: task.calls.clone(),
@@ -491,7 +506,9 @@ impl CallTask {
             Phase::Queued => self.schedule.next_due().map(|due| self.joined + due),
             Phase::Talking => None,
             Phase::Survey { deadline, .. } => deadline,
-            Phase::Farewell { deadline } | Phase::CallbackConfirm { deadline } => Some(deadline),
+            Phase::Farewell { deadline }
+            | Phase::CallbackNumber { deadline }
+            | Phase::CallbackConfirm { deadline } => Some(deadline),
         }
     }
 
@@ -512,6 +529,11 @@ impl CallTask {
                 self.farewell("goodbye")
             }
             Phase::Farewell { .. } => Flow::End,
+            Phase::CallbackNumber { .. } => {
+                info!(call = %self.id, "no callback number keyed in: back to the queue");
+                self.back_to_queue(&["invalid-choice"]);
+                Flow::Continue
+            }
             Phase::CallbackConfirm { .. } => Flow::Callback,
             Phase::Talking => Flow::Continue,
         }
@@ -562,14 +584,36 @@ impl CallTask {
                 Flow::Continue
             }
             Phase::Queued if self.experience.menu && digit == '1' && self.gateway.is_some() => {
-                info!(call = %self.id, "the caller asks to be called back");
-                self.calls
-                    .acd
-                    .send(Input::RequestCallback { call: self.id });
-                self.phase = Phase::CallbackConfirm {
-                    deadline: tokio::time::Instant::now() + FAREWELL_LIMIT,
+                self.entry = NumberEntry::default();
+                // The prompt plays before the pause between keys counts.
+                self.phase = Phase::CallbackNumber {
+                    deadline: tokio::time::Instant::now() + FAREWELL_LIMIT + KEY_TIMEOUT,
                 };
-                self.play(&["callback-confirm".to_owned()], CALLBACK_CONFIRM);
+                self.play(&["callback-number".to_owned()], CALLBACK_NUMBER);
+                Flow::Continue
+            }
+            Phase::CallbackNumber { .. } => {
+                match self.entry.key(digit) {
+                    Entry::More => {
+                        self.phase = Phase::CallbackNumber {
+                            deadline: tokio::time::Instant::now() + KEY_TIMEOUT,
+                        }
+                    }
+                    Entry::Done(number) => self.request_callback(number),
+                    Entry::Invalid => {
+                        self.phase = Phase::CallbackNumber {
+                            deadline: tokio::time::Instant::now() + FAREWELL_LIMIT + KEY_TIMEOUT,
+                        };
+                        self.play(
+                            &["invalid-choice".to_owned(), "callback-number".to_owned()],
+                            CALLBACK_NUMBER,
+                        );
+                    }
+                    Entry::Cancelled => {
+                        info!(call = %self.id, "the caller gave up its callback");
+                        self.back_to_queue(&[]);
+                    }
+                }
                 Flow::Continue
             }
             Phase::Queued if self.experience.menu => {
@@ -611,9 +655,37 @@ impl CallTask {
                 Flow::Continue
             }
             (Phase::Farewell { .. }, FAREWELL) => Flow::End,
+            (Phase::CallbackNumber { .. }, CALLBACK_NUMBER) => {
+                self.phase = Phase::CallbackNumber {
+                    deadline: tokio::time::Instant::now() + KEY_TIMEOUT,
+                };
+                Flow::Continue
+            }
             (Phase::CallbackConfirm { .. }, CALLBACK_CONFIRM) => Flow::Callback,
             _ => Flow::Continue,
         }
+    }
+
+    /// The caller confirmed its callback number (`None`: its own): the ACD keeps its place
+    /// as a callback, the confirmation plays and the line is hung up.
+    fn request_callback(&mut self, number: Option<String>) {
+        info!(call = %self.id, ?number, "the caller asks to be called back");
+        self.callback_number = number;
+        self.calls
+            .acd
+            .send(Input::RequestCallback { call: self.id });
+        self.phase = Phase::CallbackConfirm {
+            deadline: tokio::time::Instant::now() + FAREWELL_LIMIT,
+        };
+        self.play(&["callback-confirm".to_owned()], CALLBACK_CONFIRM);
+    }
+
+    /// Ends a callback-number entry without a callback: the caller waits on as before.
+    fn back_to_queue(&mut self, prompts: &[&str]) {
+        self.entry = NumberEntry::default();
+        self.phase = Phase::Queued;
+        let names: Vec<String> = prompts.iter().map(|name| (*name).to_owned()).collect();
+        self.play(&names, ANNOUNCEMENT);
     }
 
     fn vote(&mut self, agent: AgentId, vote: Option<Vote>) {

@@ -5,6 +5,7 @@ mod announce;
 mod callflow;
 mod config;
 mod http;
+mod keypad;
 mod metrics;
 mod phrases;
 mod prompts;
@@ -191,12 +192,13 @@ fn load(path: &std::path::Path) -> anyhow::Result<config::Validated> {
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let validated = load(path)?;
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     println!(
-        "{}: ok ({} queues, {} agents, {} trunks)",
+        "{}: ok ({}, {}, {})",
         path.display(),
-        validated.acd.queues.len(),
-        validated.acd.agents.len(),
-        validated.trunks.len()
+        count(validated.acd.queues.len(), "queue"),
+        count(validated.acd.agents.len(), "agent"),
+        count(validated.trunks.len(), "trunk")
     );
     Ok(())
 }

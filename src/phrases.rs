@@ -32,7 +32,7 @@ use std::time::Duration;
 const MAX_NUMBER: u32 = 100;
 
 /// The prompts that are not numbers, in the order of `prompts/README.md`.
-const NAMES: [&str; 21] = [
+const NAMES: [&str; 22] = [
     "welcome",
     "you-are-number",
     "in-queue",
@@ -48,6 +48,7 @@ const NAMES: [&str; 21] = [
     "periodic-1",
     "periodic-2",
     "menu",
+    "callback-number",
     "callback-confirm",
     "callback-intro",
     "survey",

@@ -10,9 +10,10 @@ use amico_media::{Clip, Playlist};
 use crate::phrases::{self, Language};
 
 /// Prompts every queue may use besides numbers and the periodic announcements.
-pub(crate) const FIXED: [&str; 8] = [
+pub(crate) const FIXED: [&str; 9] = [
     "welcome",
     "menu",
+    "callback-number",
     "callback-confirm",
     "callback-intro",
     "survey",

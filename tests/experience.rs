@@ -255,7 +255,8 @@ fn a_caller_who_does_not_vote_is_recorded_as_no_vote() {
 }
 
 #[test]
-fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_the_trunk() {
+fn pressing_1_and_a_number_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_the_trunk()
+ {
     // The PBX's gateway: a PJSIP phone answering whatever number Amico calls out to.
     let mut gateway = ok(Ua::spawn(
         "gateway",
@@ -281,7 +282,8 @@ fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_th
     );
     let server = Server::start(&config);
     let dir = peers::scratch_dir("callback");
-    // No agent is logged in: the caller hears the menu to its end and presses 1.
+    // No agent is logged in: the caller hears the menu to its end, presses 1, and keys in
+    // another number to be called back on, ended by #.
     let mut caller = caller(
         &server,
         "callback-caller",
@@ -290,7 +292,7 @@ fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_th
             "--from-user",
             "%2B39055123",
             "--dtmf",
-            "1",
+            "10521999#",
             "--dtmf-delay",
             "8",
         ],
@@ -320,7 +322,7 @@ fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_th
         "it keeps its place"
     );
 
-    // An agent logs in: agent first, then the caller's number is called through the gateway.
+    // An agent logs in: agent first, then the keyed-in number is called through the gateway.
     let registrar = server.sip.to_string();
     let mut agent = ok(Ua::spawn(
         "callback-agent",
@@ -347,8 +349,8 @@ fn pressing_1_asks_for_a_callback_that_keeps_the_place_and_calls_back_through_th
     let called_back = ok(gateway.wait_for(event("incoming"), STEP));
     let request_uri = called_back["request_uri"].as_str().unwrap_or_default();
     assert!(
-        request_uri.contains("39055123"),
-        "the caller's number is called back: {called_back}"
+        request_uri.starts_with("sip:0521999@"),
+        "the keyed-in number is called back: {called_back}"
     );
     ok(gateway.wait_for(event("confirmed"), STEP));
     ok(gateway.wait_for(event("disconnected"), STEP));
