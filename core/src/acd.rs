@@ -30,7 +30,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 pub use self::agent::AgentState;
-use self::agent::{Agent, Pending};
+use self::agent::{Agent, LastCall, Pending};
 use self::call::{Call, CallKey, CallState, Predictions};
 use self::idle::IdleOrder;
 use self::lines::Lines;
@@ -42,7 +42,7 @@ use crate::ids::{AgentId, CallId, QueueId};
 use crate::input::{Input, OfferFailure, Vote};
 use crate::journal::JournalEntry;
 use crate::metrics::{
-    AgentIntervalReport, AgentTime, Distribution, Histogram, IntervalReport, QueueStats, Samples,
+    self, AgentIntervalReport, AgentTime, Histogram, IntervalReport, Outcome, QueueStats, Samples,
 };
 use crate::output::{Command, Event, Output, OverflowReason, OverflowedTo, WaitOutcome};
 use crate::snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, WaitingCaller};
@@ -62,7 +62,8 @@ pub struct Acd {
     /// Available agents, longest idle first.
     idle: IdleOrder,
     timers: Timers,
-    outputs: VecDeque<Output>,
+    /// Outputs not yet polled, with the time each happened at.
+    outputs: VecDeque<(Timestamp, Output)>,
     now: Timestamp,
     started: Timestamp,
     next_seq: u64,
@@ -99,12 +100,8 @@ impl Acd {
             journal: None,
         };
         // Intervals fall on origin + k × length; the first one may be partial.
-        let length = statistics.interval.as_micros() as u64;
-        let origin = statistics.interval_origin.as_micros();
-        let since_origin = now.as_micros().saturating_sub(origin);
-        let next = origin + (since_origin / length + 1) * length;
-        acd.timers
-            .set(Timestamp::from_micros(next), Timer::IntervalEnd);
+        let end = metrics::interval_end(now, statistics.interval, statistics.interval_origin);
+        acd.timers.set(end, Timer::IntervalEnd);
         Ok(acd)
     }
 
@@ -167,6 +164,14 @@ impl Acd {
 
     /// The next output, if any. Drain it after every input.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front().map(|(_, output)| output)
+    }
+
+    /// Like [`Acd::poll_output`], with the time the output happened at: the input's time,
+    /// or for what a timer did, the timer's deadline, even when the [`Input::Timeout`]
+    /// came later. Stamp stored events with it, so that a [`crate::tally::Tally`] of them
+    /// gives exactly the ACD's own statistics however late the timeouts were delivered.
+    pub fn poll_output_at(&mut self) -> Option<(Timestamp, Output)> {
         self.outputs.pop_front()
     }
 
@@ -256,9 +261,8 @@ impl Acd {
     pub fn agent_time(&self) -> AgentTime {
         let mut time = self.agent_time;
         for agent in &self.agents {
-            add_time(
-                &mut time,
-                &agent.state,
+            time.add(
+                agent.state.status(),
                 self.now.saturating_since(agent.accounted),
             );
         }
@@ -352,11 +356,7 @@ impl Acd {
             .collect();
         let mut interval_agent_time = self.interval_agent_time;
         for agent in &self.agents {
-            add_time(
-                &mut interval_agent_time,
-                &agent.state,
-                now.saturating_since(agent.accounted),
-            );
+            interval_agent_time.add(agent.state.status(), now.saturating_since(agent.accounted));
         }
         AcdSnapshot {
             at: now,
@@ -404,10 +404,7 @@ impl Acd {
                 let talk = self.now.saturating_since(since);
                 let q = call.queue;
                 self.calls.remove(&id);
-                let queue = &mut self.queues[q.index()];
-                queue.record(|c| c.completed += 1);
-                queue.stats.talk.record(talk);
-                queue.interval.talk.record(talk);
+                self.queues[q.index()].record(Outcome::Completed { talk });
                 self.event(Event::CallCompleted {
                     call: id,
                     agent,
@@ -415,7 +412,11 @@ impl Acd {
                     talk,
                 });
                 let wrap_up = self.queues[q.index()].wrap_up;
-                self.agents[agent.index()].last_call = Some((q, talk));
+                self.agents[agent.index()].last_call = Some(LastCall {
+                    call: id,
+                    queue: q,
+                    talk,
+                });
                 if wrap_up.is_zero() {
                     self.finish_wrap_up(agent);
                     self.release_agent(agent);
@@ -467,25 +468,7 @@ impl Acd {
         let queue = &mut self.queues[q.index()];
         queue.estimator.advance(now, queue.queued as usize);
         queue.queued -= 1;
-        let within_sl = wait <= queue.thresholds.service_level;
-        let mut within_20pct = 0;
-        for (made_at, predicted) in predictions.iter() {
-            let actual = now.saturating_since(made_at);
-            if predicted.abs_diff(actual).as_secs_f64() <= 0.2 * actual.as_secs_f64() {
-                within_20pct += 1;
-            }
-        }
-        let predicted = predictions.len() as u64;
-        queue.record(|c| {
-            c.answered += 1;
-            c.answered_within_sl += u64::from(within_sl);
-            c.predictions += predicted;
-            c.predictions_within_20pct += within_20pct;
-        });
-        queue.stats.wait.record(wait);
-        queue.interval.wait.record(wait);
-        queue.stats.ring.record(ring);
-        queue.interval.ring.record(ring);
+        queue.record(Outcome::Answered { wait, ring });
         self.resolve_predictions(id, q, &predictions, WaitOutcome::Answered);
         self.agents[agent.index()].calls_answered += 1;
         self.event(Event::CallConnected {
@@ -493,6 +476,7 @@ impl Acd {
             agent,
             queue: q,
             wait,
+            ring,
         });
     }
 
@@ -515,7 +499,7 @@ impl Acd {
         call.max_wait_due = None;
         call.max_wait_reached = false;
         let q = call.queue;
-        self.queues[q.index()].record(|c| c.callbacks_requested += 1);
+        self.queues[q.index()].record(Outcome::CallbackRequested);
         if let Some(agent) = offered {
             // The agent's phone was ringing for a caller who just left the line: ring
             // again when the callback's turn comes, agent first.
@@ -575,7 +559,7 @@ impl Acd {
         let Some(call) = self.calls.remove(&id) else {
             return;
         };
-        self.queues[call.queue.index()].record(|c| c.callbacks_unanswered += 1);
+        self.queues[call.queue.index()].record(Outcome::CallbackUnanswered);
         self.resolve_predictions(id, call.queue, &call.predictions, WaitOutcome::Overflowed);
         self.event(Event::CallbackUnanswered {
             call: id,
@@ -740,7 +724,7 @@ impl Acd {
         if agent.index() >= self.agents.len() {
             return Err(AcdError::UnknownAgent(agent));
         }
-        self.queues[queue.index()].record(|c| c.survey.record(vote));
+        self.queues[queue.index()].record(Outcome::Surveyed { vote });
         self.agents[agent.index()].survey.record(vote);
         self.event(Event::SurveyRecorded {
             call,
@@ -906,8 +890,9 @@ impl Acd {
                 .push_back(AgentIntervalReport { start, end, time });
         }
         self.interval_start = end;
-        self.timers
-            .set(end + self.config.statistics.interval, Timer::IntervalEnd);
+        let statistics = &self.config.statistics;
+        let next = metrics::interval_end(end, statistics.interval, statistics.interval_origin);
+        self.timers.set(next, Timer::IntervalEnd);
         self.event(Event::IntervalClosed { start, end });
     }
 
@@ -919,7 +904,7 @@ impl Acd {
         let now = self.now;
         let hop_limit = self.queues.len() as u32;
         let queue = &mut self.queues[q.index()];
-        queue.record(|c| c.offered += 1);
+        queue.record(Outcome::Offered);
         let call = self
             .calls
             .get_mut(&id)
@@ -994,15 +979,7 @@ impl Acd {
         let wait = now.saturating_since(call.entered);
         let queue = &mut self.queues[call.queue.index()];
         queue.estimator.record_abandon();
-        let thresholds = queue.thresholds;
-        queue.record(|c| {
-            c.abandoned += 1;
-            c.short_abandoned += u64::from(wait < thresholds.short_abandon);
-            c.abandoned_after_threshold += u64::from(wait > thresholds.abandon);
-            c.abandoned_within_sl += u64::from(wait <= thresholds.service_level);
-        });
-        queue.stats.abandon.record(wait);
-        queue.interval.abandon.record(wait);
+        queue.record(Outcome::Abandoned { wait });
         self.resolve_predictions(id, call.queue, &call.predictions, WaitOutcome::Abandoned);
         self.event(Event::CallAbandoned {
             call: id,
@@ -1022,13 +999,13 @@ impl Acd {
     }
 
     fn overflow_to(&mut self, id: CallId, reason: OverflowReason, target: OverflowTarget) {
-        self.leave_queue(id);
+        let at_entry = !self.leave_queue(id);
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
         let q = call.queue;
         let predictions = std::mem::take(&mut call.predictions);
-        self.queues[q.index()].record(|c| c.overflowed += 1);
+        self.queues[q.index()].record(Outcome::Overflowed);
         self.resolve_predictions(id, q, &predictions, WaitOutcome::Overflowed);
         let to = match target {
             OverflowTarget::Hangup => {
@@ -1050,6 +1027,7 @@ impl Acd {
                     queue: q,
                     reason,
                     to: OverflowedTo::Queue(next),
+                    at_entry,
                 });
                 self.enter_queue(id, next);
                 return;
@@ -1060,14 +1038,16 @@ impl Acd {
             queue: q,
             reason,
             to,
+            at_entry,
         });
     }
 
     /// Takes a queued (waiting or ringing) call out of its queue's line and timers. The
-    /// caller handles the ring timer and the agent.
-    fn leave_queue(&mut self, id: CallId) {
+    /// caller handles the ring timer and the agent. False when the call was not in the
+    /// queue: refused on entry, or unknown.
+    fn leave_queue(&mut self, id: CallId) -> bool {
         let Some(call) = self.calls.get(&id) else {
-            return;
+            return false;
         };
         let key = call.key();
         let (q, step) = (call.queue, usize::from(call.step));
@@ -1084,6 +1064,7 @@ impl Acd {
             queue.estimator.advance(self.now, queue.queued as usize);
             queue.queued -= 1;
         }
+        counted
     }
 
     fn cancel_queue_timers(&mut self, id: CallId) {
@@ -1112,6 +1093,10 @@ impl Acd {
     ) {
         for (made_at, predicted) in predictions.iter() {
             let actual = self.now.saturating_since(made_at);
+            // Only answered waits measure the estimator; the others are censored.
+            if outcome == WaitOutcome::Answered {
+                self.queues[q.index()].record(Outcome::PredictionResolved { predicted, actual });
+            }
             self.event(Event::WaitPredictionResolved {
                 call: id,
                 queue: q,
@@ -1208,8 +1193,9 @@ impl Acd {
         call.state = CallState::Waiting;
         self.lines
             .insert(call.queue, usize::from(call.step), call.key());
-        let queue = &mut self.queues[call.queue.index()];
-        queue.record(|c| c.offers_failed += 1);
+        let q = call.queue;
+        let queue = &mut self.queues[q.index()];
+        queue.record(Outcome::OfferFailed);
         let (retry_after, auto_pause_after) = (queue.retry_after, queue.auto_pause_after);
         let seq = call.seq;
         let max_wait_reached = call.max_wait_reached;
@@ -1223,6 +1209,7 @@ impl Acd {
         self.event(Event::OfferFailed {
             call: id,
             agent,
+            queue: q,
             reason,
         });
 
@@ -1409,11 +1396,21 @@ impl Acd {
             AgentState::WrapUp { .. } => self.now.saturating_since(entry.since),
             _ => Duration::ZERO,
         };
-        if let Some((q, talk)) = entry.last_call.take() {
+        if let Some(LastCall {
+            call,
+            queue: q,
+            talk,
+        }) = entry.last_call.take()
+        {
             let queue = &mut self.queues[q.index()];
-            queue.stats.wrap_up.record(wrap_up);
-            queue.interval.wrap_up.record(wrap_up);
+            queue.record(Outcome::WrappedUp { wrap_up });
             queue.estimator.record_handle(talk + wrap_up);
+            self.event(Event::WrapUpEnded {
+                call,
+                agent,
+                queue: q,
+                wrap_up,
+            });
         }
     }
 
@@ -1468,26 +1465,18 @@ impl Acd {
         let entry = &mut self.agents[index];
         let elapsed = self.now.saturating_since(entry.accounted);
         entry.accounted = self.now;
-        add_time(&mut self.agent_time, &entry.state, elapsed);
-        add_time(&mut self.interval_agent_time, &entry.state, elapsed);
+        let status = entry.state.status();
+        self.agent_time.add(status, elapsed);
+        self.interval_agent_time.add(status, elapsed);
     }
 
     // ---- outputs ------------------------------------------------------------------------
 
     fn event(&mut self, event: Event) {
-        self.outputs.push_back(Output::Event(event));
+        self.outputs.push_back((self.now, Output::Event(event)));
     }
 
     fn command(&mut self, command: Command) {
-        self.outputs.push_back(Output::Command(command));
-    }
-}
-
-fn add_time(time: &mut AgentTime, state: &AgentState, elapsed: Duration) {
-    match state {
-        AgentState::Available => time.available += elapsed,
-        AgentState::Paused { .. } => time.paused += elapsed,
-        state if state.is_busy() => time.busy += elapsed,
-        _ => {}
+        self.outputs.push_back((self.now, Output::Command(command)));
     }
 }

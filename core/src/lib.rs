@@ -42,6 +42,7 @@ mod output;
 pub mod ranked;
 pub mod simulator;
 mod snapshot;
+pub mod tally;
 mod time;
 
 pub use acd::{Acd, AgentState};

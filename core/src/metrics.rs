@@ -6,6 +6,11 @@
 //! are exact and closing an interval costs nothing when it saw no call. Means are always
 //! exact: they come from microsecond sums, not from histogram buckets.
 //!
+//! Every figure is counted here and only here: the ACD hands each [`Outcome`] to
+//! [`QueueStats::record`] as it happens, and [`crate::tally::Tally`] hands it the same
+//! outcomes rebuilt from the stored events, so a report computed from a queue log gives
+//! exactly the live figures.
+//!
 //! # Definitions
 //! A call *ends* answered, abandoned, overflowed, or, for a queued callback, unreached
 //! (every attempt to call the caller back failed). Overflowed calls left for elsewhere and
@@ -21,17 +26,27 @@
 //! | service level | answered within T / (answered + abandoned − short) |
 //! | service level, abandons within T met | (answered within T + abandoned within T) / (answered + abandoned) |
 //! | ASA (average speed of answer) | Σ wait of answered calls / answered (ring time included: the wait ends at the answer) |
-//! | AHT (average handle time) | (Σ talk + Σ wrap-up) / completed calls |
-//! | occupancy | time reserved, on call or in wrap-up / (that + time available); pauses excluded |
+//! | AHT (average handle time) | (Σ talk + Σ wrap-up) / completed calls; of a queue's calls, or of one agent's |
+//! | occupancy | time reserved, on call or in wrap-up / (that + time available); pauses excluded; of all agents, or of one |
 //! | estimate accuracy | wait predictions within ±20 % of the actual wait / predictions, answered calls only |
 //!
-//! A wait is "within T" when it is at most T. Percentiles are nearest-rank on raw samples
-//! and hdrhistogram's highest-equivalent value on histograms.
+//! A wait is "within T" when it is at most T; a short abandon waited strictly less than
+//! the short-abandon threshold, and an abandon "after the threshold" strictly more than
+//! the abandon threshold (see [`Counters::abandon`]). Percentiles are nearest-rank on raw
+//! samples and hdrhistogram's highest-equivalent value on histograms.
+//!
+//! # Intervals
+//! Statistics intervals fall on `origin + k × length` ([`interval_end`]); the first one
+//! starts when counting starts and may be partial. Something that happens exactly at a
+//! boundary belongs to the interval that starts there. Agent time is split at the boundary.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Thresholds;
+use crate::input::{OfferFailure, Vote};
+use crate::output::AgentStatus;
 use crate::time::Timestamp;
 
 /// Quantiles reported for every distribution.
@@ -74,6 +89,27 @@ fn mean(sum: Duration, count: u64) -> Option<Duration> {
 
 fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
     (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}
+
+/// Average handle time: (Σ talk + Σ wrap-up) / completed calls.
+fn handle_time(talk: Duration, wrap_up: Duration, completed: u64) -> Option<Duration> {
+    mean(talk + wrap_up, completed)
+}
+
+/// The end of the statistics interval that holds `at`: intervals end on
+/// `origin + k × length`, k ≥ 1, so the first one, from whenever counting starts, may be
+/// partial (and runs to `origin + length` when counting starts before the origin). A
+/// moment on a boundary opens the next interval. Saturates at the end of time; a zero
+/// length is taken as one microsecond.
+pub fn interval_end(at: Timestamp, length: Duration, origin: Timestamp) -> Timestamp {
+    let length = u64::try_from(length.as_micros()).unwrap_or(u64::MAX).max(1);
+    let since_origin = at.as_micros().saturating_sub(origin.as_micros());
+    let intervals = since_origin / length + 1;
+    Timestamp::from_micros(
+        origin
+            .as_micros()
+            .saturating_add(intervals.saturating_mul(length)),
+    )
 }
 
 /// A cumulative distribution: an hdrhistogram in milliseconds, with exact count and sum.
@@ -272,6 +308,63 @@ pub struct Counters {
     pub callbacks_unanswered: u64,
 }
 
+impl Counters {
+    /// A caller joined the queue, or was refused on entry (then it also overflows).
+    pub fn offer(&mut self) {
+        self.offered += 1;
+    }
+
+    /// An agent answered a caller who waited `wait`: within the service level when
+    /// `wait` ≤ T.
+    pub fn answer(&mut self, wait: Duration, thresholds: &Thresholds) {
+        self.answered += 1;
+        self.answered_within_sl += u64::from(wait <= thresholds.service_level);
+    }
+
+    /// A caller hung up after waiting `wait`: a short abandon when `wait` is strictly
+    /// less than the short-abandon threshold, an abandon after the threshold when strictly
+    /// more than the abandon threshold, and within the service level when `wait` ≤ T.
+    pub fn abandon(&mut self, wait: Duration, thresholds: &Thresholds) {
+        self.abandoned += 1;
+        self.short_abandoned += u64::from(wait < thresholds.short_abandon);
+        self.abandoned_after_threshold += u64::from(wait > thresholds.abandon);
+        self.abandoned_within_sl += u64::from(wait <= thresholds.service_level);
+    }
+
+    /// A caller left through a queue limit (or on request, or refused on entry).
+    pub fn overflow(&mut self) {
+        self.overflowed += 1;
+    }
+
+    /// An offer was not taken.
+    pub fn fail_offer(&mut self) {
+        self.offers_failed += 1;
+    }
+
+    /// A connected call ended.
+    pub fn complete(&mut self) {
+        self.completed += 1;
+    }
+
+    /// A wait prediction met an answer: within ±20 % when |predicted − actual| ≤ 0.2 ×
+    /// actual. Predictions of waits that ended otherwise are censored and not counted.
+    pub fn resolve_prediction(&mut self, predicted: Duration, actual: Duration) {
+        self.predictions += 1;
+        let within = predicted.abs_diff(actual).as_secs_f64() <= 0.2 * actual.as_secs_f64();
+        self.predictions_within_20pct += u64::from(within);
+    }
+
+    /// A caller asked to be called back.
+    pub fn request_callback(&mut self) {
+        self.callbacks_requested += 1;
+    }
+
+    /// Every attempt to call a caller back failed.
+    pub fn give_up_callback(&mut self) {
+        self.callbacks_unanswered += 1;
+    }
+}
+
 /// Post-call ratings: votes by kind and surveys without a vote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SurveyCounts {
@@ -287,8 +380,7 @@ pub struct SurveyCounts {
 
 impl SurveyCounts {
     /// Records one survey's outcome.
-    pub fn record(&mut self, vote: Option<crate::input::Vote>) {
-        use crate::input::Vote;
+    pub fn record(&mut self, vote: Option<Vote>) {
         match vote {
             Some(Vote::Satisfied) => self.satisfied += 1,
             Some(Vote::Sufficient) => self.sufficient += 1,
@@ -340,6 +432,59 @@ pub struct Rates {
     pub estimate_accuracy: Option<f64>,
 }
 
+/// One thing a queue's statistics count, for [`QueueStats::record`]. The ACD records each
+/// as it happens; [`crate::tally::Tally`] rebuilds each from the event that reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A caller joined the queue ([`crate::Event::CallQueued`]) or was refused on entry
+    /// ([`crate::Event::CallOverflowed`] with `at_entry`).
+    Offered,
+    /// An agent answered ([`crate::Event::CallConnected`]).
+    Answered {
+        /// From joining the queue to the answer.
+        wait: Duration,
+        /// From the offer to the answer.
+        ring: Duration,
+    },
+    /// The caller hung up before an answer ([`crate::Event::CallAbandoned`]).
+    Abandoned {
+        /// From joining the queue to the hang-up.
+        wait: Duration,
+    },
+    /// The caller left through the queue's overflow ([`crate::Event::CallOverflowed`]).
+    Overflowed,
+    /// An offer was not taken ([`crate::Event::OfferFailed`]).
+    OfferFailed,
+    /// A connected call ended ([`crate::Event::CallCompleted`]).
+    Completed {
+        /// Conversation time.
+        talk: Duration,
+    },
+    /// The wrap-up after a call ended, possibly of zero length
+    /// ([`crate::Event::WrapUpEnded`]).
+    WrappedUp {
+        /// Its length.
+        wrap_up: Duration,
+    },
+    /// A wait prediction met an answer ([`crate::Event::WaitPredictionResolved`] with
+    /// [`crate::WaitOutcome::Answered`]).
+    PredictionResolved {
+        /// The wait predicted.
+        predicted: Duration,
+        /// The actual wait, from the prediction to the answer.
+        actual: Duration,
+    },
+    /// A caller asked to be called back ([`crate::Event::CallbackRequested`]).
+    CallbackRequested,
+    /// A callback never reached its caller ([`crate::Event::CallbackUnanswered`]).
+    CallbackUnanswered,
+    /// A post-call rating ([`crate::Event::SurveyRecorded`]).
+    Surveyed {
+        /// The rating, `None` without a vote.
+        vote: Option<Vote>,
+    },
+}
+
 /// Counters and distributions of one queue over some span of time.
 #[derive(Clone, Debug, Default)]
 pub struct QueueStats<D> {
@@ -358,6 +503,36 @@ pub struct QueueStats<D> {
 }
 
 impl<D: Distribution> QueueStats<D> {
+    /// Counts one outcome, classifying waits by the queue's `thresholds`.
+    pub fn record(&mut self, outcome: Outcome, thresholds: &Thresholds) {
+        let counters = &mut self.counters;
+        match outcome {
+            Outcome::Offered => counters.offer(),
+            Outcome::Answered { wait, ring } => {
+                counters.answer(wait, thresholds);
+                self.wait.record(wait);
+                self.ring.record(ring);
+            }
+            Outcome::Abandoned { wait } => {
+                counters.abandon(wait, thresholds);
+                self.abandon.record(wait);
+            }
+            Outcome::Overflowed => counters.overflow(),
+            Outcome::OfferFailed => counters.fail_offer(),
+            Outcome::Completed { talk } => {
+                counters.complete();
+                self.talk.record(talk);
+            }
+            Outcome::WrappedUp { wrap_up } => self.wrap_up.record(wrap_up),
+            Outcome::PredictionResolved { predicted, actual } => {
+                counters.resolve_prediction(predicted, actual);
+            }
+            Outcome::CallbackRequested => counters.request_callback(),
+            Outcome::CallbackUnanswered => counters.give_up_callback(),
+            Outcome::Surveyed { vote } => counters.survey.record(vote),
+        }
+    }
+
     /// The derived figures.
     pub fn rates(&self) -> Rates {
         let c = &self.counters;
@@ -373,7 +548,7 @@ impl<D: Distribution> QueueStats<D> {
             service_level: ratio(c.answered_within_sl, ended_excluding_short),
             service_level_abandons_met: ratio(c.answered_within_sl + c.abandoned_within_sl, ended),
             asa: mean(self.wait.sum(), self.wait.count()),
-            aht: mean(self.talk.sum() + self.wrap_up.sum(), self.talk.count()),
+            aht: handle_time(self.talk.sum(), self.wrap_up.sum(), self.talk.count()),
             estimate_accuracy: ratio(c.predictions_within_20pct, c.predictions),
         }
     }
@@ -463,11 +638,127 @@ pub struct AgentTime {
 }
 
 impl AgentTime {
+    /// Adds time spent in a state to its kind: reserved, on call and wrap-up are busy;
+    /// logged-out time counts nowhere.
+    pub fn add(&mut self, status: AgentStatus, elapsed: Duration) {
+        match status {
+            AgentStatus::Available => self.available += elapsed,
+            AgentStatus::Reserved | AgentStatus::OnCall | AgentStatus::WrapUp => {
+                self.busy += elapsed;
+            }
+            AgentStatus::Paused => self.paused += elapsed,
+            AgentStatus::LoggedOut => {}
+        }
+    }
+
     /// busy / (busy + available), pauses excluded.
     pub fn occupancy(&self) -> Option<f64> {
         let worked = self.busy + self.available;
         (!worked.is_zero()).then(|| self.busy.as_secs_f64() / worked.as_secs_f64())
     }
+}
+
+impl std::ops::AddAssign for AgentTime {
+    fn add_assign(&mut self, other: AgentTime) {
+        self.available += other.available;
+        self.busy += other.busy;
+        self.paused += other.paused;
+    }
+}
+
+/// How many durations and their exact sum: a distribution without its shape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durations {
+    /// How many.
+    pub count: u64,
+    /// Their sum.
+    #[serde(with = "crate::config::secs")]
+    pub sum: Duration,
+}
+
+impl Durations {
+    /// Adds one duration.
+    pub fn record(&mut self, value: Duration) {
+        self.count += 1;
+        self.sum = self.sum.saturating_add(value);
+    }
+
+    /// The exact mean, when there is a duration.
+    pub fn mean(&self) -> Option<Duration> {
+        mean(self.sum, self.count)
+    }
+}
+
+/// Offers not taken, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferFailures {
+    /// Rang without an answer.
+    pub no_answer: u64,
+    /// Declined.
+    pub rejected: u64,
+    /// The phone could not be reached.
+    pub unreachable: u64,
+}
+
+impl OfferFailures {
+    /// Counts one failed offer.
+    pub fn record(&mut self, reason: OfferFailure) {
+        match reason {
+            OfferFailure::NoAnswer => self.no_answer += 1,
+            OfferFailure::Rejected => self.rejected += 1,
+            OfferFailure::Unreachable => self.unreachable += 1,
+        }
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.no_answer + self.rejected + self.unreachable
+    }
+}
+
+/// What one agent did over some span of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentFigures {
+    /// Calls the agent answered.
+    pub calls_answered: u64,
+    /// Offers the agent did not take.
+    pub offers_failed: OfferFailures,
+    /// Talk time of the agent's calls that ended.
+    pub talk: Durations,
+    /// The agent's wrap-ups, zero-length ones included.
+    pub wrap_up: Durations,
+    /// Post-call ratings of the agent's calls.
+    pub survey: SurveyCounts,
+    /// Time in each kind of state.
+    pub time: AgentTime,
+}
+
+impl AgentFigures {
+    /// Average handle time: (Σ talk + Σ wrap-up) / completed calls.
+    pub fn aht(&self) -> Option<Duration> {
+        handle_time(self.talk.sum, self.wrap_up.sum, self.talk.count)
+    }
+
+    /// busy / (busy + available), pauses excluded.
+    pub fn occupancy(&self) -> Option<f64> {
+        self.time.occupancy()
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == AgentFigures::default()
+    }
+}
+
+/// One agent's figures over a closed statistics interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// Start of the interval.
+    pub start: Timestamp,
+    /// End of the interval.
+    pub end: Timestamp,
+    /// What the agent did in it.
+    pub figures: AgentFigures,
 }
 
 #[cfg(test)]
@@ -560,6 +851,73 @@ mod tests {
         assert_eq!(rates.aht, Some(ms(240_000)));
         assert_eq!(rates.estimate_accuracy, Some(0.4));
         assert_eq!(QueueStats::<Samples>::default().rates(), Rates::default());
+    }
+
+    #[test]
+    fn waits_on_a_threshold_count_as_the_formulas_say() {
+        let thresholds = Thresholds {
+            service_level: ms(20_000),
+            abandon: ms(47_000),
+            short_abandon: ms(5_000),
+        };
+        let mut stats = QueueStats::<Samples>::default();
+        for outcome in [
+            Outcome::Answered {
+                wait: ms(20_000),
+                ring: ms(3_000),
+            },
+            Outcome::Answered {
+                wait: ms(20_001),
+                ring: ms(1_000),
+            },
+            Outcome::Abandoned { wait: ms(5_000) },
+            Outcome::Abandoned { wait: ms(4_999) },
+            Outcome::Abandoned { wait: ms(47_000) },
+            Outcome::Abandoned { wait: ms(47_001) },
+            Outcome::PredictionResolved {
+                predicted: ms(12_000),
+                actual: ms(10_000),
+            },
+            Outcome::PredictionResolved {
+                predicted: ms(12_001),
+                actual: ms(10_000),
+            },
+            Outcome::WrappedUp { wrap_up: ms(0) },
+        ] {
+            stats.record(outcome, &thresholds);
+        }
+        let c = stats.counters;
+        assert_eq!((c.answered, c.answered_within_sl), (2, 1));
+        assert_eq!(
+            (c.abandoned, c.short_abandoned, c.abandoned_after_threshold),
+            (4, 1, 1)
+        );
+        assert_eq!(c.abandoned_within_sl, 2);
+        assert_eq!((c.predictions, c.predictions_within_20pct), (2, 1));
+        assert_eq!((stats.ring.count(), stats.ring.sum()), (2, ms(4_000)));
+        assert_eq!(stats.abandon.count(), 4);
+        assert!(!stats.is_empty(), "a wrap-up alone is something");
+    }
+
+    #[test]
+    fn intervals_end_on_the_origin_plus_whole_lengths() {
+        let length = ms(900_000);
+        let origin = Timestamp::from_secs(60);
+        let end = |secs| interval_end(Timestamp::from_secs(secs), length, origin);
+        assert_eq!(end(100), Timestamp::from_secs(960));
+        assert_eq!(end(959), Timestamp::from_secs(960));
+        assert_eq!(
+            end(960),
+            Timestamp::from_secs(1860),
+            "a boundary opens the next"
+        );
+        assert_eq!(end(0), Timestamp::from_secs(960), "before the origin");
+        let end_of_time = Timestamp::from_micros(u64::MAX);
+        assert_eq!(interval_end(end_of_time, length, origin), end_of_time);
+        assert_eq!(
+            interval_end(Timestamp::from_micros(7), Duration::ZERO, Timestamp::ZERO),
+            Timestamp::from_micros(8)
+        );
     }
 
     #[test]

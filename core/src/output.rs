@@ -96,6 +96,8 @@ pub enum Event {
         call: CallId,
         /// The agent.
         agent: AgentId,
+        /// The queue it was offered from.
+        queue: QueueId,
         /// Why.
         reason: OfferFailure,
     },
@@ -109,6 +111,9 @@ pub enum Event {
         queue: QueueId,
         /// Time from joining the queue to the answer.
         wait: Duration,
+        /// Time from the offer to the answer: the agent's phone ringing or, for a
+        /// callback, the caller's phone being dialled once the agent answered.
+        ring: Duration,
     },
     /// The caller hung up before an agent answered. Ends the call.
     CallAbandoned {
@@ -132,6 +137,20 @@ pub enum Event {
         /// Conversation time.
         talk: Duration,
     },
+    /// An agent's wrap-up after a call ended: its time ran out, the agent ended it (ready,
+    /// pause, logout), or the queue has none and it lasted zero. Follows the call's
+    /// [`Event::CallCompleted`], at once or after the wrap-up; the agent's
+    /// [`Event::AgentStateChanged`] follows it.
+    WrapUpEnded {
+        /// The call wrapped up.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// The queue the call came from.
+        queue: QueueId,
+        /// How long the wrap-up lasted.
+        wrap_up: Duration,
+    },
     /// A caller left a queue because of a limit. Ends the call unless it went to another
     /// queue (then a [`Event::CallQueued`] follows).
     CallOverflowed {
@@ -143,6 +162,9 @@ pub enum Event {
         reason: OverflowReason,
         /// Where it went.
         to: OverflowedTo,
+        /// The queue refused the caller on entry (full, no agents, an overflow loop): it
+        /// never joined the line, and no [`Event::CallQueued`] counted it as offered.
+        at_entry: bool,
     },
     /// A wait prediction met its outcome.
     WaitPredictionResolved {

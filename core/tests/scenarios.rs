@@ -169,6 +169,7 @@ fn a_rejected_offer_keeps_the_callers_place_and_rings_the_next_agent() {
     assert!(events.contains(&Event::OfferFailed {
         call: CallId(1),
         agent: AgentId(0),
+        queue: Q0,
         reason: OfferFailure::Rejected
     }));
     // Agent 0 is skipped for call 1 but free for the next caller; call 1 is first again.
@@ -241,6 +242,7 @@ fn ring_timeout_withdraws_the_offer_and_counts_a_no_answer() {
     assert!(outputs.contains(&Output::Event(Event::OfferFailed {
         call: CallId(1),
         agent: AgentId(0),
+        queue: Q0,
         reason: OfferFailure::NoAnswer
     })));
     // A late answer from the first phone is refused and changes nothing.
@@ -363,7 +365,8 @@ fn a_full_queue_overflows_new_callers_to_the_next_queue() {
             call: CallId(3),
             queue: Q0,
             reason: OverflowReason::QueueFull,
-            to: OverflowedTo::Queue(Q1)
+            to: OverflowedTo::Queue(Q1),
+            at_entry: true
         }
     );
     assert!(matches!(
@@ -996,7 +999,8 @@ fn a_caller_who_asks_to_leave_goes_to_the_overflow() {
         call: CallId(1),
         queue: Q0,
         reason: OverflowReason::CallerChoice,
-        to: OverflowedTo::External("voicemail".into())
+        to: OverflowedTo::External("voicemail".into()),
+        at_entry: false
     })));
     // While ringing: the phone stops, the agent is free, the caller leaves.
     h.login(0);
@@ -1109,7 +1113,8 @@ fn a_callback_keeps_its_place_and_calls_back_agent_first() {
         call: CallId(1),
         agent: AgentId(0),
         queue: Q0,
-        wait: secs(65)
+        wait: secs(65),
+        ring: secs(5)
     }));
     h.hangup(1);
     let c = h.acd.queue_stats(Q0).unwrap().counters;

@@ -54,14 +54,6 @@ impl AgentState {
     pub(crate) fn is_staffed(&self) -> bool {
         !matches!(self, AgentState::LoggedOut | AgentState::Paused { .. })
     }
-
-    /// Reserved, on a call or in wrap-up.
-    pub(crate) fn is_busy(&self) -> bool {
-        matches!(
-            self,
-            AgentState::Reserved { .. } | AgentState::OnCall { .. } | AgentState::WrapUp { .. }
-        )
-    }
 }
 
 /// What an agent asked for while busy, applied when its call or wrap-up ends.
@@ -94,11 +86,19 @@ pub(crate) struct Agent {
     pub(crate) calls_answered: u32,
     /// Post-call ratings of this agent's calls, since start.
     pub(crate) survey: crate::metrics::SurveyCounts,
-    /// The queue of the last call, whose wrap-up this is, and that call's talk time.
-    pub(crate) last_call: Option<(QueueId, std::time::Duration)>,
+    /// The last call, whose wrap-up this is.
+    pub(crate) last_call: Option<LastCall>,
     /// Calls (by sequence number) this agent did not take, and until when it is skipped
     /// for them.
     pub(crate) exclusions: Vec<(u64, Timestamp)>,
+}
+
+/// The call an agent last completed, until its wrap-up is recorded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LastCall {
+    pub(crate) call: CallId,
+    pub(crate) queue: QueueId,
+    pub(crate) talk: std::time::Duration,
 }
 
 impl Agent {

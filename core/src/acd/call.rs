@@ -125,10 +125,6 @@ impl Predictions {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Timestamp, Duration)> + '_ {
         self.first.iter().chain(&self.rest).copied()
     }

@@ -8,7 +8,7 @@ use crate::bitset::Bitset;
 use crate::config::{NoAgentsPolicy, Strategy, Thresholds};
 use crate::estimator::WaitEstimator;
 use crate::ids::{QueueId, SkillId};
-use crate::metrics::{Histogram, IntervalReport, QueueStats, Samples};
+use crate::metrics::{Histogram, IntervalReport, Outcome, QueueStats, Samples};
 
 /// Where a queue's overflow goes, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,9 +67,9 @@ impl Queue {
             .unwrap_or(0)
     }
 
-    /// Both statistics at once.
-    pub(crate) fn record(&mut self, f: impl Fn(&mut crate::metrics::Counters)) {
-        f(&mut self.stats.counters);
-        f(&mut self.interval.counters);
+    /// Counts an outcome in both statistics, cumulative and of the interval.
+    pub(crate) fn record(&mut self, outcome: Outcome) {
+        self.stats.record(outcome, &self.thresholds);
+        self.interval.record(outcome, &self.thresholds);
     }
 }
