@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use amico_core::{
-    AgentId, CallId, Command, Event, Input, OfferFailure, Output, OverflowedTo, QueueId, Vote,
+    AgentId, CallId, Command, Event, Input, OfferFailure, Output, OverflowedTo, QueueId, Timestamp,
+    Vote,
 };
 use amico_media::sdp::{self, SdpSession};
 use amico_media::{
@@ -29,10 +30,12 @@ use amico_media::{
 };
 use amico_sip::{ClientLeg, IncomingCall, LegEvent, SipEdge};
 use dashmap::DashMap;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::announce::{Due, Experience, Schedule};
+use crate::events::{Events, utc_now_us};
 use crate::keypad::{Entry, NumberEntry};
 use crate::phrases::Language;
 use crate::prompts::Prompts;
@@ -86,11 +89,17 @@ pub(crate) struct CallsParts {
     pub(crate) queues: HashMap<String, QueueId>,
     /// SIP username of each agent, by id.
     pub(crate) usernames: Vec<String>,
+    /// Name of each agent, by id.
+    pub(crate) agent_names: Vec<String>,
     pub(crate) prompts: Arc<Prompts>,
     /// Each queue's caller experience, by queue id.
     pub(crate) experiences: Vec<(Experience, Language)>,
     /// Each trunk's gateway for callbacks, by trunk name.
     pub(crate) gateways: HashMap<String, std::net::SocketAddr>,
+    /// The queue log.
+    pub(crate) events: Events,
+    /// The first call id to give (after every call the store knows).
+    pub(crate) first_call: u64,
 }
 
 /// Everything a call task needs, shared.
@@ -104,11 +113,14 @@ pub(crate) struct Calls {
     queues: HashMap<String, QueueId>,
     /// SIP username of each agent, by id.
     usernames: Vec<String>,
+    /// Name of each agent, by id.
+    agent_names: Vec<String>,
     next_call: AtomicU64,
     prompts: Arc<Prompts>,
     /// Each queue's caller experience, by queue id.
     experiences: Vec<(Experience, Language)>,
     gateways: HashMap<String, std::net::SocketAddr>,
+    events: Events,
 }
 
 impl Calls {
@@ -121,9 +133,12 @@ impl Calls {
             session,
             queues,
             usernames,
+            agent_names,
             prompts,
             experiences,
             gateways,
+            events,
+            first_call,
         } = parts;
         Arc::new(Calls {
             acd,
@@ -134,10 +149,12 @@ impl Calls {
             live: DashMap::new(),
             queues,
             usernames,
-            next_call: AtomicU64::new(1),
+            agent_names,
+            next_call: AtomicU64::new(first_call.max(1)),
             prompts,
             experiences,
             gateways,
+            events,
         })
     }
 
@@ -147,8 +164,12 @@ impl Calls {
     }
 
     /// Routes the ACD's outputs to the calls they concern.
-    pub(crate) async fn route(self: Arc<Self>, mut outputs: mpsc::UnboundedReceiver<Output>) {
-        while let Some(output) = outputs.recv().await {
+    pub(crate) async fn route(
+        self: Arc<Self>,
+        mut outputs: mpsc::UnboundedReceiver<(Timestamp, Output)>,
+    ) {
+        while let Some((at, output)) = outputs.recv().await {
+            self.events.acd_output(at, &output);
             let (call, command) = match output {
                 Output::Command(Command::Ring { call, agent, .. }) => {
                     (call, CallCommand::Ring(agent))
@@ -213,12 +234,31 @@ impl Calls {
         self.live.insert(id, sender);
         let calls = self.clone();
         tokio::spawn(async move {
+            calls.events.call_fact(
+                id.0,
+                "call_arrived",
+                Some(&call.queue),
+                json!({
+                    "trunk": call.trunk,
+                    "caller": call.from,
+                    "did": call.did,
+                    "sip_call_id": call.call_id,
+                    "source": call.source.to_string(),
+                }),
+            );
             let queue = calls.queues.get(&call.queue).copied();
-            match queue {
+            let cause = match queue {
                 Some(queue) => CallTask::run(calls.clone(), id, queue, call, commands).await,
-                None => warn!(queue = %call.queue, "a DID maps to a queue the ACD does not have"),
-            }
+                None => {
+                    warn!(queue = %call.queue, "a DID maps to a queue the ACD does not have");
+                    call.leg.reject(404).ok();
+                    "unknown_queue"
+                }
+            };
             calls.live.remove(&id);
+            calls
+                .events
+                .call_fact(id.0, "call_ended", None, json!({ "cause": cause }));
         });
     }
 }
@@ -234,6 +274,8 @@ struct AgentSide {
     /// The phone answered; waiting for the ACD to confirm the connection.
     answered: bool,
     connected: bool,
+    /// Its CDR, written when the leg is over.
+    trace: Option<LegTrace>,
 }
 
 /// Where a call stands, for the caller's ears.
@@ -284,6 +326,8 @@ struct CallTask {
     entry: NumberEntry,
     /// The number the caller keyed in for its callback; none: the caller's own.
     callback_number: Option<String>,
+    /// The number of the next leg of the call (the caller's is 0).
+    next_leg: u64,
 }
 
 /// What to do after an event.
@@ -302,7 +346,7 @@ impl CallTask {
         queue: QueueId,
         call: IncomingCall,
         commands: mpsc::UnboundedReceiver<CallCommand>,
-    ) {
+    ) -> &'static str {
         let IncomingCall {
             leg,
             offer,
@@ -310,14 +354,17 @@ impl CallTask {
             did,
             trunk,
             source,
+            call_id,
             ..
         } = call;
+        let mut trunk_trace = LegTrace::new(&calls.events, id, 0, "trunk", &from, call_id);
         let socket = match calls.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
                 warn!(%error, "no RTP port for a trunk call");
                 leg.reject(503).ok();
-                return;
+                trunk_trace.refused(503);
+                return "refused_no_rtp_port";
             }
         };
         let local = socket.local_addr();
@@ -331,7 +378,8 @@ impl CallTask {
                 // offer-less INVITE, which this edge does not support yet.
                 info!(%source, "INVITE without a usable SDP offer refused");
                 leg.reject(488).ok();
-                return;
+                trunk_trace.refused(488);
+                return "refused_no_sdp_offer";
             }
         };
         let session = SdpSession::new(rand_session_id());
@@ -340,13 +388,16 @@ impl CallTask {
             Err(error) => {
                 info!(%source, %error, "no common codec with the trunk");
                 leg.reject(488).ok();
-                return;
+                trunk_trace.refused(488);
+                return "refused_no_common_codec";
             }
         };
         if let Err(error) = leg.answer(answer) {
             warn!(%error, "could not answer a trunk call");
-            return;
+            trunk_trace.end_reason = Some("answer_failed");
+            return "answer_failed";
         }
+        trunk_trace.answered_us = Some(crate::events::utc_now_us());
         let (media, media_events) =
             MediaSession::start(socket, caller_format, calls.session, calls.media.clone());
         info!(%id, %trunk, %did, %from, "call answered and queued");
@@ -377,8 +428,12 @@ impl CallTask {
             did,
             entry: NumberEntry::default(),
             callback_number: None,
+            next_leg: 1,
         };
-        if let Some(commands) = task.serve(leg, session, commands).await {
+        let callback = task.serve(leg, session, commands).await;
+        // The caller's leg is over, whether the call goes on as a callback or not.
+        drop(trunk_trace);
+        if let Some(commands) = callback {
             task.media.stop();
             let (experience, language) = (task.experience.clone(), task.schedule.language());
             let number = task.callback_number.take().unwrap_or_else(|| {
@@ -386,7 +441,9 @@ impl CallTask {
                     .unwrap_or_default()
                     .to_owned()
             });
-            let Some(gateway) = task.gateway else { return };
+            let Some(gateway) = task.gateway else {
+                return "ended";
+            };
             let callback = CallbackTask {
                 calls: task.calls.clone(),
                 id,
@@ -403,9 +460,11 @@ impl CallTask {
                 caller: None,
                 caller_deadline: None,
                 media: None,
+                next_leg: task.next_leg,
             };
             callback.serve(commands).await;
         }
+        "ended"
     }
 
     async fn serve(
@@ -708,9 +767,11 @@ impl CallTask {
     }
 
     fn ring(&mut self, agent: AgentId) {
+        self.next_leg += 1;
         match ring_agent(
             &self.calls,
             self.id,
+            self.next_leg - 1,
             agent,
             &self.from,
             self.caller_format.format.codec,
@@ -839,7 +900,10 @@ impl CallTask {
         self.media.stop();
         // The call is over now; its BYEs finish on their own (a dead phone's BYE takes
         // 32 s to time out, RFC 3261 §17.1.2.2) and do not keep it among the active calls.
-        let agent = self.agent.take();
+        let mut agent = self.agent.take();
+        if let Some(side) = &mut agent {
+            side.trace.take();
+        }
         tokio::spawn(async move {
             let agent_leg = async {
                 if let Some(mut side) = agent {
@@ -902,6 +966,8 @@ struct CallbackTask {
     caller: Option<CalledBack>,
     caller_deadline: Option<tokio::time::Instant>,
     media: Option<(MediaSession, mpsc::Receiver<MediaEvent>)>,
+    /// The number of the next leg of the call.
+    next_leg: u64,
 }
 
 /// The leg to the caller being called back.
@@ -911,6 +977,8 @@ struct CalledBack {
     sdp: SdpSession,
     local: std::net::SocketAddr,
     answered: bool,
+    /// Its CDR, written when the leg is over.
+    trace: Option<LegTrace>,
 }
 
 impl CallbackTask {
@@ -920,7 +988,8 @@ impl CallbackTask {
                 command = commands.recv() => match command {
                     Some(CallCommand::Ring(agent)) => {
                         // No codec is negotiated yet with the caller: offer ours in order.
-                        match ring_agent(&self.calls, self.id, agent, &self.from, CODECS[0]) {
+                        self.next_leg += 1;
+                        match ring_agent(&self.calls, self.id, self.next_leg - 1, agent, &self.from, CODECS[0]) {
                             Some(side) => self.agent = Some(side),
                             None => self.calls.acd.send(Input::OfferFailed { call: self.id, agent, reason: OfferFailure::Unreachable }),
                         }
@@ -987,12 +1056,22 @@ impl CallbackTask {
         {
             Ok(leg) => {
                 info!(call = %self.id, number = %self.number, gateway = %self.gateway, "calling the caller back");
+                self.next_leg += 1;
+                let trace = LegTrace::new(
+                    &self.calls.events,
+                    self.id,
+                    self.next_leg - 1,
+                    "callback",
+                    &self.number,
+                    leg.call_id(),
+                );
                 self.caller = Some(CalledBack {
                     leg,
                     socket: Some(socket),
                     sdp: session,
                     local,
                     answered: false,
+                    trace: Some(trace),
                 });
                 self.caller_deadline = Some(tokio::time::Instant::now() + CALLBACK_RING);
             }
@@ -1166,7 +1245,14 @@ impl CallbackTask {
         if let Some((media, _)) = self.media.take() {
             media.stop();
         }
-        let (agent, caller) = (self.agent.take(), self.caller.take());
+        let (mut agent, mut caller) = (self.agent.take(), self.caller.take());
+        // The legs' records end now, not when their BYEs finish.
+        if let Some(side) = &mut agent {
+            side.trace.take();
+        }
+        if let Some(called) = &mut caller {
+            called.trace.take();
+        }
         tokio::spawn(async move {
             let agent_leg = async {
                 if let Some(mut side) = agent {
@@ -1185,7 +1271,13 @@ impl CallbackTask {
 
 async fn next_called_back_event(caller: &mut Option<CalledBack>) -> Option<LegEvent> {
     match caller {
-        Some(called) => called.leg.next().await,
+        Some(called) => {
+            let event = called.leg.next().await;
+            if let Some(trace) = &mut called.trace {
+                trace.observe(&event);
+            }
+            event
+        }
         None => std::future::pending().await,
     }
 }
@@ -1204,6 +1296,7 @@ async fn next_media_event(
 fn ring_agent(
     calls: &Calls,
     call: CallId,
+    leg_number: u64,
     agent: AgentId,
     from: &str,
     first: Codec,
@@ -1224,6 +1317,15 @@ fn ring_agent(
     match calls.edge.invite_agent(username, from, offer) {
         Ok(leg) => {
             info!(%call, %agent, %username, "ringing agent");
+            let peer = calls.agent_names.get(agent.index()).unwrap_or(username);
+            let trace = LegTrace::new(
+                &calls.events,
+                call,
+                leg_number,
+                "agent",
+                peer,
+                leg.call_id(),
+            );
             Some(AgentSide {
                 agent,
                 leg,
@@ -1233,6 +1335,7 @@ fn ring_agent(
                 remote: None,
                 answered: false,
                 connected: false,
+                trace: Some(trace),
             })
         }
         Err(error) => {
@@ -1250,7 +1353,13 @@ fn agent_answer(body: &[u8]) -> Option<RemoteMedia> {
 
 async fn next_agent_event(agent: &mut Option<AgentSide>) -> Option<LegEvent> {
     match agent {
-        Some(side) => side.leg.next().await,
+        Some(side) => {
+            let event = side.leg.next().await;
+            if let Some(trace) = &mut side.trace {
+                trace.observe(&event);
+            }
+            event
+        }
         None => std::future::pending().await,
     }
 }
@@ -1270,4 +1379,99 @@ fn reanswer(
 fn rand_session_id() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now()) >> 1
+}
+
+/// One SIP leg's record (the per-leg CDR): written to the queue log as `leg_ended` when it
+/// is dropped, so every leg is recorded once, whichever way it ended.
+#[derive(Debug)]
+struct LegTrace {
+    events: Events,
+    call: CallId,
+    leg: u64,
+    /// `trunk` (the caller's), `agent` (an agent rung) or `callback` (the caller called
+    /// back).
+    kind: &'static str,
+    /// The caller's From, the agent's name, or the number called back.
+    peer: String,
+    sip_call_id: String,
+    started_us: i64,
+    answered_us: Option<i64>,
+    /// The final SIP status of a leg that failed or that we refused.
+    status: Option<u16>,
+    /// Why it ended, when known better than from its answer and status.
+    end_reason: Option<&'static str>,
+}
+
+impl LegTrace {
+    fn new(
+        events: &Events,
+        call: CallId,
+        leg: u64,
+        kind: &'static str,
+        peer: &str,
+        sip_call_id: String,
+    ) -> LegTrace {
+        LegTrace {
+            events: events.clone(),
+            call,
+            leg,
+            kind,
+            peer: peer.to_owned(),
+            sip_call_id,
+            started_us: utc_now_us(),
+            answered_us: None,
+            status: None,
+            end_reason: None,
+        }
+    }
+
+    /// Notes what a leg event says about the leg.
+    fn observe(&mut self, event: &Option<LegEvent>) {
+        match event {
+            Some(LegEvent::Answered(_)) if self.answered_us.is_none() => {
+                self.answered_us = Some(utc_now_us());
+            }
+            Some(LegEvent::Failed(status)) => self.status = Some(*status),
+            _ => {}
+        }
+    }
+
+    /// We refused the leg with `status`.
+    fn refused(&mut self, status: u16) {
+        self.status = Some(status);
+        self.end_reason = Some("refused");
+    }
+
+    fn reason(&self) -> &'static str {
+        if let Some(reason) = self.end_reason {
+            return reason;
+        }
+        match (self.answered_us, self.status) {
+            (Some(_), _) => "completed",
+            (None, Some(486 | 600 | 603)) => "rejected",
+            (None, Some(408 | 480 | 487)) => "no_answer",
+            (None, Some(_)) => "failed",
+            (None, None) => "cancelled",
+        }
+    }
+}
+
+impl Drop for LegTrace {
+    fn drop(&mut self) {
+        let mut fields = json!({
+            "leg": self.leg,
+            "leg_kind": self.kind,
+            "peer": self.peer,
+            "sip_call_id": self.sip_call_id,
+            "started_us": self.started_us,
+            "answered_us": self.answered_us,
+            "status": self.status,
+            "end_reason": self.reason(),
+        });
+        if self.kind == "agent" {
+            fields["agent"] = self.peer.clone().into();
+        }
+        self.events
+            .call_fact(self.call.0, "leg_ended", None, fields);
+    }
 }

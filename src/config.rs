@@ -43,10 +43,34 @@ pub(crate) struct Config {
     /// Where the prompt and music files are.
     #[serde(default)]
     pub(crate) prompts: PromptsSection,
+    /// Where the queue log and call records are kept.
+    #[serde(default)]
+    pub(crate) storage: StorageSection,
     /// Each queue's caller experience (announcements, music, menu, survey), by queue
     /// name; a queue not listed gets the defaults.
     #[serde(default)]
     pub(crate) experience: BTreeMap<String, crate::announce::Experience>,
+}
+
+/// `[storage]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageSection {
+    /// `sqlite:FILE` (or a bare file path; created when missing) or `postgres://…`.
+    #[serde(default = "default_database")]
+    pub(crate) database: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            database: default_database(),
+        }
+    }
+}
+
+fn default_database() -> String {
+    "sqlite:amico.db".to_owned()
 }
 
 /// `[prompts]`
@@ -208,6 +232,8 @@ impl Config {
     }
 
     fn validate(self) -> Result<Validated, ConfigError> {
+        crate::store::database_url(&self.storage.database)
+            .map_err(|e| field("storage.database", e.to_string()))?;
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return Err(field(
                 "rtp.port_min",

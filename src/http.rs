@@ -1,4 +1,4 @@
-//! The HTTP surface: `/health` and `/metrics`.
+//! The HTTP surface: `/health`, `/metrics` and the event stream `/api/events`.
 
 use std::sync::Arc;
 
@@ -17,12 +17,15 @@ pub(crate) struct HttpState {
     pub(crate) sip_udp: std::net::SocketAddr,
     pub(crate) sip_tcp: std::net::SocketAddr,
     pub(crate) calls: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Committed queue-log records.
+    pub(crate) feed: crate::events::Feed,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/events", get(crate::stream::events))
         .with_state(state)
 }
 

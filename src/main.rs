@@ -4,6 +4,8 @@
 mod announce;
 mod callflow;
 mod config;
+mod events;
+mod history;
 mod http;
 mod keypad;
 mod metrics;
@@ -12,6 +14,8 @@ mod prompts;
 mod report;
 mod runner;
 mod server;
+mod store;
+mod stream;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +47,39 @@ enum Commands {
     /// How many agents a queue needs for its abandonment and service-level targets
     /// (Erlang A, or Erlang C without --patience).
     Staff(StaffArgs),
+    /// Interval and daily reports from the store, per queue and per agent.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Start of the period: 2026-11-26 (midnight), 2026-11-26T08:30 (local time), or an
+    /// instant with its offset (2026-11-26T08:30:00Z). Default: today's midnight.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// End of the period (not included), in the same forms. Default: now.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// Interval length: 15m, 30m, 1h, day, or none for the period's totals only.
+    #[arg(long, value_name = "LENGTH", default_value = "15m", value_parser = history::parse_interval)]
+    interval: history::Interval,
+    /// Rows per queue, per agent, or both.
+    #[arg(long, value_enum, default_value_t = history::By::Both)]
+    by: history::By,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = history::Format::Table)]
+    format: history::Format,
+    /// The time zone for dates, intervals and midnights (an IANA name such as
+    /// Europe/Rome). Default: the system's.
+    #[arg(long, value_name = "ZONE")]
+    tz: Option<String>,
+    /// The database: sqlite:FILE or postgres://… Default: the configuration's.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// The configuration (for its database and each queue's thresholds). Default: the
+    /// embedded demo configuration.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -50,6 +87,10 @@ struct RunArgs {
     /// The TOML configuration file.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// The database, instead of the configuration's `[storage] database`: `sqlite:FILE`
+    /// or `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,6 +215,7 @@ fn main() -> ExitCode {
         Some(Commands::CheckConfig { file }) => check_config(&file),
         Some(Commands::Simulate(args)) => simulate(&args),
         Some(Commands::Staff(args)) => staff(&args),
+        Some(Commands::Report(args)) => report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -205,13 +247,17 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     // The whole configuration is checked before any port is bound.
-    let (validated, demo) = match &args.config {
+    let (mut validated, demo) = match &args.config {
         Some(path) => (load(path)?, false),
         None => (
             config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?,
             true,
         ),
     };
+    if let Some(database) = &args.database {
+        store::database_url(database).map_err(|e| anyhow::anyhow!("--database: {e}"))?;
+        validated.config.storage.database = database.clone();
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -240,6 +286,55 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         });
         server::run(validated, demo, shutdown).await
     })
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    let validated = match &args.config {
+        Some(path) => load(path)?,
+        None => {
+            config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?
+        }
+    };
+    let zone = match &args.tz {
+        Some(name) => {
+            jiff::tz::TimeZone::get(name).map_err(|e| anyhow::anyhow!("--tz {name}: {e}"))?
+        }
+        None => jiff::tz::TimeZone::system(),
+    };
+    let now = jiff::Timestamp::now().to_zoned_datetime(zone.clone());
+    let from = match &args.from {
+        Some(text) => {
+            history::parse_time(text, &zone).map_err(|e| anyhow::anyhow!("--from: {e}"))?
+        }
+        None => now.start_of_day()?,
+    };
+    let to = match &args.to {
+        Some(text) => history::parse_time(text, &zone).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
+        None => now,
+    };
+    let request = history::Request {
+        database: args
+            .database
+            .clone()
+            .unwrap_or_else(|| validated.config.storage.database.clone()),
+        from,
+        to,
+        interval: args.interval.0,
+        thresholds: validated
+            .acd
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.thresholds))
+            .collect(),
+        by: args.by,
+        format: args.format,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(history::build(&request))?;
+    print!("{}", report.render(request.format)?);
+    Ok(())
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ pub(crate) struct Sources {
     pub(crate) transactions: Arc<dyn Fn() -> usize + Send + Sync>,
     pub(crate) media: Arc<amico_media::MediaCounters>,
     pub(crate) calls: Arc<dyn Fn() -> usize + Send + Sync>,
+    pub(crate) store: Arc<crate::events::StoreCounters>,
 }
 
 impl std::fmt::Debug for Sources {
@@ -421,6 +422,38 @@ impl Collector for AmicoCollector {
             "amico_rtp_sessions",
             "Media sessions active.",
             &[(vec![], media.sessions_active() as f64)],
+        )?;
+        let store = &self.0.store;
+        let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        gauge(
+            &mut encoder,
+            "amico_store_committed_seq",
+            "The highest queue-log sequence number committed to the database.",
+            &[(vec![], load(&store.committed_seq) as f64)],
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_store_pending",
+            "Queue-log entries handed to the writer and not yet committed.",
+            &[(vec![], load(&store.pending) as f64)],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_store_batches",
+            "Transactions committed to the database.",
+            &[(vec![], load(&store.batches))],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_store_errors",
+            "Failed database writes (retried).",
+            &[(vec![], load(&store.errors))],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_store_dropped",
+            "Queue-log entries the database refused (logged in full).",
+            &[(vec![], load(&store.dropped))],
         )?;
         Ok(())
     }

@@ -16,6 +16,8 @@ use tracing::{debug, warn};
 pub(crate) struct Clock {
     origin: std::time::Instant,
     origin_micros: u64,
+    /// The UTC midnight the timestamps count from, in microseconds since the Unix epoch.
+    midnight_us: i64,
 }
 
 impl Clock {
@@ -27,11 +29,17 @@ impl Clock {
         Clock {
             origin: std::time::Instant::now(),
             origin_micros: since_midnight,
+            midnight_us: (since_epoch.as_micros() as u64 - since_midnight) as i64,
         }
     }
 
     pub(crate) fn now(&self) -> Timestamp {
         Timestamp::from_micros(self.origin_micros + self.origin.elapsed().as_micros() as u64)
+    }
+
+    /// A core timestamp in UTC microseconds since the Unix epoch.
+    pub(crate) fn utc_micros(&self, at: Timestamp) -> i64 {
+        self.midnight_us + at.as_micros() as i64
     }
 
     /// The monotonic instant of a core timestamp (for sleeping until a deadline).
@@ -62,11 +70,11 @@ impl AcdHandle {
     }
 }
 
-/// Starts the writer task. Outputs go to `outputs` in order.
+/// Starts the writer task. Outputs go to `outputs` in order, with the ACD's time.
 pub(crate) fn start(
     config: AcdConfig,
     clock: Clock,
-    outputs: mpsc::UnboundedSender<Output>,
+    outputs: mpsc::UnboundedSender<(Timestamp, Output)>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(AcdHandle, tokio::task::JoinHandle<()>)> {
     let mut acd = Acd::new(config, clock.now())?;
@@ -123,7 +131,7 @@ fn handle_one(
     acd: &mut Acd,
     now: Timestamp,
     input: Input,
-    outputs: &mpsc::UnboundedSender<Output>,
+    outputs: &mpsc::UnboundedSender<(Timestamp, Output)>,
 ) {
     // The clock is read once per batch; a later input can never be earlier.
     let now = now.max(acd.now());
@@ -137,7 +145,9 @@ fn handle_one(
             _ => warn!(%error, ?input, "input refused"),
         }
     }
-    while let Some(output) = acd.poll_output() {
+    // Each output with the time it happened (a timer's deadline, even when the timeout
+    // was handled late), so that stored events replay into exactly the ACD's figures.
+    while let Some(output) = acd.poll_output_at() {
         if outputs.send(output).is_err() {
             return;
         }

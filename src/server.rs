@@ -26,6 +26,13 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let config = &validated.config;
+    // The store first: a database that cannot be opened stops the server before any port
+    // is bound, like a bad configuration.
+    let store = crate::store::Store::open(&config.storage.database)
+        .await
+        .context("storage.database")?;
+    let first_seq = store.last_seq().await.context("storage.database")? + 1;
+    let first_call = store.last_call().await.context("storage.database")? + 1;
     let sip_counters = Arc::new(SipCounters::default());
     let media_counters = Arc::new(MediaCounters::default());
 
@@ -41,13 +48,34 @@ pub(crate) async fn run(
             .context("rtp")?,
     );
 
+    let clock = Clock::new();
+    let store_counters = Arc::new(crate::events::StoreCounters::default());
+    let names = crate::events::Names {
+        queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+        agents: config.agents.iter().map(|a| a.name.clone()).collect(),
+    };
+    // The queue log outlives the edges: it stops after them, writing what they handed over.
+    let store_shutdown = CancellationToken::new();
+    let (events, feed, store_task) = crate::events::start(
+        store,
+        first_seq,
+        names,
+        clock,
+        store_counters.clone(),
+        store_shutdown.clone(),
+    );
+    // A new ACD starts with every agent logged out and a new statistics interval: reports
+    // replaying the log need to know.
+    events.record(crate::store::Entry {
+        at_us: crate::events::utc_now_us(),
+        kind: "acd_started".into(),
+        call: None,
+        queue: None,
+        agent: None,
+        body: serde_json::json!({ "event": "acd_started", "first_call": first_call }),
+    });
     let (outputs, routed) = mpsc::unbounded_channel();
-    let (acd, acd_task) = runner::start(
-        validated.acd.clone(),
-        Clock::new(),
-        outputs,
-        shutdown.clone(),
-    )?;
+    let (acd, acd_task) = runner::start(validated.acd.clone(), clock, outputs, shutdown.clone())?;
     let queues: HashMap<String, QueueId> = config
         .queues
         .iter()
@@ -102,6 +130,7 @@ pub(crate) async fn run(
         session,
         queues,
         usernames,
+        agent_names: config.agents.iter().map(|a| a.name.clone()).collect(),
         prompts,
         experiences,
         gateways: validated
@@ -109,6 +138,8 @@ pub(crate) async fn run(
             .iter()
             .filter_map(|t| Some((t.name.clone(), t.gateway?)))
             .collect(),
+        events,
+        first_call,
     });
     tokio::spawn(calls.clone().route(routed));
 
@@ -129,6 +160,7 @@ pub(crate) async fn run(
         transactions,
         media: media_counters,
         calls: active.clone(),
+        store: store_counters,
     });
     let state = Arc::new(crate::http::HttpState {
         registry,
@@ -136,6 +168,7 @@ pub(crate) async fn run(
         sip_udp: edge.udp_addr(),
         sip_tcp: edge.tcp_addr(),
         calls: active,
+        feed,
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -203,5 +236,7 @@ pub(crate) async fn run(
         let _ = acd_task.await;
     })
     .await;
+    store_shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), store_task).await;
     Ok(())
 }

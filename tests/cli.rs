@@ -223,3 +223,43 @@ fn bad_flags_name_the_flag_and_fail() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--target-abandon or --target-sl"));
 }
+
+#[test]
+fn report_refuses_bad_input_with_the_reason() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let missing = format!("sqlite:{}", dir.join("no-such-amico.db").display());
+    for (args, says) in [
+        (vec!["report", "--database", &missing], "no such file"),
+        (
+            vec!["report", "--database", "mysql://x/y"],
+            "unknown scheme 'mysql'",
+        ),
+        (
+            vec!["report", "--from", "yesterday"],
+            "--from: 'yesterday' is not a date",
+        ),
+        (vec!["report", "--interval", "7m"], "divide a day"),
+        (vec!["report", "--tz", "Mars/Olympus"], "--tz Mars/Olympus"),
+        (
+            vec![
+                "report",
+                "--database",
+                &missing,
+                "--from",
+                "2026-11-27",
+                "--to",
+                "2026-11-26",
+            ],
+            "must be before --to",
+        ),
+    ] {
+        let output = amico(&args);
+        assert!(!output.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !dir.join("no-such-amico.db").exists(),
+        "a report never creates a database"
+    );
+}

@@ -296,6 +296,11 @@ pub struct ServerLeg {
 }
 
 impl ServerLeg {
+    /// The dialog's SIP Call-ID.
+    pub fn call_id(&self) -> String {
+        self.leg.dialog.id().call_id
+    }
+
     /// 180 Ringing.
     pub fn ringing(&self) -> Result<(), SipError> {
         self.leg.dialog.ringing(None, None).map_err(SipError::stack)
@@ -352,6 +357,11 @@ pub struct ClientLeg {
 }
 
 impl ClientLeg {
+    /// The dialog's SIP Call-ID.
+    pub fn call_id(&self) -> String {
+        self.leg.dialog.id().call_id
+    }
+
     /// The next event; `None` once ended.
     pub async fn next(&mut self) -> Option<LegEvent> {
         loop {

@@ -23,6 +23,20 @@ pub(crate) struct Server {
     pub(crate) http: SocketAddr,
     /// Its stderr log.
     pub(crate) log: PathBuf,
+    /// Its database (`sqlite:FILE` or `postgres://…`).
+    pub(crate) database: String,
+}
+
+/// A new SQLite database file for one server: `sqlite:PATH`.
+pub(crate) fn fresh_database() -> String {
+    static N: AtomicU16 = AtomicU16::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("amico-{}-{n}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    format!("sqlite:{}", path.display())
 }
 
 /// A range of RTP ports of its own for each server of this test process.
@@ -73,8 +87,14 @@ skills = [{{ skill = "general", min_level = 1 }}]
 }
 
 impl Server {
-    /// Writes `config` to a file and starts `amico run --config` on it.
+    /// Writes `config` to a file and starts `amico run --config` on it, with a new SQLite
+    /// database of its own.
     pub(crate) fn start(config: &str) -> Server {
+        Server::start_with_database(config, &fresh_database())
+    }
+
+    /// Starts `amico run --config` on `config` with the database `database`.
+    pub(crate) fn start_with_database(config: &str, database: &str) -> Server {
         static N: AtomicU16 = AtomicU16::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -85,6 +105,7 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_amico"))
             .args(["run", "--config"])
             .arg(&path)
+            .args(["--database", database])
             .env("AMICO_LOG", "debug,rsipstack=info")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -117,6 +138,7 @@ impl Server {
             http: addr("http"),
             child,
             log,
+            database: database.to_owned(),
         }
     }
 
@@ -201,6 +223,14 @@ impl Server {
     /// Whether the server process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL (`kill -9`): no shutdown code runs.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

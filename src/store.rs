@@ -1,0 +1,463 @@
+//! The store: the queue log and the records derived from it (CDRs, legs, survey votes,
+//! agent states, wait predictions), in SQLite (the embedded default) or PostgreSQL, through
+//! one sqlx code path and one migration set (`migrations/`).
+//!
+//! Every [`Record`] is written in the same transaction as the rows derived from it, so a
+//! committed record always has its CDR, vote or state row beside it, and a record is
+//! committed before anyone hears of it (the event stream and `/metrics` only show committed
+//! sequence numbers). SQLite runs in WAL mode with `synchronous = FULL`: a commit survives
+//! a crash of the process and of the machine.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
+
+/// The migrations, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// One event of the queue log, before it is numbered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// When it happened: UTC microseconds since the Unix epoch.
+    pub(crate) at_us: i64,
+    /// What happened: `call_queued`, `call_connected`, `leg_ended`, ...
+    pub(crate) kind: String,
+    /// The call it concerns.
+    pub(crate) call: Option<u64>,
+    /// The queue it concerns, by name.
+    pub(crate) queue: Option<String>,
+    /// The agent it concerns, by name.
+    pub(crate) agent: Option<String>,
+    /// Every field of the event (with `kind` repeated as `event`).
+    pub(crate) body: Value,
+}
+
+/// One event of the queue log, numbered: `seq` runs 1, 2, 3... without gaps, across
+/// restarts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// Its number.
+    pub(crate) seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub(crate) entry: Entry,
+}
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// SQLite: `sqlite:path`, `sqlite://path`, or a bare file path.
+    Sqlite,
+    /// PostgreSQL: `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+/// Normalises a database setting into a URL sqlx takes, and says which backend it is.
+/// A bare path is a SQLite file, created when missing.
+pub(crate) fn database_url(setting: &str) -> anyhow::Result<(Backend, String)> {
+    let setting = setting.trim();
+    if setting.is_empty() {
+        anyhow::bail!("the database setting is empty");
+    }
+    if setting.starts_with("postgres://") || setting.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, setting.to_owned()));
+    }
+    let path = match setting.strip_prefix("sqlite:") {
+        Some(rest) => rest.trim_start_matches("//"),
+        None if setting.contains("://") => {
+            let scheme = setting.split("://").next().unwrap_or_default();
+            anyhow::bail!(
+                "database '{setting}': unknown scheme '{scheme}' (use sqlite:FILE or postgres://…)"
+            );
+        }
+        None => setting,
+    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if path.is_empty() {
+        anyhow::bail!("database '{setting}': no file named");
+    }
+    // mode=rwc: create the file when it is missing.
+    let query = if query.split('&').any(|p| p.starts_with("mode=")) {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".to_owned()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok((Backend::Sqlite, format!("sqlite://{path}?{query}")))
+}
+
+/// An open store.
+#[derive(Clone, Debug)]
+pub(crate) struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Opens the database `setting` names (see [`database_url`]) and brings its schema up to
+    /// date. Errors name the database and what went wrong.
+    pub(crate) async fn open(setting: &str) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = database_url(setting)?;
+        let options =
+            AnyConnectOptions::from_str(&url).with_context(|| format!("database '{setting}'"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer; readers wait on WAL's snapshot isolation, not on locks.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never block the writer. FULL: a commit is on disk
+                        // before it returns (SQLite docs, "PRAGMA synchronous").
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA synchronous = FULL").await?;
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("database '{setting}': cannot connect"))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("database '{setting}': migrations"))?;
+        Ok(Store { pool })
+    }
+
+    /// The highest sequence number stored, 0 when the log is empty.
+    pub(crate) async fn last_seq(&self) -> anyhow::Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM queue_log")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// The highest call id stored, 0 when there is none: a restarted server numbers its
+    /// calls after it, so that a call id names one call for ever.
+    pub(crate) async fn last_call(&self) -> anyhow::Result<u64> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id), 0) FROM (SELECT MAX(call_id) AS id FROM calls \
+             UNION ALL SELECT MAX(call_id) AS id FROM queue_log) AS ids",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// Writes `records` and everything derived from them in one transaction.
+    pub(crate) async fn write(&self, records: &[Record]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            write_record(&mut tx, record).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Records with `seq` above `after`, in order, at most `limit`.
+    pub(crate) async fn records_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "SELECT seq, at_us, kind, call_id, queue, agent, body FROM queue_log \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Records that happened in `[from_us, to_us)`, in order.
+    pub(crate) async fn records_between(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> anyhow::Result<Vec<Record>> {
+        let rows = sqlx::query(
+            "SELECT seq, at_us, kind, call_id, queue, agent, body FROM queue_log \
+             WHERE at_us >= $1 AND at_us < $2 ORDER BY seq",
+        )
+        .bind(from_us)
+        .bind(to_us)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The pool, for queries of the records (reports, tests).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes every connection (SQLite checkpoints its WAL).
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn record_from_row(row: &sqlx::any::AnyRow) -> anyhow::Result<Record> {
+    let body: String = row.try_get("body")?;
+    Ok(Record {
+        seq: row.try_get::<i64, _>("seq")? as u64,
+        entry: Entry {
+            at_us: row.try_get("at_us")?,
+            kind: row.try_get("kind")?,
+            call: row.try_get::<Option<i64>, _>("call_id")?.map(|c| c as u64),
+            queue: row.try_get("queue")?,
+            agent: row.try_get("agent")?,
+            body: serde_json::from_str(&body).context("a queue-log body")?,
+        },
+    })
+}
+
+/// Seconds (a body's durations) as whole milliseconds.
+fn millis(body: &Value, key: &str) -> Option<i64> {
+    body.get(key)
+        .and_then(Value::as_f64)
+        .map(|secs| (secs * 1000.0).round() as i64)
+}
+
+fn text(body: &Value, key: &str) -> Option<String> {
+    body.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn int(body: &Value, key: &str) -> Option<i64> {
+    body.get(key).and_then(Value::as_i64)
+}
+
+/// Writes one record to the queue log and to the tables derived from it.
+async fn write_record(tx: &mut Transaction<'static, Any>, record: &Record) -> sqlx::Result<()> {
+    let Record { seq, entry } = record;
+    let Entry {
+        at_us,
+        kind,
+        call,
+        queue,
+        agent,
+        body,
+    } = entry;
+    let call = call.map(|c| c as i64);
+    sqlx::query(
+        "INSERT INTO queue_log (seq, at_us, kind, call_id, queue, agent, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(*seq as i64)
+    .bind(*at_us)
+    .bind(kind.as_str())
+    .bind(call)
+    .bind(queue.as_deref())
+    .bind(agent.as_deref())
+    .bind(body.to_string())
+    .execute(&mut **tx)
+    .await?;
+
+    match kind.as_str() {
+        "call_arrived" => {
+            sqlx::query(
+                "INSERT INTO calls (call_id, arrived_us, trunk, caller, did, sip_call_id, \
+                 first_queue, queue) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(call)
+            .bind(*at_us)
+            .bind(text(body, "trunk").unwrap_or_default())
+            .bind(text(body, "caller").unwrap_or_default())
+            .bind(text(body, "did").unwrap_or_default())
+            .bind(text(body, "sip_call_id").unwrap_or_default())
+            .bind(queue.as_deref())
+            .execute(&mut **tx)
+            .await?;
+        }
+        "call_queued" => {
+            sqlx::query(
+                "UPDATE calls SET queue = $2, queued_us = COALESCE(queued_us, $3) \
+                 WHERE call_id = $1",
+            )
+            .bind(call)
+            .bind(queue.as_deref())
+            .bind(*at_us)
+            .execute(&mut **tx)
+            .await?;
+        }
+        "call_connected" => {
+            sqlx::query(
+                "UPDATE calls SET answered_us = $2, agent = $3, wait_ms = $4, \
+                 outcome = 'answered' WHERE call_id = $1",
+            )
+            .bind(call)
+            .bind(*at_us)
+            .bind(agent.as_deref())
+            .bind(millis(body, "wait"))
+            .execute(&mut **tx)
+            .await?;
+        }
+        "call_abandoned" => {
+            sqlx::query(
+                "UPDATE calls SET outcome = 'abandoned', wait_ms = $2, abandon_position = $3 \
+                 WHERE call_id = $1",
+            )
+            .bind(call)
+            .bind(millis(body, "wait"))
+            .bind(int(body, "position"))
+            .execute(&mut **tx)
+            .await?;
+        }
+        "call_completed" => {
+            sqlx::query("UPDATE calls SET talk_ms = $2 WHERE call_id = $1")
+                .bind(call)
+                .bind(millis(body, "talk"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        "call_overflowed" => {
+            // Into another queue: the call goes on there (a call_queued follows).
+            let ends = body.get("to").and_then(|to| to.get("queue")).is_none();
+            if ends {
+                sqlx::query("UPDATE calls SET outcome = 'overflowed' WHERE call_id = $1")
+                    .bind(call)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        "callback_requested" => {
+            sqlx::query("UPDATE calls SET callback = 1 WHERE call_id = $1")
+                .bind(call)
+                .execute(&mut **tx)
+                .await?;
+        }
+        "callback_unanswered" => {
+            sqlx::query("UPDATE calls SET outcome = 'callback_unanswered' WHERE call_id = $1")
+                .bind(call)
+                .execute(&mut **tx)
+                .await?;
+        }
+        "survey_recorded" => {
+            let vote = text(body, "vote");
+            sqlx::query(
+                "INSERT INTO survey_votes (call_id, at_us, queue, agent, vote) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(call)
+            .bind(*at_us)
+            .bind(queue.as_deref().unwrap_or_default())
+            .bind(agent.as_deref().unwrap_or_default())
+            .bind(vote.as_deref())
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE calls SET survey = $2 WHERE call_id = $1")
+                .bind(call)
+                .bind(vote.as_deref().unwrap_or("none"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        "agent_state_changed" => {
+            sqlx::query(
+                "INSERT INTO agent_states (seq, at_us, agent, state, reason) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(*seq as i64)
+            .bind(*at_us)
+            .bind(agent.as_deref().unwrap_or_default())
+            .bind(text(body, "state").unwrap_or_default())
+            .bind(text(body, "reason"))
+            .execute(&mut **tx)
+            .await?;
+        }
+        "wait_prediction_resolved" => {
+            sqlx::query(
+                "INSERT INTO wait_predictions (seq, call_id, queue, made_us, predicted_ms, \
+                 actual_ms, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(*seq as i64)
+            .bind(call)
+            .bind(queue.as_deref().unwrap_or_default())
+            .bind(int(body, "made_at").unwrap_or(*at_us))
+            .bind(millis(body, "predicted").unwrap_or_default())
+            .bind(millis(body, "actual").unwrap_or_default())
+            .bind(text(body, "outcome").unwrap_or_default())
+            .execute(&mut **tx)
+            .await?;
+        }
+        "leg_ended" => {
+            sqlx::query(
+                "INSERT INTO legs (call_id, leg, kind, peer, sip_call_id, started_us, \
+                 answered_us, ended_us, status, end_reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(call)
+            .bind(int(body, "leg").unwrap_or_default())
+            .bind(text(body, "leg_kind").unwrap_or_default())
+            .bind(text(body, "peer").unwrap_or_default())
+            .bind(text(body, "sip_call_id").unwrap_or_default())
+            .bind(int(body, "started_us").unwrap_or(*at_us))
+            .bind(int(body, "answered_us"))
+            .bind(*at_us)
+            .bind(int(body, "status"))
+            .bind(text(body, "end_reason").unwrap_or_default())
+            .execute(&mut **tx)
+            .await?;
+        }
+        "call_ended" => {
+            sqlx::query(
+                "UPDATE calls SET ended_us = $2, outcome = COALESCE(outcome, $3) \
+                 WHERE call_id = $1",
+            )
+            .bind(call)
+            .bind(*at_us)
+            .bind(text(body, "cause").unwrap_or_else(|| "ended".to_owned()))
+            .execute(&mut **tx)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_settings_become_urls() {
+        let url = |s: &str| database_url(s).map_err(|e| e.to_string());
+        assert_eq!(
+            url("amico.db"),
+            Ok((Backend::Sqlite, "sqlite://amico.db?mode=rwc".into()))
+        );
+        assert_eq!(
+            url("sqlite:/var/lib/amico/amico.db"),
+            Ok((
+                Backend::Sqlite,
+                "sqlite:///var/lib/amico/amico.db?mode=rwc".into()
+            ))
+        );
+        assert_eq!(
+            url("sqlite://x.db?mode=ro"),
+            Ok((Backend::Sqlite, "sqlite://x.db?mode=ro".into()))
+        );
+        assert_eq!(
+            url("postgres://amico@localhost/amico"),
+            Ok((Backend::Postgres, "postgres://amico@localhost/amico".into()))
+        );
+        assert!(
+            url("mysql://x")
+                .unwrap_err()
+                .contains("unknown scheme 'mysql'")
+        );
+        assert!(url("  ").unwrap_err().contains("empty"));
+        assert!(url("sqlite:").unwrap_err().contains("no file"));
+    }
+}
