@@ -14,13 +14,24 @@
 //! - When an agent comes free it takes, across every queue it may serve, the caller with
 //!   the highest priority, then the earliest arrival, then from the heavier queue.
 //! - An offer that is not taken returns the caller to its original place; the agent is
-//!   skipped for that caller for the queue's `retry_after`.
+//!   skipped for that caller for the queue's `retry_after`, in whatever queue the caller
+//!   goes on to.
+//!
+//! # Supervisor actions and reconfiguration
+//! A supervisor may extend an agent's wrap-up ([`Input::ExtendWrapUp`]), change a caller's
+//! priority ([`Input::SetPriority`]), move a caller to another queue ([`Input::MoveCall`]),
+//! change a queue's settings ([`Input::UpdateQueue`]) or reload the whole configuration
+//! ([`Input::Reconfigure`]). Each keeps the routing rule above: whatever it changes, every
+//! waiting caller an available agent may now take is offered at once. Ids never change:
+//! a reload matches queues and agents by name, and closes or retires, rather than
+//! deletes, those it leaves out.
 
 mod agent;
 mod call;
 mod idle;
 mod lines;
 mod queue;
+mod reconfigure;
 mod setup;
 mod timer;
 
@@ -77,7 +88,7 @@ pub struct Acd {
 impl Acd {
     /// An ACD with every agent logged out and no call, starting at `now`.
     pub fn new(config: AcdConfig, now: Timestamp) -> Result<Self, AcdError> {
-        let (queues, agents) = setup::build(&config, now)?;
+        let (queues, agents) = setup::build(&config, now, &[])?;
         let statistics = config.statistics;
         let lines = Lines::new(queues.iter().map(|q| q.steps.len()));
         let agents_len = agents.len();
@@ -156,6 +167,11 @@ impl Acd {
                 agent,
                 vote,
             } => self.survey_vote(call, queue, agent, vote),
+            Input::ExtendWrapUp { agent, by } => self.extend_wrap_up(agent, by),
+            Input::SetPriority { call, priority } => self.set_priority(call, priority),
+            Input::MoveCall { call, queue } => self.move_call(call, queue),
+            Input::UpdateQueue { queue, update } => self.update_queue(queue, update),
+            Input::Reconfigure { config } => self.reconfigure(config),
             Input::Timeout => Ok(()),
         };
         self.prune_timers();
@@ -188,7 +204,12 @@ impl Acd {
             .unwrap_or_default()
     }
 
-    /// The configuration the ACD runs.
+    /// The configuration the ACD runs, in the order of the ids: `queues[i]` is
+    /// `QueueId(i)`'s and `agents[i]` is `AgentId(i)`'s. After an [`Input::Reconfigure`]
+    /// it lists, besides the new configuration's queues and agents (under their ids, see
+    /// [`Acd::queue_id`]), the queues it closed and the agents it removed with their last
+    /// settings ([`Acd::queue_is_open`], [`Acd::agent_is_retired`]), and every skill ever
+    /// declared. So [`crate::tally::Tally::for_config`] of it counts under the right ids.
     pub fn config(&self) -> &AcdConfig {
         &self.config
     }
@@ -203,7 +224,9 @@ impl Acd {
         self.started
     }
 
-    /// The queue of that name.
+    /// The queue of that name (closed or open). Ids never change: an
+    /// [`Input::Reconfigure`] keeps every queue's id, gives new queues the next ones, and
+    /// gives a queue that comes back under its old name its old id.
     pub fn queue_id(&self, name: &str) -> Option<QueueId> {
         self.queues
             .iter()
@@ -211,7 +234,8 @@ impl Acd {
             .map(|i| QueueId(i as u32))
     }
 
-    /// The agent of that name.
+    /// The agent of that name (retired or not). Ids never change, as for
+    /// [`Acd::queue_id`].
     pub fn agent_id(&self, name: &str) -> Option<AgentId> {
         self.agents
             .iter()
@@ -219,12 +243,24 @@ impl Acd {
             .map(|i| AgentId(i as u32))
     }
 
-    /// Number of queues; their ids run from 0.
+    /// Whether the queue takes callers: false once an [`Input::Reconfigure`] left it out
+    /// (until one brings it back); `None` for an unknown id.
+    pub fn queue_is_open(&self, queue: QueueId) -> Option<bool> {
+        self.queues.get(queue.index()).map(|q| q.open)
+    }
+
+    /// Whether the agent was removed by an [`Input::Reconfigure`] (and cannot log in
+    /// until one brings it back); `None` for an unknown id.
+    pub fn agent_is_retired(&self, agent: AgentId) -> Option<bool> {
+        self.agents.get(agent.index()).map(|a| a.retired)
+    }
+
+    /// Number of queues, closed ones included; their ids run from 0.
     pub fn queue_count(&self) -> usize {
         self.queues.len()
     }
 
-    /// Number of agents; their ids run from 0.
+    /// Number of agents, retired ones included; their ids run from 0.
     pub fn agent_count(&self) -> usize {
         self.agents.len()
     }
@@ -329,6 +365,7 @@ impl Acd {
                 QueueSnapshot {
                     id,
                     name: queue.name.clone(),
+                    closed: !queue.open,
                     waiting: self.lines.len(id) as u32,
                     ringing: queue.queued - self.lines.len(id) as u32,
                     longest_wait: callers.iter().map(|c| c.waited).max().unwrap_or_default(),
@@ -348,6 +385,7 @@ impl Acd {
             .map(|(index, agent)| AgentSnapshot {
                 id: AgentId(index as u32),
                 name: agent.name.clone(),
+                retired: agent.retired,
                 state: agent.state.clone(),
                 since: agent.since,
                 calls_answered: agent.calls_answered,
@@ -370,8 +408,10 @@ impl Acd {
     // ---- inputs -------------------------------------------------------------------------
 
     fn call_arrived(&mut self, id: CallId, queue: QueueId, priority: u8) -> Result<(), AcdError> {
-        if queue.index() >= self.queues.len() {
-            return Err(AcdError::UnknownQueue(queue));
+        match self.queues.get(queue.index()) {
+            None => return Err(AcdError::UnknownQueue(queue)),
+            Some(q) if !q.open => return Err(AcdError::QueueClosed(queue)),
+            Some(_) => {}
         }
         if self.calls.contains_key(&id) {
             return Err(AcdError::DuplicateCall(id));
@@ -583,6 +623,9 @@ impl Acd {
             .agents
             .get_mut(agent.index())
             .ok_or(AcdError::UnknownAgent(agent))?;
+        if entry.retired {
+            return Err(AcdError::AgentRetired(agent));
+        }
         if entry.state == AgentState::LoggedOut {
             entry.calls_answered = 0;
             entry.failures_in_a_row = 0;
@@ -594,15 +637,21 @@ impl Acd {
     }
 
     fn logout(&mut self, agent: AgentId) -> Result<(), AcdError> {
-        let entry = self
-            .agents
-            .get_mut(agent.index())
-            .ok_or(AcdError::UnknownAgent(agent))?;
+        if agent.index() >= self.agents.len() {
+            return Err(AcdError::UnknownAgent(agent));
+        }
+        self.log_out(agent);
+        Ok(())
+    }
+
+    /// Logs a known agent out: at once, or when its call ends.
+    fn log_out(&mut self, agent: AgentId) {
+        let entry = &mut self.agents[agent.index()];
         match entry.state.clone() {
-            AgentState::LoggedOut => return Ok(()),
+            AgentState::LoggedOut => return,
             AgentState::OnCall { .. } => {
                 entry.pending = Some(Pending::Logout);
-                return Ok(());
+                return;
             }
             AgentState::Available | AgentState::Paused { .. } => {
                 self.set_agent_state(agent, AgentState::LoggedOut);
@@ -618,7 +667,6 @@ impl Acd {
             }
         }
         self.apply_leave_policy(agent);
-        Ok(())
     }
 
     fn pause(&mut self, agent: AgentId, reason: String) -> Result<(), AcdError> {
@@ -626,6 +674,10 @@ impl Acd {
             .agents
             .get_mut(agent.index())
             .ok_or(AcdError::UnknownAgent(agent))?;
+        if entry.retired {
+            // Its pending logout must stand.
+            return Err(AcdError::AgentRetired(agent));
+        }
         match entry.state.clone() {
             AgentState::LoggedOut => return Err(AcdError::AgentLoggedOut(agent)),
             AgentState::OnCall { .. } => entry.pending = Some(Pending::Pause(reason)),
@@ -650,6 +702,9 @@ impl Acd {
             .agents
             .get_mut(agent.index())
             .ok_or(AcdError::UnknownAgent(agent))?;
+        if entry.retired {
+            return Err(AcdError::AgentRetired(agent));
+        }
         match entry.state.clone() {
             AgentState::LoggedOut => return Err(AcdError::AgentLoggedOut(agent)),
             AgentState::OnCall { .. } => {
@@ -732,6 +787,116 @@ impl Acd {
             agent,
             vote,
         });
+        Ok(())
+    }
+
+    fn extend_wrap_up(&mut self, agent: AgentId, by: Duration) -> Result<(), AcdError> {
+        let entry = self
+            .agents
+            .get_mut(agent.index())
+            .ok_or(AcdError::UnknownAgent(agent))?;
+        let AgentState::WrapUp { until } = entry.state else {
+            return Err(AcdError::NotInWrapUp {
+                agent,
+                state: entry.state.status(),
+            });
+        };
+        // The wrap-up still counts from its start; only its end moves, and the timer for
+        // the old end goes stale with the state.
+        let until = until + by;
+        entry.state = AgentState::WrapUp { until };
+        self.timers.set(until, Timer::WrapUpEnd(agent));
+        self.event(Event::WrapUpExtended { agent, until });
+        Ok(())
+    }
+
+    fn set_priority(&mut self, id: CallId, priority: u8) -> Result<(), AcdError> {
+        let call = self.calls.get_mut(&id).ok_or(AcdError::UnknownCall(id))?;
+        let waiting = match call.state {
+            CallState::Connected { .. } | CallState::Dialing { .. } => {
+                return Err(AcdError::CallNotWaiting(id));
+            }
+            // Out of line: the new priority places it when it comes back.
+            CallState::Offered { .. } | CallState::Deferred { .. } => false,
+            CallState::Waiting => true,
+        };
+        let (q, step) = (call.queue, usize::from(call.step));
+        if waiting {
+            self.lines.remove(q, step, &call.key());
+        }
+        call.priority = priority;
+        let key = call.key();
+        let position = waiting.then(|| {
+            self.lines.insert(q, step, key);
+            self.lines.position(q, &key)
+        });
+        self.event(Event::PriorityChanged {
+            call: id,
+            queue: q,
+            priority,
+            position,
+        });
+        // The agents it may have stay the same; looking costs little and keeps the rule
+        // that no free agent is left beside a caller it could take.
+        self.match_call(id);
+        Ok(())
+    }
+
+    fn move_call(&mut self, id: CallId, to: QueueId) -> Result<(), AcdError> {
+        let target = match self.queues.get(to.index()) {
+            None => return Err(AcdError::UnknownQueue(to)),
+            Some(target) if !target.open => return Err(AcdError::QueueClosed(to)),
+            Some(target) => target,
+        };
+        let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
+        if call.queue == to {
+            return Err(AcdError::AlreadyInQueue {
+                call: id,
+                queue: to,
+            });
+        }
+        let ringing = match call.state {
+            CallState::Waiting => None,
+            CallState::Offered { agent, .. } => Some(agent),
+            CallState::Connected { .. }
+            | CallState::Dialing { .. }
+            | CallState::Deferred { .. } => return Err(AcdError::CallNotWaiting(id)),
+        };
+        // The limits that would turn an arrival away refuse a move instead: a supervisor's
+        // move should never end the call in the other queue's overflow.
+        if let Some(max) = target.max_callers.filter(|&max| target.queued >= max) {
+            return Err(AcdError::QueueFull { queue: to, max });
+        }
+        if !target.when_no_agents.join && target.logged_in == 0 {
+            return Err(AcdError::NoAgentsLoggedIn(to));
+        }
+
+        if let Some(agent) = ringing {
+            self.withdraw_offer(id, agent);
+        }
+        self.leave_queue(id);
+        let now = self.now;
+        let call = self.calls.get_mut(&id).expect("checked above");
+        let from = call.queue;
+        let wait = now.saturating_since(call.entered);
+        let predictions = std::mem::take(&mut call.predictions);
+        // A deliberate move starts a new overflow chain.
+        call.hops = 0;
+        self.queues[from.index()].record(Outcome::Transferred);
+        self.resolve_predictions(id, from, &predictions, WaitOutcome::Transferred);
+        self.event(Event::CallTransferred {
+            call: id,
+            queue: from,
+            to,
+            wait,
+        });
+        // Its arrival time, and so its place in line, go with it; its wait, expansion
+        // steps and maximum wait in the new queue count from now, as after an overflow.
+        self.enter_queue(id, to);
+        if let Some(agent) = ringing {
+            self.release_agent(agent);
+            self.match_agent(agent);
+        }
         Ok(())
     }
 
@@ -935,7 +1100,8 @@ impl Acd {
             self.timers
                 .set(now + step.after, Timer::Expansion(id, call.seq));
         }
-        if let Some(max_wait) = queue.max_wait {
+        // A callback has nobody on the line to leave after a maximum wait.
+        if let Some(max_wait) = queue.max_wait.filter(|_| call.callback.is_none()) {
             call.max_wait_due = Some(now + max_wait);
             self.timers
                 .set(now + max_wait, Timer::MaxWait(id, call.seq));
@@ -1071,10 +1237,11 @@ impl Acd {
         let Some(call) = self.calls.get_mut(&id) else {
             return;
         };
-        // Their timers go stale: see `timer_is_live`.
+        // Their timers go stale: see `timer_is_live`. Retries stay: the agents who did not
+        // take the call are skipped for it in whatever queue it goes on to, and its retry
+        // timer offers it again when they may take it.
         call.expansion_due = None;
         call.max_wait_due = None;
-        call.retries.clear();
     }
 
     fn predict(&mut self, id: CallId, predicted: Duration) {
@@ -1124,20 +1291,26 @@ impl Acd {
             .map(|&(q, _)| q)
             .collect();
         for q in reach {
-            let queue = &self.queues[q.index()];
-            if queue.logged_in > 0 || !queue.when_no_agents.leave {
-                continue;
-            }
-            let mut leaving: Vec<CallKey> = self
-                .lines
-                .steps(q)
-                .iter()
-                .flat_map(|set| set.iter().copied())
-                .collect();
-            leaving.sort_unstable();
-            for key in leaving {
-                self.overflow(key.call, OverflowReason::NoAgents);
-            }
+            self.leave_if_unserved(q);
+        }
+    }
+
+    /// If no agent who could serve the queue is logged in and its policy says so, its
+    /// waiting callers leave.
+    fn leave_if_unserved(&mut self, q: QueueId) {
+        let queue = &self.queues[q.index()];
+        if queue.logged_in > 0 || !queue.when_no_agents.leave {
+            return;
+        }
+        let mut leaving: Vec<CallKey> = self
+            .lines
+            .steps(q)
+            .iter()
+            .flat_map(|set| set.iter().copied())
+            .collect();
+        leaving.sort_unstable();
+        for key in leaving {
+            self.overflow(key.call, OverflowReason::NoAgents);
         }
     }
 

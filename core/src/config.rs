@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::time::Timestamp;
 
 /// The whole ACD: the skills it knows, its queues and its agents.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A running ACD takes a new one with [`crate::Input::Reconfigure`], which matches queues
+/// and agents by name; [`crate::Acd::config`] then lists them in the order of their ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcdConfig {
     /// Skill names. A queue or agent may only name skills declared here, so that a typo
@@ -26,7 +29,7 @@ pub struct AcdConfig {
 }
 
 /// One queue: who may serve it, how agents are chosen, its limits and thresholds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Unique name.
@@ -115,6 +118,110 @@ impl QueueConfig {
                 .collect(),
             ..QueueConfig::default()
         }
+    }
+}
+
+/// What a supervisor changes in a running queue ([`crate::Input::UpdateQueue`]): every
+/// field of [`QueueConfig`] but its name, each left as it is when `None`.
+///
+/// The queue's new settings are validated exactly as [`crate::Acd::new`] validates a
+/// config; a refused update changes nothing. In JSON a field that is absent keeps its
+/// value, and for the optional limits (`auto_pause_after`, `max_callers`, `max_wait`)
+/// `null` removes the limit. Durations are in seconds.
+///
+/// What an accepted update does to callers already there:
+/// - `skills`, `expansion`: each caller is put at the expansion step its wait (since it
+///   entered the queue) has reached under the new steps, and the agents who may now serve
+///   it are offered it at once. An offer already ringing keeps ringing.
+/// - `max_wait`: applies to the callers already waiting, from when they entered: a caller
+///   whose new limit has passed overflows at once (a ringing one when its offer ends).
+/// - `weight`: orders the queue's waiting callers against other queues' from now on.
+/// - `when_no_agents`: with `leave`, waiting callers overflow at once if no agent who
+///   could serve the queue is logged in.
+/// - `max_callers`: applies to arrivals; callers beyond a lowered limit stay.
+/// - `ring_timeout`, `retry_after`, `wrap_up`, `auto_pause_after`, callback settings:
+///   apply to the next offer, failure, wrap-up or callback attempt.
+/// - `thresholds`: classify what happens from now on; an
+///   [`crate::Event::QueueConfigured`] carries them so that a [`crate::tally::Tally`]
+///   does the same.
+/// - `expected_handle_time`: the wait estimator's assumption until it has seen a call.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueUpdate {
+    /// New [`QueueConfig::skills`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<SkillRequirement>>,
+    /// New [`QueueConfig::strategy`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// New [`QueueConfig::weight`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// New [`QueueConfig::ring_timeout`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub ring_timeout: Option<Duration>,
+    /// New [`QueueConfig::retry_after`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub retry_after: Option<Duration>,
+    /// New [`QueueConfig::wrap_up`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub wrap_up: Option<Duration>,
+    /// New [`QueueConfig::auto_pause_after`]; `Some(None)` turns auto-pause off.
+    #[serde(skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub auto_pause_after: Option<Option<u32>>,
+    /// New [`QueueConfig::max_callers`]; `Some(None)` removes the limit.
+    #[serde(skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub max_callers: Option<Option<u32>>,
+    /// New [`QueueConfig::max_wait`]; `Some(None)` removes the limit.
+    #[serde(skip_serializing_if = "Option::is_none", with = "double_opt_secs")]
+    pub max_wait: Option<Option<Duration>>,
+    /// New [`QueueConfig::overflow`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow: Option<Overflow>,
+    /// New [`QueueConfig::when_no_agents`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when_no_agents: Option<NoAgentsPolicy>,
+    /// New [`QueueConfig::expansion`], all steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<Vec<ExpansionStep>>,
+    /// New [`QueueConfig::thresholds`], all three.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Thresholds>,
+    /// New [`QueueConfig::expected_handle_time`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub expected_handle_time: Option<Duration>,
+    /// New [`QueueConfig::callback_attempts`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_attempts: Option<u32>,
+    /// New [`QueueConfig::callback_retry_after`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
+    pub callback_retry_after: Option<Duration>,
+}
+
+impl QueueUpdate {
+    /// Writes the fields that are set into `queue`. Validation is the ACD's.
+    pub fn apply_to(&self, queue: &mut QueueConfig) {
+        fn set<T: Clone>(field: &mut T, value: &Option<T>) {
+            if let Some(value) = value {
+                *field = value.clone();
+            }
+        }
+        set(&mut queue.skills, &self.skills);
+        set(&mut queue.strategy, &self.strategy);
+        set(&mut queue.weight, &self.weight);
+        set(&mut queue.ring_timeout, &self.ring_timeout);
+        set(&mut queue.retry_after, &self.retry_after);
+        set(&mut queue.wrap_up, &self.wrap_up);
+        set(&mut queue.auto_pause_after, &self.auto_pause_after);
+        set(&mut queue.max_callers, &self.max_callers);
+        set(&mut queue.max_wait, &self.max_wait);
+        set(&mut queue.overflow, &self.overflow);
+        set(&mut queue.when_no_agents, &self.when_no_agents);
+        set(&mut queue.expansion, &self.expansion);
+        set(&mut queue.thresholds, &self.thresholds);
+        set(&mut queue.expected_handle_time, &self.expected_handle_time);
+        set(&mut queue.callback_attempts, &self.callback_attempts);
+        set(&mut queue.callback_retry_after, &self.callback_retry_after);
     }
 }
 
@@ -330,5 +437,54 @@ pub mod opt_secs {
                 .map_err(|_| D::Error::custom(format!("{secs} is not a duration in seconds"))),
             None => Ok(None),
         }
+    }
+}
+
+/// Serde for a field that may be absent (`None`: leave it), `null` (`Some(None)`: clear
+/// it) or a value. Use with `#[serde(default, skip_serializing_if = "Option::is_none")]`.
+pub mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes the inner option: `null` or the value.
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<Option<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads a present field: `null` or a value.
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+}
+
+/// Like [`double_option`], for a duration in seconds.
+pub mod double_opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    /// Writes the inner option: `null` or seconds.
+    pub fn serialize<S: Serializer>(
+        value: &Option<Option<Duration>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(inner) => super::opt_secs::serialize(inner, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    /// Reads a present field: `null` or seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Option<Duration>>, D::Error> {
+        super::opt_secs::deserialize(deserializer).map(Some)
     }
 }

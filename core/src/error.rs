@@ -4,6 +4,7 @@
 //! An error means the input itself was wrong; the core refuses it and changes nothing.
 
 use crate::ids::{AgentId, CallId, QueueId};
+use crate::output::AgentStatus;
 use crate::time::Timestamp;
 
 /// An input the ACD refused. The state is left exactly as it was.
@@ -47,6 +48,59 @@ pub enum AcdError {
     /// An agent input that needs a logged-in agent named one who is logged out.
     #[error("{0} is not logged in")]
     AgentLoggedOut(AgentId),
+    /// A wrap-up extension named an agent who is not in wrap-up.
+    #[error("{agent} is not in wrap-up: it is {state}")]
+    NotInWrapUp {
+        /// The agent.
+        agent: AgentId,
+        /// Its state.
+        state: AgentStatus,
+    },
+    /// An agent input named an agent removed from the configuration by
+    /// [`crate::Input::Reconfigure`]: it cannot log in, pause or be ready again.
+    #[error("{0} was removed from the configuration")]
+    AgentRetired(AgentId),
+    /// A call arrived at, or was moved or an update sent to, a queue that
+    /// [`crate::Input::Reconfigure`] closed.
+    #[error("{0} is closed: it was removed from the configuration")]
+    QueueClosed(QueueId),
+    /// A call was moved to the queue it is already in.
+    #[error("{call} is already in {queue}")]
+    AlreadyInQueue {
+        /// The call.
+        call: CallId,
+        /// Its queue.
+        queue: QueueId,
+    },
+    /// A call was moved to a queue that already holds its maximum number of callers.
+    #[error("{queue} is full: it holds its maximum of {max} callers")]
+    QueueFull {
+        /// The queue.
+        queue: QueueId,
+        /// Its `max_callers`.
+        max: u32,
+    },
+    /// A call was moved to a queue that refuses callers while no agent who could serve it
+    /// is logged in (`when_no_agents.join` is false), and none is.
+    #[error("{0} takes no callers while no agent who could serve it is logged in")]
+    NoAgentsLoggedIn(QueueId),
+    /// A new configuration leaves out a queue that still has callers waiting, ringing or
+    /// waiting for a callback. The whole configuration is refused.
+    #[error("queue '{name}' ({queue}) cannot be removed: {callers} callers are still queued there")]
+    QueueNotEmpty {
+        /// The queue.
+        queue: QueueId,
+        /// Its name.
+        name: String,
+        /// Callers still queued.
+        callers: u32,
+    },
+    /// A new configuration changes a setting that is fixed while the ACD runs.
+    #[error("{field} cannot change while the ACD runs (restart it to change it)")]
+    FixedWhileRunning {
+        /// The field, e.g. `statistics.interval`.
+        field: &'static str,
+    },
 }
 
 /// A configuration the ACD cannot run with. Each variant names the field and the reason.

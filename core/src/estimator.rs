@@ -67,6 +67,21 @@ impl WaitEstimator {
             self.caller_secs * decay + exposed as f64 * self.window_secs * (1.0 - decay);
     }
 
+    /// A new estimator window (a reconfiguration), from `now` on; `exposed` callers have
+    /// waited since the last update, which is counted under the old window first.
+    pub(crate) fn set_window(&mut self, window: Duration, now: Timestamp, exposed: usize) {
+        self.advance(now, exposed);
+        self.window_secs = window.as_secs_f64().max(1.0);
+    }
+
+    /// A new assumed handle time (a reconfiguration); it only matters until the first
+    /// handle time is known.
+    pub(crate) fn set_expected_handle(&mut self, expected_handle: Duration) {
+        if self.handles_seen == 0 {
+            self.handle_secs = expected_handle.as_secs_f64();
+        }
+    }
+
     /// A caller hung up while waiting.
     pub(crate) fn record_abandon(&mut self) {
         self.abandons += 1.0;

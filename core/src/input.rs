@@ -1,7 +1,10 @@
 //! What the edges tell the ACD.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use crate::config::{AcdConfig, QueueUpdate};
 use crate::ids::{AgentId, CallId, QueueId};
 
 /// Something that happened outside the core: a call, a phone, an agent's choice, or the
@@ -103,6 +106,71 @@ pub enum Input {
         agent: AgentId,
         /// The rating.
         vote: Option<Vote>,
+    },
+    /// An agent in wrap-up gets more time: its wrap-up now ends `by` later. Refused
+    /// ([`crate::AcdError::NotInWrapUp`]) in any other state. Reported by
+    /// [`crate::Event::WrapUpExtended`].
+    ExtendWrapUp {
+        /// The agent.
+        agent: AgentId,
+        /// How much longer.
+        #[serde(with = "crate::config::secs")]
+        by: Duration,
+    },
+    /// A caller's priority changes (a supervisor's decision). A waiting caller takes its
+    /// new place in line (priority, then original arrival); a ringing caller keeps
+    /// ringing, and the priority applies if the offer is not taken; a callback between
+    /// attempts keeps it for its next turn. Refused for a call already answered.
+    /// Reported by [`crate::Event::PriorityChanged`].
+    SetPriority {
+        /// The call.
+        call: CallId,
+        /// Higher is served first.
+        priority: u8,
+    },
+    /// A supervisor moves a waiting or ringing caller to another queue. A ringing offer is
+    /// withdrawn first ([`crate::Command::StopRinging`]). The caller keeps its original
+    /// arrival time for its place in line, joins the new queue as an overflow would (its
+    /// wait, expansion steps and maximum wait there count from the move) and can be
+    /// offered at once. Counted as transferred in the old queue and offered in the new
+    /// ([`crate::Event::CallTransferred`], then [`crate::Event::CallQueued`]).
+    ///
+    /// Refused when the call is answered or between callback attempts, the queue is
+    /// unknown, closed, the caller's own, full, or refuses callers while nobody who could
+    /// serve it is logged in.
+    MoveCall {
+        /// The call.
+        call: CallId,
+        /// The queue it goes to.
+        queue: QueueId,
+    },
+    /// A supervisor changes a queue's settings while it runs; see [`QueueUpdate`] for what
+    /// each change does to callers already there. Validated like a new configuration; a
+    /// refused update changes nothing. Reported by [`crate::Event::QueueConfigured`].
+    UpdateQueue {
+        /// The queue.
+        queue: QueueId,
+        /// What changes.
+        update: QueueUpdate,
+    },
+    /// A new configuration, without dropping a call. Queues and agents are matched by
+    /// name: existing ones keep their ids and take their new settings (as
+    /// [`Input::UpdateQueue`] does), new ones get the next ids. An agent no longer in the
+    /// config is logged out as [`Input::Logout`] would (a call in progress ends first) and
+    /// can no longer log in; a queue no longer in it is closed (arrivals and moves to it
+    /// are refused) — unless callers are still queued there, which refuses the whole
+    /// reload. A closed queue or removed agent that comes back in a later config gets its
+    /// old id back. Skills are matched by name too; new ones may be added. The statistics
+    /// interval and its origin cannot change while the ACD runs.
+    ///
+    /// The whole config is validated first, like [`crate::Acd::new`] does; a refused one
+    /// changes nothing. Reported by a [`crate::Event::QueueConfigured`] for each queue and
+    /// an [`crate::Event::AgentConfigured`] for each agent added, changed, removed or
+    /// restored; [`crate::Acd::snapshot`], [`crate::Acd::queue_id`] and
+    /// [`crate::Acd::agent_id`] give the ids by name afterwards.
+    Reconfigure {
+        /// The new configuration.
+        config: AcdConfig,
     },
     /// Time has passed: fire the timers that are due. Sent when
     /// [`crate::Acd::poll_timeout`] is reached.

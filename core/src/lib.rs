@@ -48,11 +48,13 @@ mod time;
 pub use acd::{Acd, AgentState};
 pub use config::{
     AcdConfig, AgentConfig, AgentSkill, ExpansionStep, NoAgentsPolicy, Overflow, QueueConfig,
-    SkillRequirement, StatisticsConfig, Strategy, Thresholds,
+    QueueUpdate, SkillRequirement, StatisticsConfig, Strategy, Thresholds,
 };
 pub use error::{AcdError, ConfigError};
 pub use ids::{AgentId, CallId, QueueId, SkillId};
 pub use input::{Input, OfferFailure, Vote};
-pub use output::{AgentStatus, Command, Event, Output, OverflowReason, OverflowedTo, WaitOutcome};
+pub use output::{
+    AgentStatus, Command, ConfigChange, Event, Output, OverflowReason, OverflowedTo, WaitOutcome,
+};
 pub use snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, WaitingCaller};
 pub use time::Timestamp;

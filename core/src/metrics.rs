@@ -12,11 +12,15 @@
 //! exactly the live figures.
 //!
 //! # Definitions
-//! A call *ends* answered, abandoned, overflowed, or, for a queued callback, unreached
-//! (every attempt to call the caller back failed). Overflowed calls left for elsewhere and
-//! unreached callbacks were never abandoned; both are outside every rate below. So
-//! `offered = answered + abandoned + overflowed + callbacks unreached + still queued`. With `answered`, `abandoned`, and `short` the
-//! abandons within the short-abandon threshold (5 s by default):
+//! A call's stay in a queue *ends* answered, abandoned, overflowed, transferred (a
+//! supervisor moved it to another queue: [`crate::Input::MoveCall`]) or, for a queued
+//! callback, unreached (every attempt to call the caller back failed). Overflowed and
+//! transferred calls left for elsewhere, and unreached callbacks were never abandoned; all
+//! three are outside every rate below. A call that overflows or is moved into another
+//! queue is offered there too, and its wait there counts from then. So, per queue,
+//! `offered = answered + abandoned + overflowed + transferred + callbacks unreached +
+//! still queued`. With `answered`, `abandoned`, and `short` the abandons within the
+//! short-abandon threshold (5 s by default):
 //!
 //! | figure | formula |
 //! |---|---|
@@ -276,7 +280,8 @@ pub struct DistributionSummary {
 /// Per-queue event counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Callers who joined the queue (overflow arrivals from another queue included).
+    /// Callers who joined the queue (overflow arrivals and moves from another queue
+    /// included).
     pub offered: u64,
     /// Callers answered by an agent.
     pub answered: u64,
@@ -306,6 +311,8 @@ pub struct Counters {
     pub callbacks_requested: u64,
     /// Callbacks that never reached their caller (all attempts failed): not abandons.
     pub callbacks_unanswered: u64,
+    /// Callers a supervisor moved to another queue: not abandons, outside every rate.
+    pub transferred: u64,
 }
 
 impl Counters {
@@ -334,6 +341,11 @@ impl Counters {
     /// A caller left through a queue limit (or on request, or refused on entry).
     pub fn overflow(&mut self) {
         self.overflowed += 1;
+    }
+
+    /// A supervisor moved a caller to another queue.
+    pub fn transfer(&mut self) {
+        self.transferred += 1;
     }
 
     /// An offer was not taken.
@@ -453,6 +465,8 @@ pub enum Outcome {
     },
     /// The caller left through the queue's overflow ([`crate::Event::CallOverflowed`]).
     Overflowed,
+    /// A supervisor moved the caller to another queue ([`crate::Event::CallTransferred`]).
+    Transferred,
     /// An offer was not taken ([`crate::Event::OfferFailed`]).
     OfferFailed,
     /// A connected call ended ([`crate::Event::CallCompleted`]).
@@ -518,6 +532,7 @@ impl<D: Distribution> QueueStats<D> {
                 self.abandon.record(wait);
             }
             Outcome::Overflowed => counters.overflow(),
+            Outcome::Transferred => counters.transfer(),
             Outcome::OfferFailed => counters.fail_offer(),
             Outcome::Completed { talk } => {
                 counters.complete();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Thresholds;
 use crate::ids::{AgentId, CallId, QueueId};
 use crate::input::OfferFailure;
 use crate::time::Timestamp;
@@ -235,6 +236,61 @@ pub enum Event {
         /// The rating, `None` when the caller did not vote.
         vote: Option<crate::input::Vote>,
     },
+    /// An agent's wrap-up was extended ([`crate::Input::ExtendWrapUp`]).
+    WrapUpExtended {
+        /// The agent.
+        agent: AgentId,
+        /// When the wrap-up now ends.
+        until: Timestamp,
+    },
+    /// A caller's priority changed ([`crate::Input::SetPriority`]).
+    PriorityChanged {
+        /// The call.
+        call: CallId,
+        /// Its queue.
+        queue: QueueId,
+        /// The new priority.
+        priority: u8,
+        /// Its new place in line, 1 for the first; `None` while ringing an agent or
+        /// between callback attempts.
+        position: Option<u32>,
+    },
+    /// A supervisor moved a caller to another queue ([`crate::Input::MoveCall`]): it left
+    /// `queue`, counted there as transferred (outside every rate, like an overflow), and
+    /// an [`Event::CallQueued`] follows for `to`, where it counts as offered.
+    CallTransferred {
+        /// The call.
+        call: CallId,
+        /// The queue it left.
+        queue: QueueId,
+        /// The queue it went to.
+        to: QueueId,
+        /// Time from joining `queue` to the move.
+        wait: Duration,
+    },
+    /// A queue was added, changed, closed or reopened ([`crate::Input::UpdateQueue`],
+    /// [`crate::Input::Reconfigure`]). Its thresholds classify its waits from now on;
+    /// a [`crate::tally::Tally`] takes them from here.
+    QueueConfigured {
+        /// The queue.
+        queue: QueueId,
+        /// Its name.
+        name: String,
+        /// What happened to it.
+        change: ConfigChange,
+        /// Its thresholds from now on.
+        thresholds: Thresholds,
+    },
+    /// An agent was added, changed, removed or restored ([`crate::Input::Reconfigure`]).
+    /// A removed agent's logout follows as an [`Event::AgentStateChanged`].
+    AgentConfigured {
+        /// The agent.
+        agent: AgentId,
+        /// Its name.
+        name: String,
+        /// What happened to it.
+        change: ConfigChange,
+    },
     /// A statistics interval closed; its report is in each queue's closed intervals.
     IntervalClosed {
         /// Its start.
@@ -282,6 +338,23 @@ pub enum WaitOutcome {
     Abandoned,
     /// The caller left through a queue limit.
     Overflowed,
+    /// A supervisor moved the caller to another queue.
+    Transferred,
+}
+
+/// What a configuration change did to a queue or an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigChange {
+    /// New, with a new id.
+    Added,
+    /// Its settings changed; it keeps its id.
+    Changed,
+    /// Left out of the new configuration: a queue is closed, an agent logged out for good.
+    /// It keeps its id, which is never reused for another name.
+    Removed,
+    /// Back in the configuration after being removed, with its old id.
+    Restored,
 }
 
 /// An agent's state, without its details.
@@ -300,4 +373,17 @@ pub enum AgentStatus {
     WrapUp,
     /// On a break, with a reason code.
     Paused,
+}
+
+impl std::fmt::Display for AgentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AgentStatus::LoggedOut => "logged out",
+            AgentStatus::Available => "available",
+            AgentStatus::Reserved => "reserved (ringing)",
+            AgentStatus::OnCall => "on a call",
+            AgentStatus::WrapUp => "in wrap-up",
+            AgentStatus::Paused => "paused",
+        })
+    }
 }

@@ -11,6 +11,10 @@ use crate::time::Timestamp;
 
 /// Everything at one instant. Built by [`crate::Acd::snapshot`] and shared with readers
 /// through [`crate::handoff::SnapshotCell`].
+///
+/// It lists every queue and agent by id and name, so it is also where an application
+/// learns the ids after an [`crate::Input::Reconfigure`]: `queues[i].id` is `QueueId(i)`,
+/// closed queues and retired agents included and flagged.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AcdSnapshot {
     /// When it was taken.
@@ -32,6 +36,9 @@ pub struct QueueSnapshot {
     pub id: QueueId,
     /// Its name.
     pub name: String,
+    /// Left out of the configuration by an [`crate::Input::Reconfigure`]: it takes no
+    /// callers. Its id stays reserved for its name.
+    pub closed: bool,
     /// Callers waiting for an agent.
     pub waiting: u32,
     /// Callers ringing an agent.
@@ -110,6 +117,9 @@ pub struct AgentSnapshot {
     pub id: AgentId,
     /// Its name.
     pub name: String,
+    /// Left out of the configuration by an [`crate::Input::Reconfigure`]: logged out (once
+    /// its call ends) and unable to log in. Its id stays reserved for its name.
+    pub retired: bool,
     /// Its state.
     pub state: AgentState,
     /// Since when.

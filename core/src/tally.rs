@@ -21,6 +21,8 @@
 //! | [`Event::CallbackRequested`], [`Event::CallbackUnanswered`] | callbacks requested, unreached |
 //! | [`Event::SurveyRecorded`] | ratings, of the queue and of the agent |
 //! | [`Event::AgentStateChanged`] | the agent's time in its previous state |
+//! | [`Event::CallTransferred`] | transferred, in the queue left (the [`Event::CallQueued`] that follows counts offered in the other) |
+//! | [`Event::QueueConfigured`] | nothing, but its thresholds classify the queue's waits from then on |
 //!
 //! Other events count nothing. [`Event::IntervalClosed`] is not needed: intervals close by
 //! the timestamps of the events and a last [`Tally::finish`].
@@ -35,8 +37,10 @@
 //! left out (see [`Tally::ignored`]).
 //!
 //! Two things are not in the events and must be told: when the ACD restarted (a new ACD
-//! starts a new interval and every agent logged out: [`Tally::restart`]), and when the
-//! log ends ([`Tally::finish`]). Events must carry the time
+//! starts a new interval, every agent logged out, and its queues with the thresholds of
+//! its configuration rather than those the last [`Event::QueueConfigured`]s set:
+//! [`Tally::restart`], [`Tally::restart_with_config`]), and when the log ends
+//! ([`Tally::finish`]). Events must carry the time
 //! [`crate::Acd::poll_output_at`] gives them; the ACD's time after the input that brought
 //! them out is the same only when every [`crate::Input::Timeout`] came at its deadline.
 //!
@@ -212,7 +216,7 @@ impl Tally {
     }
 
     /// Sets the thresholds that classify the queue's waits from now on (service level,
-    /// short abandon, abandon threshold).
+    /// short abandon, abandon threshold). An [`Event::QueueConfigured`] does the same.
     pub fn set_thresholds(&mut self, queue: QueueId, thresholds: Thresholds) {
         self.queues.entry(queue).or_default().thresholds = thresholds;
     }
@@ -286,6 +290,12 @@ impl Tally {
                 self.queue_mut(queue)
                     .record(Outcome::PredictionResolved { predicted, actual });
             }
+            Event::CallTransferred { queue, .. } => {
+                self.queue_mut(queue).record(Outcome::Transferred);
+            }
+            Event::QueueConfigured {
+                queue, thresholds, ..
+            } => self.set_thresholds(queue, thresholds),
             Event::CallbackRequested { queue, .. } => {
                 self.queue_mut(queue).record(Outcome::CallbackRequested);
             }
@@ -309,6 +319,9 @@ impl Tally {
             | Event::SkillsExpanded { .. }
             | Event::CallbackDialing { .. }
             | Event::CallbackRetrying { .. }
+            | Event::WrapUpExtended { .. }
+            | Event::PriorityChanged { .. }
+            | Event::AgentConfigured { .. }
             | Event::IntervalClosed { .. } => {}
         }
     }
@@ -339,6 +352,16 @@ impl Tally {
         self.finish(at);
         for agent in self.agents.values_mut() {
             agent.status = AgentStatus::LoggedOut;
+        }
+    }
+
+    /// Like [`Tally::restart`], for a new ACD running `config` (in id order, as
+    /// [`crate::Acd::config`] gives it): its queues' thresholds apply from `at`, whatever
+    /// [`Event::QueueConfigured`]s of the ACD before had set.
+    pub fn restart_with_config(&mut self, at: Timestamp, config: &AcdConfig) {
+        self.restart(at);
+        for (index, queue) in config.queues.iter().enumerate() {
+            self.set_thresholds(QueueId(index as u32), queue.thresholds);
         }
     }
 
@@ -706,6 +729,57 @@ mod tests {
         );
         let own = counters(QueueId(1));
         assert_eq!((own.short_abandoned, own.abandoned_after_threshold), (0, 1));
+    }
+
+    #[test]
+    fn a_transfer_counts_where_it_left_and_new_thresholds_apply_from_their_event() {
+        let mut tally = Tally::new(secs(900));
+        tally.record(at(1), &queued(1));
+        tally.record(
+            at(4),
+            &Event::CallTransferred {
+                call: CallId(1),
+                queue: Q,
+                to: QueueId(1),
+                wait: secs(3),
+            },
+        );
+        tally.record(
+            at(4),
+            &Event::CallQueued {
+                call: CallId(1),
+                queue: QueueId(1),
+                position: 1,
+                estimated_wait: None,
+            },
+        );
+        let counters = |tally: &Tally, queue| tally.queue(queue).unwrap().counters;
+        let left = counters(&tally, Q);
+        assert_eq!((left.offered, left.transferred, left.abandoned), (1, 1, 0));
+        assert_eq!(counters(&tally, QueueId(1)).offered, 1);
+        assert_eq!(tally.queue(Q).unwrap().rates().abandon_rate, None);
+
+        // A 4 s abandon is short under the default 5 s, not after a 3 s threshold.
+        tally.record(at(10), &abandoned(2, 4));
+        tally.record(
+            at(11),
+            &Event::QueueConfigured {
+                queue: Q,
+                name: "sales".into(),
+                change: crate::output::ConfigChange::Changed,
+                thresholds: Thresholds {
+                    service_level: secs(2),
+                    abandon: secs(3),
+                    short_abandon: secs(1),
+                },
+            },
+        );
+        tally.record(at(12), &abandoned(3, 4));
+        let c = counters(&tally, Q);
+        assert_eq!(
+            (c.abandoned, c.short_abandoned, c.abandoned_after_threshold),
+            (2, 1, 1)
+        );
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //! - first come, first served within a priority (a one-queue setting where nothing skips);
 //! - every call that entered ends exactly once;
 //! - histogram counts equal the calls they describe, and every offered call is accounted
-//!   for: offered = answered + abandoned + overflowed + still queued.
+//!   for: offered = answered + abandoned + overflowed + transferred + callbacks unreached +
+//!   still queued;
+//! - no call joins a closed queue and no retired agent is rung.
+//!
+//! The operations include the supervisor's (wrap-up extensions, priorities, moves, queue
+//! updates) and whole reconfigurations, valid and refused.
 
 #[path = "support/harness.rs"]
 mod harness;
@@ -15,8 +20,9 @@ use std::time::Duration;
 
 use amico_core::metrics::Distribution;
 use amico_core::{
-    AcdConfig, AgentConfig, AgentId, CallId, Command, Event, ExpansionStep, Input, OfferFailure,
-    Output, Overflow, OverflowedTo, QueueConfig, QueueId, Strategy as Routing,
+    AcdConfig, AgentConfig, AgentId, AgentState, CallId, Command, ConfigChange, Event,
+    ExpansionStep, Input, NoAgentsPolicy, OfferFailure, Output, Overflow, OverflowedTo,
+    QueueConfig, QueueId, QueueUpdate, SkillRequirement, Strategy as Routing, Thresholds,
 };
 use harness::Harness;
 use proptest::prelude::*;
@@ -35,9 +41,16 @@ enum Op {
     Leave { pick: usize },
     Callback { pick: usize },
     CallbackOutcome { pick: usize, reached: bool },
+    ExtendWrapUp { agent: u32, secs: u64 },
+    SetPriority { pick: usize, priority: u8 },
+    Move { pick: usize, queue: u32 },
+    Update { queue: u32, variant: usize },
+    Reconfigure { variant: usize },
     Advance { millis: u64 },
 }
 
+/// Queue and agent numbers go past the configured ones: to the queues and agents a
+/// reconfiguration adds, and to unknown ones.
 fn op(queues: u32, agents: u32) -> impl Strategy<Value = Op> {
     let reason = prop_oneof![
         Just(OfferFailure::NoAnswer),
@@ -45,20 +58,166 @@ fn op(queues: u32, agents: u32) -> impl Strategy<Value = Op> {
         Just(OfferFailure::Unreachable)
     ];
     prop_oneof![
-        4 => (0..queues, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
+        4 => (0..queues + 1, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
         2 => any::<usize>().prop_map(|pick| Op::Hangup { pick }),
         3 => any::<usize>().prop_map(|pick| Op::Answer { pick }),
         1 => (any::<usize>(), reason).prop_map(|(pick, reason)| Op::Fail { pick, reason }),
-        1 => (0..agents).prop_map(|agent| Op::Login { agent }),
-        1 => (0..agents).prop_map(|agent| Op::Logout { agent }),
-        1 => (0..agents).prop_map(|agent| Op::Pause { agent }),
-        1 => (0..agents).prop_map(|agent| Op::Ready { agent }),
+        1 => (0..agents + 2).prop_map(|agent| Op::Login { agent }),
+        1 => (0..agents + 2).prop_map(|agent| Op::Logout { agent }),
+        1 => (0..agents + 2).prop_map(|agent| Op::Pause { agent }),
+        1 => (0..agents + 2).prop_map(|agent| Op::Ready { agent }),
         1 => any::<usize>().prop_map(|pick| Op::Estimate { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Callback { pick }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, reached)| Op::CallbackOutcome { pick, reached }),
+        1 => (0..agents + 2, 0u64..20).prop_map(|(agent, secs)| Op::ExtendWrapUp { agent, secs }),
+        1 => (any::<usize>(), 0u8..4).prop_map(|(pick, priority)| Op::SetPriority { pick, priority }),
+        1 => (any::<usize>(), 0..queues + 2).prop_map(|(pick, queue)| Op::Move { pick, queue }),
+        1 => (0..queues + 2, any::<usize>()).prop_map(|(queue, variant)| Op::Update { queue, variant }),
+        1 => any::<usize>().prop_map(|variant| Op::Reconfigure { variant }),
         3 => (0u64..40_000).prop_map(|millis| Op::Advance { millis }),
     ]
+}
+
+/// Queue updates for the rich setting: each setting, some refused.
+fn rich_updates() -> Vec<QueueUpdate> {
+    let none = QueueUpdate::default;
+    vec![
+        QueueUpdate {
+            skills: Some(vec![SkillRequirement {
+                skill: "sales".into(),
+                min_level: 3,
+            }]),
+            ..none()
+        },
+        QueueUpdate {
+            expansion: Some(vec![]),
+            ..none()
+        },
+        QueueUpdate {
+            expansion: Some(vec![ExpansionStep {
+                after: Duration::from_secs(5),
+                min_level: Some(1),
+                add_queues: vec![],
+            }]),
+            strategy: Some(Routing::BestSkill),
+            ..none()
+        },
+        QueueUpdate {
+            max_wait: Some(Some(Duration::from_secs(15))),
+            weight: Some(7),
+            ..none()
+        },
+        QueueUpdate {
+            max_wait: Some(None),
+            max_callers: Some(None),
+            ..none()
+        },
+        QueueUpdate {
+            max_callers: Some(Some(2)),
+            ring_timeout: Some(Duration::from_secs(3)),
+            retry_after: Some(Duration::ZERO),
+            ..none()
+        },
+        QueueUpdate {
+            when_no_agents: Some(NoAgentsPolicy {
+                join: false,
+                leave: true,
+            }),
+            wrap_up: Some(Duration::from_secs(12)),
+            auto_pause_after: Some(None),
+            ..none()
+        },
+        QueueUpdate {
+            thresholds: Some(Thresholds {
+                service_level: Duration::from_secs(3),
+                abandon: Duration::from_secs(9),
+                short_abandon: Duration::from_secs(1),
+            }),
+            callback_attempts: Some(1),
+            ..none()
+        },
+        // Refused: a zero maximum wait; a queue overflowing into itself (for sales).
+        QueueUpdate {
+            max_wait: Some(Some(Duration::ZERO)),
+            ..none()
+        },
+        QueueUpdate {
+            overflow: Some(Overflow::Queue("sales".into())),
+            ..none()
+        },
+    ]
+}
+
+/// Configurations for the rich setting to reload: agents and queues added, changed and
+/// removed, and refused ones.
+fn rich_reconfigs() -> Vec<AcdConfig> {
+    let base = rich_config();
+    let mut agents = base.clone();
+    agents.agents.remove(0);
+    agents.agents[0].skills[0].level = 9;
+    agents
+        .agents
+        .push(AgentConfig::new("e", &[("sales", 7), ("billing", 3)]));
+    let mut vip = base.clone();
+    vip.skills.push("vip".into());
+    let mut queue = QueueConfig::new("vip", &["vip"]);
+    queue.overflow = Overflow::Queue("billing".into());
+    queue.max_wait = Some(Duration::from_secs(20));
+    vip.queues.insert(0, queue);
+    vip.queues[1].thresholds.service_level = Duration::from_secs(5);
+    vip.agents
+        .push(AgentConfig::new("f", &[("vip", 5), ("billing", 9)]));
+    let mut without_billing = base.clone();
+    without_billing.queues.remove(1);
+    without_billing.queues[0].overflow = Overflow::Hangup;
+    without_billing.queues[0].expansion.pop();
+    let mut unknown_skill = base.clone();
+    unknown_skill.agents[1].skills[0].skill = "nope".into();
+    let mut interval = base.clone();
+    interval.statistics.interval = Duration::from_secs(60);
+    vec![base, agents, vip, without_billing, unknown_skill, interval]
+}
+
+/// Updates that keep one queue first come, first served: no skipping, no expansion.
+fn fifo_updates() -> Vec<QueueUpdate> {
+    let none = QueueUpdate::default;
+    vec![
+        QueueUpdate {
+            max_wait: Some(Some(Duration::from_secs(25))),
+            ..none()
+        },
+        QueueUpdate {
+            max_wait: Some(None),
+            ring_timeout: Some(Duration::from_secs(3)),
+            strategy: Some(Routing::RoundRobin),
+            ..none()
+        },
+        QueueUpdate {
+            wrap_up: Some(Duration::from_secs(4)),
+            max_callers: Some(Some(3)),
+            weight: Some(2),
+            ..none()
+        },
+        QueueUpdate {
+            ring_timeout: Some(Duration::ZERO),
+            ..none()
+        },
+    ]
+}
+
+fn fifo_reconfigs() -> Vec<AcdConfig> {
+    let base = fifo_config();
+    let mut agents = base.clone();
+    agents.agents.remove(1);
+    agents.agents.push(AgentConfig::new("a3", &[("s", 5)]));
+    agents.agents.push(AgentConfig::new("a4", &[("s", 5)]));
+    let mut queue = base.clone();
+    queue.queues[0].max_wait = Some(Duration::from_secs(30));
+    queue.queues[0].thresholds.service_level = Duration::from_secs(2);
+    let mut refused = base.clone();
+    refused.queues[0].callback_attempts = 0;
+    vec![base, agents, queue, refused]
 }
 
 /// Two queues with overlapping skills, expansion, limits, overflow, wrap-up, auto-pause.
@@ -135,6 +294,8 @@ struct Model {
     /// Each agent's call, ringing or connected.
     agent_call: HashMap<u32, u64>,
     ended: HashMap<u64, u32>,
+    retired: HashSet<u32>,
+    closed: HashSet<u32>,
     fifo: bool,
 }
 
@@ -156,6 +317,7 @@ impl Model {
                     "agent {agent} offered {call} while holding {:?}",
                     self.agent_call.get(&agent)
                 );
+                assert!(!self.retired.contains(&agent), "retired agent {agent} rung");
                 if self.fifo {
                     let mine = self.priority[&call];
                     for (&other, &priority) in &self.waiting {
@@ -181,8 +343,40 @@ impl Model {
                 }
                 self.waiting.insert(call.0, self.priority[&call.0]);
             }
-            Output::Event(Event::CallQueued { call, .. }) => {
+            Output::Event(Event::CallQueued { call, queue, .. }) => {
+                assert!(
+                    !self.closed.contains(&queue.0),
+                    "{call} joined closed {queue}"
+                );
                 self.waiting.insert(call.0, self.priority[&call.0]);
+            }
+            Output::Event(Event::PriorityChanged { call, priority, .. }) => {
+                self.priority.insert(call.0, *priority);
+                if let Some(waiting) = self.waiting.get_mut(&call.0) {
+                    *waiting = *priority;
+                }
+            }
+            Output::Event(Event::CallTransferred { call, .. }) => {
+                assert!(!self.ringing.contains_key(&call.0), "moved while ringing");
+                assert!(
+                    !self.connected.contains_key(&call.0),
+                    "moved while connected"
+                );
+                self.waiting.remove(&call.0);
+            }
+            Output::Event(Event::QueueConfigured { queue, change, .. }) => {
+                if *change == ConfigChange::Removed {
+                    self.closed.insert(queue.0);
+                } else {
+                    self.closed.remove(&queue.0);
+                }
+            }
+            Output::Event(Event::AgentConfigured { agent, change, .. }) => {
+                if *change == ConfigChange::Removed {
+                    self.retired.insert(agent.0);
+                } else {
+                    self.retired.remove(&agent.0);
+                }
             }
             Output::Event(Event::CallConnected { call, agent, .. }) => {
                 let offered = self
@@ -267,6 +461,7 @@ fn check_accounts(h: &Harness) {
             c.answered
                 + c.abandoned
                 + c.overflowed
+                + c.transferred
                 + c.callbacks_unanswered
                 + (waiting + ringing) as u64,
             "queue {q}: every offered call accounted for"
@@ -286,6 +481,11 @@ fn check_accounts(h: &Harness) {
 }
 
 fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
+    let (updates, reconfigs) = if fifo {
+        (fifo_updates(), fifo_reconfigs())
+    } else {
+        (rich_updates(), rich_reconfigs())
+    };
     let mut h = Harness::new(config);
     let mut model = Model {
         fifo,
@@ -361,6 +561,40 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                     Input::CallbackFailed { call }
                 }
             }
+            Op::ExtendWrapUp { agent, secs } => {
+                // Half the time an agent in wrap-up, when there is one.
+                let wrapping: Vec<u32> = (0..h.acd.agent_count() as u32)
+                    .filter(|&a| {
+                        matches!(
+                            h.acd.agent_state(AgentId(a)),
+                            Some(AgentState::WrapUp { .. })
+                        )
+                    })
+                    .collect();
+                let agent = match wrapping.len() {
+                    n if n > 0 && agent % 2 == 0 => wrapping[agent as usize % n],
+                    _ => agent,
+                };
+                Input::ExtendWrapUp {
+                    agent: AgentId(agent),
+                    by: Duration::from_secs(secs),
+                }
+            }
+            Op::SetPriority { pick, priority } if !live.is_empty() => Input::SetPriority {
+                call: CallId(live[pick % live.len()]),
+                priority,
+            },
+            Op::Move { pick, queue } if !live.is_empty() => Input::MoveCall {
+                call: CallId(live[pick % live.len()]),
+                queue: QueueId(queue),
+            },
+            Op::Update { queue, variant } => Input::UpdateQueue {
+                queue: QueueId(if fifo { queue % 2 } else { queue }),
+                update: updates[variant % updates.len()].clone(),
+            },
+            Op::Reconfigure { variant } => Input::Reconfigure {
+                config: reconfigs[variant % reconfigs.len()].clone(),
+            },
             Op::Advance { millis } => {
                 h.advance(millis as f64 / 1000.0);
                 for output in h.take() {
@@ -373,7 +607,16 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
         };
         // Refusals are allowed (a late answer, a paused agent logging out...); they must
         // not break any invariant.
-        let _ = h.input(input);
+        let arrival = match input {
+            Input::CallArrived { call, .. } => Some(call.0),
+            _ => None,
+        };
+        let refused = h.input(input).is_err();
+        if let Some(call) = arrival.filter(|_| refused) {
+            // Refused at the door (an unknown or closed queue): it never entered.
+            model.arrived.remove(&call);
+            live.retain(|&c| c != call);
+        }
         for output in h.take() {
             model.observe(&output);
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use amico_core::metrics::Distribution;
 use amico_core::{
     AcdConfig, AcdError, AgentConfig, AgentId, AgentState, AgentStatus, CallId, Command,
-    ConfigError, Event, ExpansionStep, Input, NoAgentsPolicy, OfferFailure, Output, Overflow,
-    OverflowReason, OverflowedTo, QueueConfig, QueueId, Strategy, Timestamp, WaitOutcome,
+    ConfigChange, ConfigError, Event, ExpansionStep, Input, NoAgentsPolicy, OfferFailure, Output,
+    Overflow, OverflowReason, OverflowedTo, QueueConfig, QueueId, QueueUpdate, Strategy,
+    Thresholds, Timestamp, WaitOutcome,
 };
 use harness::Harness;
 
@@ -1192,4 +1193,937 @@ fn an_unreached_callback_retries_then_gives_up_without_counting_an_abandon() {
         h.input(Input::RequestCallback { call: CallId(1) }),
         Err(AcdError::UnknownCall(CallId(1)))
     );
+}
+
+// ---- supervisor actions and reconfiguration ---------------------------------------------
+
+/// The events among the outputs, in order, leaving out agents' state changes.
+fn events_but_states(outputs: &[Output]) -> Vec<Event> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::AgentStateChanged { .. }) | Output::Command(_) => None,
+            Output::Event(e) => Some(e.clone()),
+        })
+        .collect()
+}
+
+/// Two queues, "sales" and "billing", each with its own agent: a0 (sales), a1 (billing).
+fn two_queues() -> AcdConfig {
+    let mut config = one_queue(0);
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
+    config.agents = vec![
+        AgentConfig::new("a0", &[("sales", 5)]),
+        AgentConfig::new("a1", &[("billing", 5)]),
+    ];
+    config
+}
+
+#[test]
+fn an_agent_in_wrap_up_gets_more_time() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = secs(10);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.answer(1, 0);
+    h.advance(30.0);
+    h.hangup(1);
+    assert_eq!(
+        state(&h, 0),
+        AgentState::WrapUp {
+            until: Timestamp::from_secs(40)
+        }
+    );
+    h.advance(5.0);
+    h.take();
+    h.input(Input::ExtendWrapUp {
+        agent: AgentId(0),
+        by: secs(15),
+    })
+    .unwrap();
+    assert_eq!(
+        h.take_events(),
+        [Event::WrapUpExtended {
+            agent: AgentId(0),
+            until: Timestamp::from_secs(55)
+        }]
+    );
+    h.arrive(2, 0, 0);
+    h.advance(10.0); // 45 s: the old end passes
+    assert!(h.take_rings().is_empty(), "still wrapping up");
+    h.advance(10.0); // 55 s
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Event(Event::WrapUpEnded {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0,
+        wrap_up: secs(25)
+    })));
+    assert!(outputs.contains(&Output::Command(Command::Ring {
+        call: CallId(2),
+        agent: AgentId(0),
+        queue: Q0
+    })));
+
+    // Any other state is refused, naming the agent and its state.
+    let before = h.state_json();
+    let error = h
+        .input(Input::ExtendWrapUp {
+            agent: AgentId(0),
+            by: secs(5),
+        })
+        .unwrap_err();
+    assert_eq!(
+        error,
+        AcdError::NotInWrapUp {
+            agent: AgentId(0),
+            state: AgentStatus::Reserved
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "agent#0 is not in wrap-up: it is reserved (ringing)"
+    );
+    assert_eq!(
+        h.input(Input::ExtendWrapUp {
+            agent: AgentId(3),
+            by: secs(5),
+        }),
+        Err(AcdError::UnknownAgent(AgentId(3)))
+    );
+    assert_eq!(h.state_json(), before);
+    assert!(h.take().is_empty());
+}
+
+#[test]
+fn a_new_priority_reorders_the_line_and_waits_for_a_ringing_offer() {
+    let mut h = Harness::new(one_queue(1));
+    h.login(0);
+    h.arrive(1, 0, 0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.advance(1.0);
+    h.arrive(2, 0, 0);
+    h.advance(1.0);
+    h.arrive(3, 0, 0);
+    h.take();
+    h.input(Input::SetPriority {
+        call: CallId(3),
+        priority: 5,
+    })
+    .unwrap();
+    assert_eq!(
+        h.take_events(),
+        [Event::PriorityChanged {
+            call: CallId(3),
+            queue: Q0,
+            priority: 5,
+            position: Some(1)
+        }]
+    );
+    assert_eq!(h.acd.position(CallId(3)), Some(1));
+    assert_eq!(h.acd.position(CallId(2)), Some(2));
+
+    // The ringing caller keeps ringing; its priority counts if the offer fails.
+    h.input(Input::SetPriority {
+        call: CallId(1),
+        priority: 9,
+    })
+    .unwrap();
+    let outputs = h.take();
+    assert_eq!(
+        outputs,
+        [Output::Event(Event::PriorityChanged {
+            call: CallId(1),
+            queue: Q0,
+            priority: 9,
+            position: None
+        })]
+    );
+    assert_eq!(state(&h, 0), AgentState::Reserved { call: CallId(1) });
+    h.reject(1, 0);
+    assert_eq!(h.acd.position(CallId(1)), Some(1), "first, by priority");
+    assert_eq!(
+        h.take_rings(),
+        [(3, 0)],
+        "the agent, skipped for call 1 a while, takes the next by priority"
+    );
+
+    // Answered calls and unknown ones are refused.
+    h.answer(3, 0);
+    let before = h.state_json();
+    assert_eq!(
+        h.input(Input::SetPriority {
+            call: CallId(3),
+            priority: 1
+        }),
+        Err(AcdError::CallNotWaiting(CallId(3)))
+    );
+    assert_eq!(
+        h.input(Input::SetPriority {
+            call: CallId(8),
+            priority: 1
+        }),
+        Err(AcdError::UnknownCall(CallId(8)))
+    );
+    assert_eq!(h.state_json(), before);
+}
+
+#[test]
+fn a_moved_caller_keeps_its_place_by_arrival_and_counts_as_transferred() {
+    let mut h = Harness::new(two_queues());
+    h.login(1);
+    h.arrive(10, 1, 0); // billing's agent is busy with it
+    h.answer(10, 1);
+    h.arrive(1, 0, 0); // sales has nobody logged in
+    h.advance(10.0);
+    h.arrive(2, 1, 0);
+    h.advance(10.0);
+    h.take();
+    h.input(Input::MoveCall {
+        call: CallId(1),
+        queue: Q1,
+    })
+    .unwrap();
+    assert_eq!(
+        h.take_events(),
+        [
+            Event::CallTransferred {
+                call: CallId(1),
+                queue: Q0,
+                to: Q1,
+                wait: secs(20)
+            },
+            Event::CallQueued {
+                call: CallId(1),
+                queue: Q1,
+                position: 1,
+                estimated_wait: Some(secs(180))
+            }
+        ],
+        "arrived before call 2: ahead of it"
+    );
+    assert_eq!(h.acd.position(CallId(2)), Some(2));
+    h.advance(5.0);
+    h.hangup(10);
+    assert_eq!(h.take_rings(), [(1, 1)]);
+    h.advance(5.0);
+    h.answer(1, 1);
+    assert!(h.take_events().contains(&Event::CallConnected {
+        call: CallId(1),
+        agent: AgentId(1),
+        queue: Q1,
+        wait: secs(10),
+        ring: secs(5)
+    }));
+    let sales = h.acd.queue_stats(Q0).unwrap().counters;
+    let billing = h.acd.queue_stats(Q1).unwrap().counters;
+    assert_eq!(
+        (sales.offered, sales.transferred, sales.abandoned),
+        (1, 1, 0)
+    );
+    assert_eq!(
+        (billing.offered, billing.answered, billing.transferred),
+        (3, 2, 0)
+    );
+    // Outside every rate: sales answered and abandoned nobody.
+    assert_eq!(h.acd.queue_stats(Q0).unwrap().rates().abandon_rate, None);
+
+    // A ringing caller: the offer is withdrawn first and the agent is free again.
+    h.login(0);
+    h.arrive(3, 0, 0);
+    assert_eq!(h.take_rings(), [(3, 0)]);
+    h.input(Input::MoveCall {
+        call: CallId(3),
+        queue: Q1,
+    })
+    .unwrap();
+    let outputs = h.take();
+    let stop = outputs
+        .iter()
+        .position(|o| {
+            *o == Output::Command(Command::StopRinging {
+                call: CallId(3),
+                agent: AgentId(0),
+            })
+        })
+        .expect("the ring stops");
+    let moved = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Event(Event::CallTransferred { .. })))
+        .expect("transferred");
+    assert!(stop < moved);
+    assert_eq!(state(&h, 0), AgentState::Available);
+    assert_eq!(h.acd.queue_depth(Q1), Some((2, 0)));
+    assert_eq!(h.acd.queue_depth(Q0), Some((0, 0)));
+}
+
+#[test]
+fn a_moved_caller_meets_the_new_queues_expansion_and_max_wait_from_the_move() {
+    let mut config = two_queues();
+    config.queues[1].max_wait = Some(secs(60));
+    config.queues[1].expansion = vec![ExpansionStep {
+        after: secs(30),
+        min_level: None,
+        add_queues: vec!["sales".into()],
+    }];
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.advance(40.0);
+    h.input(Input::MoveCall {
+        call: CallId(1),
+        queue: Q1,
+    })
+    .unwrap();
+    h.advance(10.0);
+    h.login(0); // a sales agent: not billing's until the expansion step
+    h.advance(19.0);
+    assert!(h.take_rings().is_empty(), "69 s: 29 s after the move");
+    h.advance(1.0);
+    assert_eq!(h.take_rings(), [(1, 0)], "70 s: 30 s after the move");
+    h.input(Input::Logout { agent: AgentId(0) }).unwrap();
+    h.advance(29.0);
+    assert!(
+        !h.take_commands()
+            .iter()
+            .any(|c| matches!(c, Command::Disconnect { .. })),
+        "99 s: 59 s after the move"
+    );
+    h.advance(1.0);
+    assert!(h.take_commands().contains(&Command::Disconnect {
+        call: CallId(1),
+        reason: OverflowReason::MaxWait
+    }));
+}
+
+#[test]
+fn moves_that_cannot_be_made_are_refused_and_change_nothing() {
+    let mut config = two_queues();
+    config.queues.push(QueueConfig::new("full", &["billing"]));
+    config.queues[2].max_callers = Some(1);
+    config
+        .queues
+        .push(QueueConfig::new("staffed-only", &["billing"]));
+    config.queues[3].when_no_agents = NoAgentsPolicy {
+        join: false,
+        leave: false,
+    };
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.answer(1, 0);
+    h.arrive(2, 0, 0);
+    h.arrive(3, 2, 0);
+    h.take();
+    let before = h.state_json();
+    let cases = [
+        (
+            Input::MoveCall {
+                call: CallId(2),
+                queue: Q0,
+            },
+            AcdError::AlreadyInQueue {
+                call: CallId(2),
+                queue: Q0,
+            },
+            "call#2 is already in queue#0",
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(2),
+                queue: QueueId(9),
+            },
+            AcdError::UnknownQueue(QueueId(9)),
+            "queue#9 does not exist",
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(1),
+                queue: Q1,
+            },
+            AcdError::CallNotWaiting(CallId(1)),
+            "call#1 is not waiting",
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(7),
+                queue: Q1,
+            },
+            AcdError::UnknownCall(CallId(7)),
+            "call#7 is not in the ACD",
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(2),
+                queue: QueueId(2),
+            },
+            AcdError::QueueFull {
+                queue: QueueId(2),
+                max: 1,
+            },
+            "queue#2 is full: it holds its maximum of 1 callers",
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(2),
+                queue: QueueId(3),
+            },
+            AcdError::NoAgentsLoggedIn(QueueId(3)),
+            "queue#3 takes no callers while no agent who could serve it is logged in",
+        ),
+    ];
+    for (input, error, text) in cases {
+        let refused = h.input(input).unwrap_err();
+        assert_eq!(refused, error);
+        assert_eq!(refused.to_string(), text);
+        assert_eq!(h.state_json(), before);
+        assert!(h.take().is_empty());
+    }
+}
+
+#[test]
+fn a_queue_update_applies_to_the_callers_already_there() {
+    let mut config = one_queue(0);
+    config.queues[0].skills[0].min_level = 5;
+    config.agents = vec![AgentConfig::new("junior", &[("sales", 3)])];
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.advance(30.0);
+    h.arrive(2, 0, 0);
+    h.advance(10.0);
+    assert!(h.take_rings().is_empty(), "level 3 is below sales' 5");
+
+    // Expansion: caller 1 has waited 40 s, past the new step at 35 s; caller 2 has not.
+    let update = QueueUpdate {
+        expansion: Some(vec![ExpansionStep {
+            after: secs(35),
+            min_level: Some(3),
+            add_queues: vec![],
+        }]),
+        max_wait: Some(Some(secs(45))),
+        thresholds: Some(Thresholds {
+            service_level: secs(30),
+            ..Thresholds::default()
+        }),
+        ..QueueUpdate::default()
+    };
+    h.input(Input::UpdateQueue { queue: Q0, update }).unwrap();
+    let outputs = h.take();
+    assert_eq!(
+        outputs[0],
+        Output::Event(Event::QueueConfigured {
+            queue: Q0,
+            name: "sales".into(),
+            change: ConfigChange::Changed,
+            thresholds: Thresholds {
+                service_level: secs(30),
+                ..Thresholds::default()
+            }
+        })
+    );
+    assert!(outputs.contains(&Output::Command(Command::Ring {
+        call: CallId(1),
+        agent: AgentId(0),
+        queue: Q0
+    })));
+    assert_eq!(
+        h.acd.config().queues[0].max_wait,
+        Some(secs(45)),
+        "the config in force"
+    );
+    // Caller 2 reaches 45 s at 75 s; a lower limit than its wait would overflow at once.
+    h.answer(1, 0);
+    h.advance(34.0);
+    assert!(h.take_commands().is_empty());
+    h.advance(1.0);
+    assert!(h.take_commands().contains(&Command::Disconnect {
+        call: CallId(2),
+        reason: OverflowReason::MaxWait
+    }));
+    h.arrive(3, 0, 0);
+    h.advance(20.0);
+    h.input(Input::UpdateQueue {
+        queue: Q0,
+        update: QueueUpdate {
+            max_wait: Some(Some(secs(10))),
+            ..QueueUpdate::default()
+        },
+    })
+    .unwrap();
+    assert!(
+        h.take_commands().contains(&Command::Disconnect {
+            call: CallId(3),
+            reason: OverflowReason::MaxWait
+        }),
+        "waited 20 s: over the new 10 s at once"
+    );
+    // Removing a limit: `Some(None)`.
+    h.input(Input::UpdateQueue {
+        queue: Q0,
+        update: QueueUpdate {
+            max_wait: Some(None),
+            ..QueueUpdate::default()
+        },
+    })
+    .unwrap();
+    assert_eq!(h.acd.config().queues[0].max_wait, None);
+}
+
+#[test]
+fn a_bad_queue_update_names_the_field_and_changes_nothing() {
+    let mut h = Harness::new(two_queues());
+    h.login_all();
+    h.arrive(1, 0, 0);
+    h.take();
+    let before = (h.state_json(), h.acd.config().clone());
+    let cases = [
+        (
+            Q0,
+            QueueUpdate {
+                max_wait: Some(Some(Duration::ZERO)),
+                ..QueueUpdate::default()
+            },
+            AcdError::Config(ConfigError::ZeroDuration {
+                field: "queues[sales].max_wait".into(),
+            }),
+        ),
+        (
+            Q1,
+            QueueUpdate {
+                overflow: Some(Overflow::Queue("nowhere".into())),
+                ..QueueUpdate::default()
+            },
+            AcdError::Config(ConfigError::UnknownQueue {
+                field: "queues[billing].overflow".into(),
+                queue: "nowhere".into(),
+            }),
+        ),
+        (
+            Q0,
+            QueueUpdate {
+                skills: Some(vec![amico_core::SkillRequirement {
+                    skill: "french".into(),
+                    min_level: 1,
+                }]),
+                ..QueueUpdate::default()
+            },
+            AcdError::Config(ConfigError::UnknownSkill {
+                owner: "queues[sales].skills".into(),
+                skill: "french".into(),
+            }),
+        ),
+        (
+            QueueId(5),
+            QueueUpdate::default(),
+            AcdError::UnknownQueue(QueueId(5)),
+        ),
+    ];
+    for (queue, update, error) in cases {
+        assert_eq!(h.input(Input::UpdateQueue { queue, update }), Err(error));
+        assert_eq!((h.state_json(), h.acd.config().clone()), before);
+        assert!(h.take().is_empty());
+    }
+}
+
+#[test]
+fn a_reload_matches_by_name_keeps_ids_and_appends_new_ones() {
+    let mut h = Harness::new(two_queues());
+    h.login_all();
+    h.arrive(1, 0, 0);
+    h.answer(1, 0); // a0 is on a call
+    h.take();
+
+    // Reordered, sales changed, a0 gone, a new skill, queue and agent.
+    let mut config = AcdConfig {
+        skills: vec!["french".into(), "billing".into(), "sales".into()],
+        queues: vec![
+            QueueConfig::new("billing", &["billing"]),
+            QueueConfig::new("french", &["french"]),
+            QueueConfig::new("sales", &["sales"]),
+        ],
+        agents: vec![
+            AgentConfig::new("a2", &[("french", 4), ("sales", 6)]),
+            AgentConfig::new("a1", &[("billing", 5)]),
+        ],
+        ..AcdConfig::default()
+    };
+    config.queues[2].wrap_up = secs(30);
+    h.input(Input::Reconfigure {
+        config: config.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        events_but_states(&h.take()),
+        [
+            Event::QueueConfigured {
+                queue: Q0,
+                name: "sales".into(),
+                change: ConfigChange::Changed,
+                thresholds: Thresholds::default()
+            },
+            Event::QueueConfigured {
+                queue: QueueId(2),
+                name: "french".into(),
+                change: ConfigChange::Added,
+                thresholds: Thresholds::default()
+            },
+            Event::AgentConfigured {
+                agent: AgentId(0),
+                name: "a0".into(),
+                change: ConfigChange::Removed
+            },
+            Event::AgentConfigured {
+                agent: AgentId(2),
+                name: "a2".into(),
+                change: ConfigChange::Added
+            },
+        ]
+    );
+    assert_eq!(h.acd.queue_id("french"), Some(QueueId(2)));
+    assert_eq!(h.acd.agent_id("a2"), Some(AgentId(2)));
+    let names: Vec<_> = h.acd.config().queues.iter().map(|q| &q.name).collect();
+    assert_eq!(names, ["sales", "billing", "french"], "in id order");
+    let snapshot = h.acd.snapshot();
+    let agents: Vec<_> = snapshot
+        .agents
+        .iter()
+        .map(|a| (a.id.0, a.name.as_str(), a.retired))
+        .collect();
+    assert_eq!(
+        agents,
+        [(0, "a0", true), (1, "a1", false), (2, "a2", false)]
+    );
+
+    // The removed agent finishes its call and its wrap-up (sales' new one), then is logged
+    // out for good.
+    assert_eq!(state(&h, 0), AgentState::OnCall { call: CallId(1) });
+    assert_eq!(
+        h.input(Input::Pause {
+            agent: AgentId(0),
+            reason: "x".into()
+        }),
+        Err(AcdError::AgentRetired(AgentId(0)))
+    );
+    h.hangup(1);
+    assert_eq!(
+        state(&h, 0),
+        AgentState::WrapUp {
+            until: Timestamp::from_secs(30)
+        }
+    );
+    h.advance(30.0);
+    assert_eq!(state(&h, 0), AgentState::LoggedOut);
+    let error = h.input(Input::Login { agent: AgentId(0) }).unwrap_err();
+    assert_eq!(error, AcdError::AgentRetired(AgentId(0)));
+    assert_eq!(
+        error.to_string(),
+        "agent#0 was removed from the configuration"
+    );
+
+    // The new agent serves french and sales once logged in.
+    h.login(2);
+    h.arrive(2, 2, 0);
+    assert_eq!(h.take_rings(), [(2, 2)]);
+    h.answer(2, 2);
+    h.hangup(2);
+    assert_eq!(state(&h, 2), AgentState::Available, "french has no wrap-up");
+    h.arrive(3, 0, 0);
+    assert_eq!(h.take_rings(), [(3, 2)]);
+    assert_eq!(
+        h.acd.queue_stats(Q0).unwrap().counters.offered,
+        2,
+        "sales kept its statistics"
+    );
+
+    // The same config again changes nothing.
+    h.input(Input::Reconfigure { config }).unwrap();
+    assert!(events_but_states(&h.take()).is_empty());
+}
+
+#[test]
+fn a_reload_without_a_queue_closes_it_once_empty() {
+    let mut h = Harness::new(two_queues());
+    h.arrive(1, 1, 0);
+    h.take();
+    let without_billing = {
+        let mut config = two_queues();
+        config.queues.pop();
+        config
+    };
+    let before = (h.state_json(), h.acd.config().clone());
+    let error = h
+        .input(Input::Reconfigure {
+            config: without_billing.clone(),
+        })
+        .unwrap_err();
+    assert_eq!(
+        error,
+        AcdError::QueueNotEmpty {
+            queue: Q1,
+            name: "billing".into(),
+            callers: 1
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "queue 'billing' (queue#1) cannot be removed: 1 callers are still queued there"
+    );
+    assert_eq!((h.state_json(), h.acd.config().clone()), before);
+    assert!(h.take().is_empty());
+
+    h.input(Input::MoveCall {
+        call: CallId(1),
+        queue: Q0,
+    })
+    .unwrap();
+    h.input(Input::Reconfigure {
+        config: without_billing,
+    })
+    .unwrap();
+    assert!(h.take_events().contains(&Event::QueueConfigured {
+        queue: Q1,
+        name: "billing".into(),
+        change: ConfigChange::Removed,
+        thresholds: Thresholds::default()
+    }));
+    assert_eq!(h.acd.queue_is_open(Q1), Some(false));
+    assert!(h.acd.snapshot().queues[1].closed);
+    let before = h.state_json();
+    for (input, error) in [
+        (
+            Input::CallArrived {
+                call: CallId(2),
+                queue: Q1,
+                priority: 0,
+            },
+            AcdError::QueueClosed(Q1),
+        ),
+        (
+            Input::MoveCall {
+                call: CallId(1),
+                queue: Q1,
+            },
+            AcdError::QueueClosed(Q1),
+        ),
+        (
+            Input::UpdateQueue {
+                queue: Q1,
+                update: QueueUpdate::default(),
+            },
+            AcdError::QueueClosed(Q1),
+        ),
+    ] {
+        assert_eq!(h.input(input), Err(error));
+        assert_eq!(h.state_json(), before);
+    }
+    assert_eq!(
+        AcdError::QueueClosed(Q1).to_string(),
+        "queue#1 is closed: it was removed from the configuration"
+    );
+
+    // Back under its name: its old id, open again.
+    h.input(Input::Reconfigure {
+        config: two_queues(),
+    })
+    .unwrap();
+    assert!(h.take_events().contains(&Event::QueueConfigured {
+        queue: Q1,
+        name: "billing".into(),
+        change: ConfigChange::Restored,
+        thresholds: Thresholds::default()
+    }));
+    h.arrive(2, 1, 0);
+    assert_eq!(h.acd.queue_depth(Q1), Some((1, 0)));
+}
+
+#[test]
+fn a_bad_reload_names_the_problem_and_changes_nothing() {
+    let mut h = Harness::new(two_queues());
+    h.login_all();
+    h.arrive(1, 0, 0);
+    h.take();
+    let before = (h.state_json(), h.acd.config().clone());
+    let check = |edit: &dyn Fn(&mut AcdConfig), want: AcdError, h: &mut Harness| {
+        let mut config = two_queues();
+        edit(&mut config);
+        assert_eq!(h.input(Input::Reconfigure { config }), Err(want));
+        assert_eq!((h.state_json(), h.acd.config().clone()), before);
+        assert!(h.take().is_empty());
+    };
+    check(
+        &|c| c.agents[1].skills[0].skill = "spanish".into(),
+        AcdError::Config(ConfigError::UnknownSkill {
+            owner: "agents[a1].skills".into(),
+            skill: "spanish".into(),
+        }),
+        &mut h,
+    );
+    check(
+        &|c| c.queues[1].name = "sales".into(),
+        AcdError::Config(ConfigError::DuplicateName {
+            kind: "queue",
+            name: "sales".into(),
+        }),
+        &mut h,
+    );
+    check(
+        &|c| c.statistics.interval = secs(60),
+        AcdError::FixedWhileRunning {
+            field: "statistics.interval",
+        },
+        &mut h,
+    );
+    check(
+        &|c| c.statistics.interval_origin = Timestamp::from_secs(1),
+        AcdError::FixedWhileRunning {
+            field: "statistics.interval_origin",
+        },
+        &mut h,
+    );
+    assert_eq!(
+        AcdError::FixedWhileRunning {
+            field: "statistics.interval"
+        }
+        .to_string(),
+        "statistics.interval cannot change while the ACD runs (restart it to change it)"
+    );
+}
+
+#[test]
+fn new_inputs_round_trip_through_json() {
+    let update = QueueUpdate {
+        ring_timeout: Some(Duration::from_millis(12_500)),
+        max_wait: Some(None),
+        max_callers: Some(Some(4)),
+        ..QueueUpdate::default()
+    };
+    let input = Input::UpdateQueue { queue: Q1, update };
+    let json = serde_json::to_string(&input).unwrap();
+    assert_eq!(
+        json,
+        r#"{"input":"update_queue","queue":1,"update":{"ring_timeout":12.5,"max_callers":4,"max_wait":null}}"#
+    );
+    assert_eq!(serde_json::from_str::<Input>(&json).unwrap(), input);
+    // Absent keeps, null clears.
+    let read: Input = serde_json::from_str(
+        r#"{"input":"update_queue","queue":0,"update":{"auto_pause_after":null,"wrap_up":30}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        read,
+        Input::UpdateQueue {
+            queue: Q0,
+            update: QueueUpdate {
+                auto_pause_after: Some(None),
+                wrap_up: Some(secs(30)),
+                ..QueueUpdate::default()
+            }
+        }
+    );
+    let error = serde_json::from_str::<QueueUpdate>(r#"{"max_wiat": 3}"#).unwrap_err();
+    assert!(
+        error.to_string().contains("unknown field `max_wiat`"),
+        "{error}"
+    );
+    for input in [
+        Input::ExtendWrapUp {
+            agent: AgentId(2),
+            by: Duration::from_millis(1_500),
+        },
+        Input::SetPriority {
+            call: CallId(4),
+            priority: 7,
+        },
+        Input::MoveCall {
+            call: CallId(4),
+            queue: Q1,
+        },
+        Input::Reconfigure {
+            config: two_queues(),
+        },
+    ] {
+        let json = serde_json::to_string(&input).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Input>(&json).unwrap(),
+            input,
+            "{json}"
+        );
+    }
+}
+
+#[test]
+fn a_reload_that_removes_a_ringing_agent_rings_another_and_empties_unserved_queues() {
+    let mut config = one_queue(2);
+    config
+        .queues
+        .push(QueueConfig::new("billing", &["billing"]));
+    config.queues[1].when_no_agents = NoAgentsPolicy {
+        join: true,
+        leave: true,
+    };
+    config
+        .agents
+        .push(AgentConfig::new("biller", &[("billing", 5)]));
+    let mut h = Harness::new(config.clone());
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.arrive(2, 1, 0); // billing: nobody logged in, but it may join
+    h.take();
+    h.login(1);
+    assert!(h.take_rings().is_empty(), "agent 0 already rings call 1");
+    assert_eq!(state(&h, 0), AgentState::Reserved { call: CallId(1) });
+
+    // a0 goes; billing now needs a skill nobody logged in has.
+    let mut reload = config;
+    reload.agents.remove(0);
+    reload.queues[1].skills[0].min_level = 9;
+    h.input(Input::Reconfigure { config: reload }).unwrap();
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Command(Command::StopRinging {
+        call: CallId(1),
+        agent: AgentId(0)
+    })));
+    assert!(outputs.contains(&Output::Command(Command::Ring {
+        call: CallId(1),
+        agent: AgentId(1),
+        queue: Q0
+    })));
+    assert!(
+        outputs.contains(&Output::Command(Command::Disconnect {
+            call: CallId(2),
+            reason: OverflowReason::NoAgents
+        })),
+        "billing's policy: leave when nobody could serve it"
+    );
+    assert_eq!(state(&h, 0), AgentState::LoggedOut);
+    assert_eq!(h.acd.agent_is_retired(AgentId(0)), Some(true));
+}
+
+#[test]
+fn an_agent_skipped_for_a_caller_gets_it_again_after_retry_after_in_its_new_queue() {
+    let mut config = two_queues();
+    config.agents = vec![AgentConfig::new("both", &[("sales", 5), ("billing", 5)])];
+    config.queues[0].retry_after = secs(5);
+    let mut h = Harness::new(config);
+    h.login(0);
+    h.arrive(1, 0, 0);
+    h.reject(1, 0);
+    h.advance(1.0);
+    h.take();
+    h.input(Input::MoveCall {
+        call: CallId(1),
+        queue: Q1,
+    })
+    .unwrap();
+    assert!(
+        h.take_rings().is_empty(),
+        "skipped for 5 s wherever it waits"
+    );
+    h.advance(3.0);
+    assert!(h.take_rings().is_empty());
+    h.advance(1.0);
+    assert_eq!(h.take_rings(), [(1, 0)], "at 5 s, in billing");
 }

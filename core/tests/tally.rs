@@ -3,7 +3,9 @@
 //! The real ACD runs varied traffic on a virtual clock: several queues with different
 //! thresholds, short and long abandons, overflows at the door and after a wait, rings
 //! without an answer, rejections, pauses and logouts, callbacks that connect or are never
-//! reached, survey votes, wrap-ups, over many statistics intervals. Every event it emits
+//! reached, survey votes, wrap-ups, over many statistics intervals; and a supervisor's
+//! actions: wrap-up extensions, priorities, moves between queues, queue updates (new
+//! thresholds among them) and reloads that add, change, close and reopen queues and agents. Every event it emits
 //! goes through JSON, as a queue log stores it, into a [`Tally`], and every figure the ACD
 //! exposes must come out equal: counters, rates, the count, sum and maximum of every
 //! distribution, every interval report, agent time per interval.
@@ -20,7 +22,8 @@ use amico_core::tally::Tally;
 use amico_core::{
     Acd, AcdConfig, AgentConfig, AgentId, AgentStatus, CallId, Command, Event, ExpansionStep,
     Input, NoAgentsPolicy, OfferFailure, Output, Overflow, OverflowedTo, QueueConfig, QueueId,
-    StatisticsConfig, Strategy as Routing, Thresholds, Timestamp, Vote,
+    QueueUpdate, SkillRequirement, StatisticsConfig, Strategy as Routing, Thresholds, Timestamp,
+    Vote,
 };
 use proptest::prelude::*;
 
@@ -146,11 +149,116 @@ enum Op {
     Leave {
         pick: usize,
     },
+    ExtendWrapUp {
+        agent: u32,
+        secs: u64,
+    },
+    SetPriority {
+        pick: usize,
+        priority: u8,
+    },
+    Move {
+        pick: usize,
+        queue: u32,
+    },
+    Update {
+        queue: u32,
+        variant: usize,
+    },
+    Reconfigure {
+        variant: usize,
+    },
     Advance {
         millis: u64,
     },
 }
 
+/// Queue updates: new thresholds, limits, skills and steps; one refused.
+fn updates() -> Vec<QueueUpdate> {
+    let none = QueueUpdate::default;
+    vec![
+        QueueUpdate {
+            thresholds: Some(Thresholds {
+                service_level: secs(8),
+                abandon: secs(12),
+                short_abandon: secs(2),
+            }),
+            ..none()
+        },
+        QueueUpdate {
+            thresholds: Some(Thresholds::default()),
+            max_wait: Some(Some(secs(25))),
+            ..none()
+        },
+        QueueUpdate {
+            skills: Some(vec![SkillRequirement {
+                skill: "support".into(),
+                min_level: 2,
+            }]),
+            expansion: Some(vec![]),
+            weight: Some(9),
+            ..none()
+        },
+        QueueUpdate {
+            max_wait: Some(None),
+            max_callers: Some(Some(2)),
+            wrap_up: Some(secs(3)),
+            strategy: Some(Routing::BestSkill),
+            ..none()
+        },
+        QueueUpdate {
+            when_no_agents: Some(NoAgentsPolicy {
+                join: true,
+                leave: true,
+            }),
+            callback_attempts: Some(1),
+            ..none()
+        },
+        QueueUpdate {
+            callback_retry_after: Some(Duration::ZERO),
+            ..none()
+        },
+    ]
+}
+
+/// Configurations to reload (with the running statistics settings): thresholds and
+/// agents changed; a new queue, skill and agents; "vip" closed; and a refused one.
+fn reconfigs(base: &AcdConfig) -> Vec<AcdConfig> {
+    let mut changed = base.clone();
+    changed.queues[0].thresholds = Thresholds {
+        service_level: secs(25),
+        abandon: secs(20),
+        short_abandon: secs(6),
+    };
+    changed.queues[1].thresholds.service_level = secs(4);
+    changed.queues[2].wrap_up = secs(2);
+    changed.agents.remove(1);
+    changed
+        .agents
+        .push(AgentConfig::new("gus", &[("sales", 9), ("support", 9)]));
+    let mut more = base.clone();
+    more.skills.push("german".into());
+    let mut night = QueueConfig::new("night", &["german"]);
+    night.thresholds = Thresholds {
+        service_level: secs(2),
+        abandon: secs(4),
+        short_abandon: secs(1),
+    };
+    night.overflow = Overflow::Queue("support".into());
+    night.max_wait = Some(secs(30));
+    more.queues.insert(1, night);
+    more.agents
+        .push(AgentConfig::new("gus", &[("sales", 9), ("support", 9)]));
+    more.agents
+        .push(AgentConfig::new("hal", &[("german", 5), ("support", 4)]));
+    let mut without_vip = base.clone();
+    without_vip.queues.pop();
+    let mut refused = base.clone();
+    refused.statistics.interval += secs(1);
+    vec![base.clone(), changed, more, without_vip, refused]
+}
+
+/// Queues and agents of the first configuration; reloads add one queue and two agents.
 const QUEUES: u32 = 3;
 const AGENTS: u32 = 6;
 const REASONS: [OfferFailure; 3] = [
@@ -169,10 +277,10 @@ const VOTES: [Option<Vote>; 4] = [
 fn random_op(rng: &mut Rng) -> Op {
     let pick = |rng: &mut Rng, n: u64| rng.next_u64() % n;
     let any = |rng: &mut Rng| rng.next_u64() as usize;
-    let agent = |rng: &mut Rng| pick(rng, u64::from(AGENTS)) as u32;
-    match pick(rng, 40) {
+    let agent = |rng: &mut Rng| pick(rng, u64::from(AGENTS + 2)) as u32;
+    match pick(rng, 46) {
         0..=4 => Op::Arrive {
-            queue: pick(rng, u64::from(QUEUES)) as u32,
+            queue: pick(rng, u64::from(QUEUES + 1)) as u32,
             priority: pick(rng, 3) as u8,
         },
         5..=7 => Op::Hangup { pick: any(rng) },
@@ -197,6 +305,23 @@ fn random_op(rng: &mut Rng) -> Op {
             vote: VOTES[pick(rng, 4) as usize],
         },
         32 => Op::Leave { pick: any(rng) },
+        36 => Op::ExtendWrapUp {
+            agent: agent(rng),
+            secs: pick(rng, 15),
+        },
+        37 => Op::SetPriority {
+            pick: any(rng),
+            priority: pick(rng, 3) as u8,
+        },
+        38 | 39 => Op::Move {
+            pick: any(rng),
+            queue: pick(rng, u64::from(QUEUES + 1)) as u32,
+        },
+        40 if pick(rng, 4) == 0 => Op::Update {
+            queue: pick(rng, u64::from(QUEUES + 1)) as u32,
+            variant: any(rng),
+        },
+        41 if pick(rng, 10) == 0 => Op::Reconfigure { variant: any(rng) },
         // Whole seconds half the time, so that inputs and timers meet interval boundaries.
         33..=35 => Op::Advance {
             millis: rng.exponential(6.0).round() as u64 * 1000,
@@ -209,16 +334,16 @@ fn random_op(rng: &mut Rng) -> Op {
 
 fn arbitrary_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..QUEUES, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
+        4 => (0..QUEUES + 1, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
         2 => any::<usize>().prop_map(|pick| Op::Hangup { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
         3 => any::<usize>().prop_map(|pick| Op::Answer { pick }),
         1 => (any::<usize>(), proptest::sample::select(REASONS.to_vec()))
             .prop_map(|(pick, reason)| Op::Fail { pick, reason }),
-        1 => (0..AGENTS).prop_map(|agent| Op::Login { agent }),
-        1 => (0..AGENTS).prop_map(|agent| Op::Logout { agent }),
-        1 => (0..AGENTS).prop_map(|agent| Op::Pause { agent }),
-        1 => (0..AGENTS).prop_map(|agent| Op::Ready { agent }),
+        1 => (0..AGENTS + 2).prop_map(|agent| Op::Login { agent }),
+        1 => (0..AGENTS + 2).prop_map(|agent| Op::Logout { agent }),
+        1 => (0..AGENTS + 2).prop_map(|agent| Op::Pause { agent }),
+        1 => (0..AGENTS + 2).prop_map(|agent| Op::Ready { agent }),
         1 => any::<usize>().prop_map(|pick| Op::Estimate { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Callback { pick }),
         2 => (any::<usize>(), any::<bool>())
@@ -226,6 +351,11 @@ fn arbitrary_op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), proptest::sample::select(VOTES.to_vec()))
             .prop_map(|(pick, vote)| Op::Survey { pick, vote }),
         1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
+        1 => (0..AGENTS + 2, 0u64..15).prop_map(|(agent, secs)| Op::ExtendWrapUp { agent, secs }),
+        1 => (any::<usize>(), 0u8..3).prop_map(|(pick, priority)| Op::SetPriority { pick, priority }),
+        2 => (any::<usize>(), 0..QUEUES + 1).prop_map(|(pick, queue)| Op::Move { pick, queue }),
+        1 => (0..QUEUES + 1, any::<usize>()).prop_map(|(queue, variant)| Op::Update { queue, variant }),
+        1 => any::<usize>().prop_map(|variant| Op::Reconfigure { variant }),
         2 => (0u64..40_000).prop_map(|millis| Op::Advance { millis }),
         2 => (0u64..40).prop_map(|secs| Op::Advance { millis: secs * 1000 }),
     ]
@@ -252,6 +382,10 @@ struct Run {
     /// since then.
     answered_at_login: HashMap<AgentId, u64>,
     next_call: u64,
+    updates: Vec<QueueUpdate>,
+    reconfigs: Vec<AcdConfig>,
+    /// Queue and agent configuration changes reported.
+    configured: usize,
 }
 
 impl Run {
@@ -276,6 +410,9 @@ impl Run {
             status: HashMap::new(),
             answered_at_login: HashMap::new(),
             next_call: 0,
+            updates: updates(),
+            reconfigs: reconfigs(config),
+            configured: 0,
         }
     }
 
@@ -285,12 +422,17 @@ impl Run {
             Op::Arrive { queue, priority } => {
                 self.next_call += 1;
                 let call = CallId(self.next_call);
-                self.live.push(call);
-                Input::CallArrived {
+                let arrived = Input::CallArrived {
                     call,
                     queue: QueueId(queue),
                     priority,
+                };
+                self.live.push(call);
+                // An unknown or closed queue refuses it at the door.
+                if !self.input(arrived) {
+                    self.live.retain(|&c| c != call);
                 }
+                return;
             }
             Op::Hangup { pick: p } => match pick(self.live.len(), p) {
                 Some(i) => Input::Hangup { call: self.live[i] },
@@ -322,15 +464,16 @@ impl Run {
             },
             Op::Login { agent } => {
                 let agent = AgentId(agent);
-                if self
+                let logged_out = self
                     .status
                     .get(&agent)
-                    .is_none_or(|&status| status == AgentStatus::LoggedOut)
-                {
-                    let answered = self.tally.agent(agent).map_or(0, |f| f.calls_answered);
+                    .is_none_or(|&status| status == AgentStatus::LoggedOut);
+                let answered = self.tally.agent(agent).map_or(0, |f| f.calls_answered);
+                // A retired agent's login is refused and starts nothing.
+                if self.input(Input::Login { agent }) && logged_out {
                     self.answered_at_login.insert(agent, answered);
                 }
-                Input::Login { agent }
+                return;
             }
             Op::Logout { agent } => Input::Logout {
                 agent: AgentId(agent),
@@ -375,6 +518,31 @@ impl Run {
                 Some(i) => Input::LeaveQueue { call: self.live[i] },
                 None => return,
             },
+            Op::ExtendWrapUp { agent, secs: s } => Input::ExtendWrapUp {
+                agent: AgentId(agent),
+                by: secs(s),
+            },
+            Op::SetPriority { pick: p, priority } => match pick(self.live.len(), p) {
+                Some(i) => Input::SetPriority {
+                    call: self.live[i],
+                    priority,
+                },
+                None => return,
+            },
+            Op::Move { pick: p, queue } => match pick(self.live.len(), p) {
+                Some(i) => Input::MoveCall {
+                    call: self.live[i],
+                    queue: QueueId(queue),
+                },
+                None => return,
+            },
+            Op::Update { queue, variant } => Input::UpdateQueue {
+                queue: QueueId(queue),
+                update: self.updates[variant % self.updates.len()].clone(),
+            },
+            Op::Reconfigure { variant } => Input::Reconfigure {
+                config: self.reconfigs[variant % self.reconfigs.len()].clone(),
+            },
             Op::Advance { millis } => return self.advance(Duration::from_millis(millis)),
         };
         self.input(input);
@@ -394,10 +562,11 @@ impl Run {
         self.input(Input::Timeout);
     }
 
-    fn input(&mut self, input: Input) {
+    /// Whether the ACD accepted the input.
+    fn input(&mut self, input: Input) -> bool {
         // Refused inputs (a late answer, a paused agent's pause) are part of the traffic;
         // they change nothing.
-        let _ = self.acd.handle_input(self.now, input);
+        let accepted = self.acd.handle_input(self.now, input).is_ok();
         while let Some((at, output)) = self.acd.poll_output_at() {
             assert!(at <= self.acd.now());
             if self.exact {
@@ -418,6 +587,7 @@ impl Run {
                 Output::Event(event) => self.observe(at, event),
             }
         }
+        accepted
     }
 
     fn observe(&mut self, at: Timestamp, event: Event) {
@@ -447,6 +617,9 @@ impl Run {
             }
             Event::AgentStateChanged { agent, state, .. } => {
                 self.status.insert(agent, state);
+            }
+            Event::QueueConfigured { .. } | Event::AgentConfigured { .. } => {
+                self.configured += 1;
             }
             _ => {}
         }
@@ -670,6 +843,7 @@ fn a_tally_of_the_stored_events_gives_every_figure_of_the_acd() {
         total.predictions_within_20pct += c.predictions_within_20pct;
         total.callbacks_requested += c.callbacks_requested;
         total.callbacks_unanswered += c.callbacks_unanswered;
+        total.transferred += c.transferred;
         total.survey.satisfied += c.survey.satisfied;
         total.survey.no_vote += c.survey.no_vote;
     }
@@ -689,6 +863,7 @@ fn a_tally_of_the_stored_events_gives_every_figure_of_the_acd() {
         ("accurate predictions", total.predictions_within_20pct),
         ("callbacks", total.callbacks_requested),
         ("unreached callbacks", total.callbacks_unanswered),
+        ("moves to another queue", total.transferred),
         ("satisfied votes", total.survey.satisfied),
         ("surveys without a vote", total.survey.no_vote),
     ] {
@@ -702,6 +877,15 @@ fn a_tally_of_the_stored_events_gives_every_figure_of_the_acd() {
     assert!(unanswered > 0, "no ring without an answer");
     let intervals = run.tally.agent_time_intervals().len();
     assert!(intervals > 20, "only {intervals} intervals");
+    assert!(
+        run.configured > 20,
+        "only {} configuration changes",
+        run.configured
+    );
+    assert!(
+        run.acd.queue_count() > QUEUES as usize,
+        "a reload added a queue"
+    );
     let time = run.acd.agent_time();
     assert!(!time.paused.is_zero() && !time.busy.is_zero() && !time.available.is_zero());
     let wrap_ups = (0..QUEUES)
@@ -736,7 +920,7 @@ fn a_tally_across_a_restart_gives_the_figures_of_both_acds() {
     let restart = first.acd.now();
     let mut second = Run::starting_at(&config, true, restart);
     second.tally = first.tally.clone();
-    second.tally.restart(restart);
+    second.tally.restart_with_config(restart, &config);
     // Everyone is logged out in the new ACD until they log in again.
     second.apply(Op::Advance { millis: 30_000 });
     for agent in 0..AGENTS / 2 {

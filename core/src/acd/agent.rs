@@ -91,6 +91,8 @@ pub(crate) struct Agent {
     /// Calls (by sequence number) this agent did not take, and until when it is skipped
     /// for them.
     pub(crate) exclusions: Vec<(u64, Timestamp)>,
+    /// Removed by a reconfiguration: logged out and unable to log in.
+    pub(crate) retired: bool,
 }
 
 /// The call an agent last completed, until its wrap-up is recorded.

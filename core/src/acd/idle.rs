@@ -27,6 +27,15 @@ impl IdleOrder {
         }
     }
 
+    /// Makes room for agents added by a reconfiguration; none of them is available.
+    pub(crate) fn grow(&mut self, agents: usize) {
+        if agents > self.member.len() {
+            self.prev.resize(agents, NONE);
+            self.next.resize(agents, NONE);
+            self.member.resize(agents, false);
+        }
+    }
+
     /// The agent has just become free: it goes last.
     pub(crate) fn push_back(&mut self, agent: AgentId) {
         let a = agent.0;

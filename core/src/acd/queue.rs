@@ -28,6 +28,8 @@ pub(crate) struct Step {
 #[derive(Clone, Debug)]
 pub(crate) struct Queue {
     pub(crate) name: String,
+    /// False once a reconfiguration removed it: it takes no more callers.
+    pub(crate) open: bool,
     pub(crate) required: Vec<(SkillId, u8)>,
     pub(crate) strategy: Strategy,
     pub(crate) weight: u32,

@@ -17,10 +17,16 @@ use crate::time::Timestamp;
 /// Most expansion steps per queue (step numbers travel as `u8`).
 pub(crate) const MAX_EXPANSION_STEPS: usize = 16;
 
+/// The ACD's queues and agents for `config`, as new (no call, every agent logged out, no
+/// statistics), or the first error in it. The queues whose index is `true` in `closed`
+/// are built (and validated) like the others but closed: nobody is eligible for them and
+/// they are in no agent's reach.
 pub(crate) fn build(
     config: &AcdConfig,
     now: Timestamp,
+    closed: &[bool],
 ) -> Result<(Vec<Queue>, Vec<Agent>), ConfigError> {
+    let is_closed = |index: usize| closed.get(index).copied().unwrap_or(false);
     if config.statistics.interval.is_zero() {
         return Err(ConfigError::ZeroDuration {
             field: "statistics.interval".into(),
@@ -95,6 +101,7 @@ pub(crate) fn build(
             survey: Default::default(),
             last_call: None,
             exclusions: Vec::new(),
+            retired: false,
         });
     }
 
@@ -224,8 +231,15 @@ pub(crate) fn build(
             });
         }
 
+        if is_closed(index) {
+            for step in &mut steps {
+                step.eligible = Bitset::with_capacity(agents.len());
+            }
+        }
+
         queues.push(Queue {
             name: name.clone(),
+            open: !is_closed(index),
             required: required[index].clone(),
             strategy: queue.strategy,
             weight: queue.weight,
