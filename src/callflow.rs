@@ -76,6 +76,42 @@ enum CallCommand {
     MovedTo(QueueId),
     /// A callback's agent is on the line: call the caller back.
     DialCaller(AgentId),
+    /// A supervisor ends the call.
+    HangUp,
+}
+
+/// A call in progress, as the call flow knows it.
+struct LiveCall {
+    commands: mpsc::UnboundedSender<CallCommand>,
+    info: CallInfo,
+}
+
+/// Who is on a live call, for the API.
+#[derive(Clone, Debug)]
+pub(crate) struct CallInfo {
+    /// The ACD's id.
+    pub(crate) call: CallId,
+    /// The caller's From, without its tag.
+    pub(crate) caller: String,
+    /// The number dialled.
+    pub(crate) did: String,
+    /// The trunk it came over.
+    pub(crate) trunk: String,
+    /// When it arrived, UTC microseconds.
+    pub(crate) arrived_us: i64,
+}
+
+/// The From header without its `tag` parameter (RFC 3261 §19.3: the tag names the dialog,
+/// not the caller).
+fn without_tag(from: &str) -> String {
+    let mut kept = Vec::new();
+    for (i, part) in from.split(';').enumerate() {
+        if i > 0 && part.trim().to_ascii_lowercase().starts_with("tag=") {
+            continue;
+        }
+        kept.push(part);
+    }
+    kept.join(";")
 }
 
 /// What the server hands the call flow.
@@ -109,7 +145,7 @@ pub(crate) struct Calls {
     ports: Arc<PortPool>,
     media: Arc<MediaCounters>,
     session: SessionConfig,
-    live: DashMap<CallId, mpsc::UnboundedSender<CallCommand>>,
+    live: DashMap<CallId, LiveCall>,
     queues: HashMap<String, QueueId>,
     /// SIP username of each agent, by id.
     usernames: Vec<String>,
@@ -161,6 +197,25 @@ impl Calls {
     /// Calls in progress.
     pub(crate) fn active(&self) -> usize {
         self.live.len()
+    }
+
+    /// Who is on each call in progress.
+    pub(crate) fn list(&self) -> Vec<CallInfo> {
+        let mut calls: Vec<CallInfo> = self.live.iter().map(|c| c.info.clone()).collect();
+        calls.sort_by_key(|c| c.call.0);
+        calls
+    }
+
+    /// One call in progress.
+    pub(crate) fn get(&self, call: CallId) -> Option<CallInfo> {
+        self.live.get(&call).map(|c| c.info.clone())
+    }
+
+    /// Ends a call at once (a supervisor's hang-up); false when there is no such call.
+    pub(crate) fn hang_up(&self, call: CallId) -> bool {
+        self.live
+            .get(&call)
+            .is_some_and(|c| c.commands.send(CallCommand::HangUp).is_ok())
     }
 
     /// Routes the ACD's outputs to the calls they concern.
@@ -221,8 +276,8 @@ impl Calls {
                     continue;
                 }
             };
-            if let Some(sender) = self.live.get(&call) {
-                sender.send(command).ok();
+            if let Some(live) = self.live.get(&call) {
+                live.commands.send(command).ok();
             }
         }
     }
@@ -231,7 +286,20 @@ impl Calls {
     pub(crate) fn accept(self: &Arc<Self>, call: IncomingCall) {
         let id = CallId(self.next_call.fetch_add(1, Ordering::Relaxed));
         let (sender, commands) = mpsc::unbounded_channel();
-        self.live.insert(id, sender);
+        let info = CallInfo {
+            call: id,
+            caller: without_tag(&call.from),
+            did: call.did.clone(),
+            trunk: call.trunk.clone(),
+            arrived_us: utc_now_us(),
+        };
+        self.live.insert(
+            id,
+            LiveCall {
+                commands: sender,
+                info,
+            },
+        );
         let calls = self.clone();
         tokio::spawn(async move {
             calls.events.call_fact(
@@ -240,7 +308,7 @@ impl Calls {
                 Some(&call.queue),
                 json!({
                     "trunk": call.trunk,
-                    "caller": call.from,
+                    "caller": without_tag(&call.from),
                     "did": call.did,
                     "sip_call_id": call.call_id,
                     "source": call.source.to_string(),
@@ -357,7 +425,8 @@ impl CallTask {
             call_id,
             ..
         } = call;
-        let mut trunk_trace = LegTrace::new(&calls.events, id, 0, "trunk", &from, call_id);
+        let mut trunk_trace =
+            LegTrace::new(&calls.events, id, 0, "trunk", &without_tag(&from), call_id);
         let socket = match calls.ports.allocate() {
             Ok(socket) => socket,
             Err(error) => {
@@ -523,6 +592,10 @@ impl CallTask {
                         Flow::Continue
                     }
                     Some(CallCommand::DialCaller(_)) => Flow::Continue,
+                    Some(CallCommand::HangUp) => {
+                        info!(call = %self.id, "a supervisor hangs the call up");
+                        Flow::End
+                    }
                     Some(CallCommand::Disconnect) => {
                         // The ACD is done with the call (a queue limit, the caller's choice).
                         self.acd_told = true;
@@ -1007,6 +1080,11 @@ impl CallbackTask {
                         self.dial()
                     }
                     Some(CallCommand::Disconnect) | None => Flow::End,
+                    Some(CallCommand::HangUp) => {
+                        info!(call = %self.id, "a supervisor hangs the callback up");
+                        self.calls.acd.send(Input::Hangup { call: self.id });
+                        Flow::End
+                    }
                     Some(_) => Flow::Continue,
                 },
                 event = next_agent_event(&mut self.agent) => self.agent_event(event).await,
@@ -1473,5 +1551,23 @@ impl Drop for LegTrace {
         }
         self.events
             .call_fact(self.call.0, "leg_ended", None, fields);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_identity_is_kept_without_the_dialog_tag() {
+        assert_eq!(
+            without_tag("\"Rossi\" <sip:+39055123@10.0.0.1>;tag=abc"),
+            "\"Rossi\" <sip:+39055123@10.0.0.1>"
+        );
+        assert_eq!(
+            without_tag("<sip:100@pbx>;x-id=7;TAG=9;y=2"),
+            "<sip:100@pbx>;x-id=7;y=2"
+        );
+        assert_eq!(without_tag("sip:anon@x"), "sip:anon@x");
     }
 }

@@ -46,10 +46,48 @@ pub(crate) struct Config {
     /// Where the queue log and call records are kept.
     #[serde(default)]
     pub(crate) storage: StorageSection,
+    /// Who may use the HTTP API.
+    #[serde(default)]
+    pub(crate) api: ApiSection,
     /// Each queue's caller experience (announcements, music, menu, survey), by queue
     /// name; a queue not listed gets the defaults.
     #[serde(default)]
     pub(crate) experience: BTreeMap<String, crate::announce::Experience>,
+}
+
+/// `[api]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiSection {
+    /// API tokens; without any, `/api` answers 401 to everyone.
+    #[serde(default)]
+    pub(crate) tokens: Vec<TokenSection>,
+}
+
+/// `[[api.tokens]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenSection {
+    /// A label for logs.
+    pub(crate) name: String,
+    /// The secret, sent as `Authorization: Bearer TOKEN` (or `?token=` where a browser
+    /// cannot set headers). At least 16 characters.
+    pub(crate) token: String,
+    /// `supervisor` (everything) or `agent` (its own agent only).
+    pub(crate) scope: Scope,
+    /// The agent an `agent` token acts for.
+    #[serde(default)]
+    pub(crate) agent: Option<String>,
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Scope {
+    /// Watch and steer everything.
+    Supervisor,
+    /// Read queues, and change its own agent's state.
+    Agent,
 }
 
 /// `[storage]`
@@ -323,6 +361,44 @@ impl Config {
                     format!("{prefix}.sip_username"),
                     format!("'{username}' is used by another agent"),
                 ));
+            }
+        }
+
+        let mut secrets = std::collections::HashSet::new();
+        for (i, token) in self.api.tokens.iter().enumerate() {
+            let prefix = format!("api.tokens[{i}]");
+            if token.token.chars().count() < 16 {
+                return Err(field(
+                    format!("{prefix}.token"),
+                    "must be at least 16 characters",
+                ));
+            }
+            if !secrets.insert(token.token.as_str()) {
+                return Err(field(
+                    format!("{prefix}.token"),
+                    "is the same as another token's",
+                ));
+            }
+            match (token.scope, &token.agent) {
+                (Scope::Agent, None) => {
+                    return Err(field(
+                        format!("{prefix}.agent"),
+                        "an agent token names its agent",
+                    ));
+                }
+                (Scope::Agent, Some(agent)) if !self.agents.iter().any(|a| &a.name == agent) => {
+                    return Err(field(
+                        format!("{prefix}.agent"),
+                        format!("'{agent}' is not an agent"),
+                    ));
+                }
+                (Scope::Supervisor, Some(_)) => {
+                    return Err(field(
+                        format!("{prefix}.agent"),
+                        "only agent tokens name an agent",
+                    ));
+                }
+                _ => {}
             }
         }
 

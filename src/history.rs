@@ -408,6 +408,14 @@ fn agent_row(
 
 /// Builds the report from the store.
 pub(crate) async fn build(request: &Request) -> anyhow::Result<Report> {
+    check_period(request)?;
+    let store = open_existing(&request.database).await?;
+    let report = from_store(&store, request).await;
+    store.close().await;
+    report
+}
+
+fn check_period(request: &Request) -> anyhow::Result<()> {
     if request.from >= request.to {
         bail!(
             "--from ({}) must be before --to ({})",
@@ -415,7 +423,12 @@ pub(crate) async fn build(request: &Request) -> anyhow::Result<Report> {
             request.to
         );
     }
-    let store = open_existing(&request.database).await?;
+    Ok(())
+}
+
+/// Builds the report from an open store (the server's, for the API).
+pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Result<Report> {
+    check_period(request)?;
     let zone = request.from.time_zone().clone();
     let (from_us, to_us) = (
         request.from.timestamp().as_microsecond(),
@@ -484,7 +497,6 @@ pub(crate) async fn build(request: &Request) -> anyhow::Result<Report> {
         }
     }
     tally.finish(local(to_us));
-    store.close().await;
 
     let label = |t: Timestamp| -> String {
         // Back from the tally's local clock to the zone's civil time.

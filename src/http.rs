@@ -1,5 +1,6 @@
-//! The HTTP surface: `/health`, `/metrics` and the event stream `/api/events`.
+//! The HTTP surface: `/health`, `/metrics`, and the API under `/api` (see [`crate::api`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,17 +17,25 @@ pub(crate) struct HttpState {
     pub(crate) acd: crate::runner::AcdHandle,
     pub(crate) sip_udp: std::net::SocketAddr,
     pub(crate) sip_tcp: std::net::SocketAddr,
-    pub(crate) calls: Arc<dyn Fn() -> usize + Send + Sync>,
+    /// Calls in progress.
+    pub(crate) calls: Arc<crate::callflow::Calls>,
     /// Committed queue-log records.
     pub(crate) feed: crate::events::Feed,
+    /// Who may use the API.
+    pub(crate) tokens: arc_swap::ArcSwap<crate::api::Tokens>,
+    /// Each queue's thresholds by name, for statistics from the store.
+    pub(crate) thresholds: arc_swap::ArcSwap<HashMap<String, amico_core::Thresholds>>,
+    /// The ACD's clock, to show its times in UTC.
+    pub(crate) clock: crate::runner::Clock,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/events", get(crate::stream::events))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::api::router(state))
+        .merge(crate::web::router())
 }
 
 async fn health(State(state): State<Arc<HttpState>>) -> Response {
@@ -40,7 +49,7 @@ async fn health(State(state): State<Arc<HttpState>>) -> Response {
         "status": "ok",
         "sip": { "udp": state.sip_udp.to_string(), "tcp": state.sip_tcp.to_string() },
         "agents_logged_in": logged_in,
-        "calls": (state.calls)(),
+        "calls": state.calls.active(),
         "queues": snapshot.queues.iter().map(|q| json!({ "name": q.name, "waiting": q.waiting, "ringing": q.ringing })).collect::<Vec<_>>(),
     });
     (StatusCode::OK, axum::Json(body)).into_response()

@@ -2,6 +2,7 @@
 //! staffing calculator.
 
 mod announce;
+mod api;
 mod callflow;
 mod config;
 mod events;
@@ -16,6 +17,7 @@ mod runner;
 mod server;
 mod store;
 mod stream;
+mod web;
 
 use std::process::ExitCode;
 use std::time::Duration;

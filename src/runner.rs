@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amico_core::handoff::{Inbox, SnapshotCell};
-use amico_core::{Acd, AcdConfig, AcdSnapshot, Input, Output, Timestamp};
-use tokio::sync::{Notify, mpsc};
+use amico_core::{Acd, AcdConfig, AcdError, AcdSnapshot, Input, Output, Timestamp};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -49,10 +49,24 @@ impl Clock {
     }
 }
 
+/// Why the ACD did not take an input.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refused {
+    /// The ACD refused it, and says why.
+    #[error(transparent)]
+    Acd(AcdError),
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+/// Where the answer to an input goes, when someone waits for it.
+type Reply = oneshot::Sender<Result<(), AcdError>>;
+
 /// What producers hold: push an input, read the latest snapshot.
 #[derive(Clone)]
 pub(crate) struct AcdHandle {
-    inbox: Arc<Inbox<Input>>,
+    inbox: Arc<Inbox<(Input, Option<Reply>)>>,
     wake: Arc<Notify>,
     snapshots: Arc<SnapshotCell<AcdSnapshot>>,
 }
@@ -60,8 +74,21 @@ pub(crate) struct AcdHandle {
 impl AcdHandle {
     /// Hands an input to the writer; never blocks.
     pub(crate) fn send(&self, input: Input) {
-        self.inbox.push(input);
+        self.inbox.push((input, None));
         self.wake.notify_one();
+    }
+
+    /// Hands an input to the writer and waits for its verdict. Once it is `Ok`, the next
+    /// [`AcdHandle::snapshot`] shows its effect.
+    pub(crate) async fn request(&self, input: Input) -> Result<(), Refused> {
+        let (reply, verdict) = oneshot::channel();
+        self.inbox.push((input, Some(reply)));
+        self.wake.notify_one();
+        // The writer only drops a reply when it stops: the server is shutting down.
+        verdict
+            .await
+            .map_err(|_| Refused::Stopped)?
+            .map_err(Refused::Acd)
     }
 
     /// The latest published snapshot.
@@ -103,14 +130,20 @@ pub(crate) fn start(
             }
             let now = clock.now();
             if acd.poll_timeout().is_some_and(|at| at <= now) {
-                handle_one(&mut acd, now, Input::Timeout, &outputs);
+                let _ = handle_one(&mut acd, now, Input::Timeout, &outputs);
                 dirty = true;
             }
-            while let Some(input) = writer.inbox.pop() {
-                handle_one(&mut acd, now, input, &outputs);
+            let mut answered = false;
+            while let Some((input, reply)) = writer.inbox.pop() {
+                let verdict = handle_one(&mut acd, now, input, &outputs);
+                if let Some(reply) = reply {
+                    let _ = reply.send(verdict);
+                    answered = true;
+                }
                 dirty = true;
             }
-            if dirty && published.elapsed() >= PUBLISH_EVERY {
+            // Someone waits on an answer: it sees its effect in the very next snapshot.
+            if dirty && (answered || published.elapsed() >= PUBLISH_EVERY) {
                 writer.snapshots.publish(acd.snapshot());
                 published = tokio::time::Instant::now();
                 dirty = false;
@@ -132,10 +165,11 @@ fn handle_one(
     now: Timestamp,
     input: Input,
     outputs: &mpsc::UnboundedSender<(Timestamp, Output)>,
-) {
+) -> Result<(), AcdError> {
     // The clock is read once per batch; a later input can never be earlier.
     let now = now.max(acd.now());
-    if let Err(error) = acd.handle_input(now, input.clone()) {
+    let verdict = acd.handle_input(now, input.clone());
+    if let Err(error) = &verdict {
         // A refused input is an edge race (a late answer after the ring timeout) or a bug
         // upstream; the ACD is unchanged either way.
         match error {
@@ -149,7 +183,8 @@ fn handle_one(
     // was handled late), so that stored events replay into exactly the ACD's figures.
     while let Some(output) = acd.poll_output_at() {
         if outputs.send(output).is_err() {
-            return;
+            break;
         }
     }
+    verdict
 }

@@ -159,7 +159,7 @@ pub(crate) async fn run(
         sip: sip_counters,
         transactions,
         media: media_counters,
-        calls: active.clone(),
+        calls: active,
         store: store_counters,
     });
     let state = Arc::new(crate::http::HttpState {
@@ -167,8 +167,17 @@ pub(crate) async fn run(
         acd: acd.clone(),
         sip_udp: edge.udp_addr(),
         sip_tcp: edge.tcp_addr(),
-        calls: active,
+        calls: calls.clone(),
         feed,
+        tokens: arc_swap::ArcSwap::from_pointee(crate::api::Tokens::new(&config.api.tokens)),
+        thresholds: arc_swap::ArcSwap::from_pointee(
+            config
+                .queues
+                .iter()
+                .map(|q| (q.name.clone(), q.thresholds))
+                .collect(),
+        ),
+        clock,
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -189,6 +198,12 @@ pub(crate) async fn run(
     drop(stdout);
     info!(sip_udp = %edge.udp_addr(), sip_tcp = %edge.tcp_addr(), http = %http_addr, "Amico is running");
     if demo {
+        for token in &config.api.tokens {
+            info!(
+                "demo API token '{}' ({:?}): curl -H 'Authorization: Bearer {}' http://{http_addr}/api/queues",
+                token.name, token.scope, token.token
+            );
+        }
         for agent in &config.agents {
             let user = agent.sip_username.as_deref().unwrap_or(&agent.name);
             info!(

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
+use crate::api::{ApiError, Principal};
 use crate::events::Feed;
 use crate::http::HttpState;
 use crate::store::Record;
@@ -23,25 +24,41 @@ use crate::store::Record;
 /// Records read from the store per query when catching up.
 const PAGE: u32 = 1000;
 
-/// `?after=SEQ`: resume after this record (0, the default, is the beginning).
-#[derive(Debug, Deserialize)]
+/// Where the stream starts.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Resume {
+    /// Resume after this record (the last `seq` seen; 0 is the beginning). Without it,
+    /// the stream starts with what happens next.
     #[serde(default)]
     after: Option<u64>,
+    /// The token, for browsers (a WebSocket cannot carry an Authorization header).
+    #[serde(default)]
+    #[allow(dead_code)]
+    token: Option<String>,
 }
 
-/// Upgrades to a WebSocket and streams records.
+/// The queue log, live, over a WebSocket (supervisors): one JSON text message per
+/// committed record, `{"seq", "at_us", "kind", "call", "queue", "agent", "body"}`, `seq`
+/// without gaps; reconnect with `?after=SEQ` to resume.
+#[utoipa::path(get, path = "/api/events", tag = "events",
+    params(Resume),
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, body = crate::api::ErrorBody),
+        (status = 403, body = crate::api::ErrorBody)))]
 pub(crate) async fn events(
+    who: Principal,
     upgrade: WebSocketUpgrade,
     Query(resume): Query<Resume>,
     State(state): State<Arc<HttpState>>,
-) -> Response {
+) -> Result<Response, ApiError> {
+    who.supervisor()?;
     let feed = state.feed.clone();
     // Without `after`, the stream starts with what happens next.
     let after = resume.after.unwrap_or_else(|| *feed.committed.borrow());
-    upgrade
+    Ok(upgrade
         .on_upgrade(move |socket| stream(socket, feed, after))
-        .into_response()
+        .into_response())
 }
 
 async fn stream(mut socket: WebSocket, feed: Feed, mut last: u64) {

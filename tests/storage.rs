@@ -29,9 +29,13 @@ fn config() -> String {
     format!(
         "{config}\n[experience.comune]\nwelcome = false\nannounce_position = \"no\"\n\
          announce_holdtime = \"no\"\nperiodic_announce_frequency = 0\nsurvey = true\n\
-         survey_timeout = 6\n"
+         survey_timeout = 6\n\n[[api.tokens]]\nname = \"wallboard\"\ntoken = \"{TOKEN}\"\n\
+         scope = \"supervisor\"\n"
     )
 }
+
+/// The supervisor token of [`config`].
+const TOKEN: &str = "storage-test-token-0123";
 
 fn agents(server: &Server) -> Ua {
     let registrar = server.sip.to_string();
@@ -453,7 +457,11 @@ impl EventStream {
             .enable_all()
             .build()
             .expect("a runtime");
-        let url = format!("ws://{}/api/events{query}", server.http);
+        let separator = if query.is_empty() { '?' } else { '&' };
+        let url = format!(
+            "ws://{}/api/events{query}{separator}token={TOKEN}",
+            server.http
+        );
         let (socket, _) = runtime
             .block_on(tokio_tungstenite::connect_async(&url))
             .unwrap_or_else(|e| panic!("{url}: {e}"));

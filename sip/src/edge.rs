@@ -549,7 +549,8 @@ pub struct SipEdge {
     endpoint: Endpoint,
     dialog_layer: Arc<DialogLayer>,
     registrar: Registrar,
-    trunks: Vec<Trunk>,
+    /// Replaced whole on a configuration reload.
+    trunks: arc_swap::ArcSwap<Vec<Arc<Trunk>>>,
     counters: Arc<SipCounters>,
     identities: Arc<IdentityRelay>,
     udp_addr: SocketAddr,
@@ -606,7 +607,9 @@ impl SipEdge {
             endpoint,
             dialog_layer,
             registrar,
-            trunks: config.trunks,
+            trunks: arc_swap::ArcSwap::from_pointee(
+                config.trunks.into_iter().map(Arc::new).collect(),
+            ),
             counters,
             identities,
             udp_addr,
@@ -616,6 +619,15 @@ impl SipEdge {
             probe_timeout,
             probing: DashMap::new(),
         }))
+    }
+
+    /// Takes new agents' credentials and trunks (a configuration reload): calls in
+    /// progress go on; new INVITEs and REGISTERs meet the new ones. Returns the agents whose
+    /// registration was dropped because they are no longer configured.
+    pub fn reconfigure(&self, agents: HashMap<String, String>, trunks: Vec<Trunk>) -> Vec<String> {
+        self.trunks
+            .store(Arc::new(trunks.into_iter().map(Arc::new).collect()));
+        self.registrar.set_passwords(agents)
     }
 
     /// The UDP address.
@@ -862,7 +874,7 @@ impl SipEdge {
                 return tx.reply(StatusCode::Forbidden).await;
             }
         };
-        let Some(queue) = lookup_did(trunk, &did) else {
+        let Some(queue) = lookup_did(&trunk, &did) else {
             info!(%source, trunk = %trunk.name, %did, "INVITE to an unknown number");
             return tx.reply(StatusCode::NotFound).await;
         };
@@ -980,13 +992,13 @@ impl SipEdge {
         &self,
         request: &rsipstack::sip::Request,
         source: IpAddr,
-    ) -> Result<&Trunk, Admission> {
-        if let Some(trunk) = self
-            .trunks
+    ) -> Result<Arc<Trunk>, Admission> {
+        let trunks = self.trunks.load();
+        if let Some(trunk) = trunks
             .iter()
             .find(|t| t.sources.iter().any(|net| net.contains(&source)))
         {
-            return Ok(trunk);
+            return Ok(trunk.clone());
         }
         let authorization = request
             .headers
@@ -996,7 +1008,7 @@ impl SipEdge {
                     || h.name().eq_ignore_ascii_case("proxy-authorization")
             })
             .map(|h| h.value().to_owned());
-        let with_credentials = || self.trunks.iter().filter(|t| t.credentials.is_some());
+        let with_credentials = || trunks.iter().filter(|t| t.credentials.is_some());
         if with_credentials().next().is_none() {
             return Err(Admission::Forbidden);
         }
@@ -1016,7 +1028,7 @@ impl SipEdge {
             .auth()
             .verify(&credentials, "INVITE", password, unix_now())
         {
-            Ok(()) => Ok(trunk),
+            Ok(()) => Ok(trunk.clone()),
             Err(DigestError::Stale) => Err(Admission::Challenge(true)),
             Err(_) => Err(Admission::Forbidden),
         }

@@ -106,7 +106,8 @@ impl Default for RegistrarConfig {
 /// Agents' credentials and current bindings.
 #[derive(Debug)]
 pub struct Registrar {
-    passwords: HashMap<String, String>,
+    /// Replaced whole on a configuration reload.
+    passwords: arc_swap::ArcSwap<HashMap<String, String>>,
     bindings: DashMap<String, Binding>,
     auth: DigestAuth,
     config: RegistrarConfig,
@@ -120,11 +121,27 @@ impl Registrar {
         config: RegistrarConfig,
     ) -> Self {
         Registrar {
-            passwords,
+            passwords: arc_swap::ArcSwap::from_pointee(passwords),
             bindings: DashMap::new(),
             auth,
             config,
         }
+    }
+
+    /// Takes a new set of users (a configuration reload). Users no longer in it lose their
+    /// binding; their names are returned so the application can log them out.
+    pub fn set_passwords(&self, passwords: HashMap<String, String>) -> Vec<String> {
+        let gone: Vec<String> = self
+            .bindings
+            .iter()
+            .map(|b| b.key().clone())
+            .filter(|user| !passwords.contains_key(user))
+            .collect();
+        self.passwords.store(std::sync::Arc::new(passwords));
+        for user in &gone {
+            self.bindings.remove(user);
+        }
+        gone
     }
 
     /// Handles a REGISTER from `source` at `now` (`unix_now` for nonces).
@@ -136,7 +153,8 @@ impl Registrar {
         now: Instant,
         unix_now: u64,
     ) -> RegisterOutcome {
-        let Some(password) = self.passwords.get(&request.user) else {
+        let passwords = self.passwords.load();
+        let Some(password) = passwords.get(&request.user) else {
             return RegisterOutcome::Forbidden("not an agent of this ACD");
         };
         let Some(credentials) = request

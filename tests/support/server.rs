@@ -155,6 +155,64 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// An HTTP request with an optional bearer token and JSON body; the status and the
+    /// body (JSON, or `Value::String` when it is not JSON).
+    pub(crate) fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| b.to_string());
+        self.raw_request(method, path, token, body.as_deref())
+    }
+
+    /// Like [`Server::api`] with the body sent as given (bad JSON, say).
+    pub(crate) fn raw_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut stream = TcpStream::connect(self.http).expect("http connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        match body {
+            Some(body) => request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => request.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        stream.write_all(request.as_bytes()).expect("http write");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("http read");
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+        // Chunked bodies: the JSON is between the chunk sizes.
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        };
+        let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+        (status, value)
+    }
+
     /// The value of one metric line (`name{labels}`), or 0 when absent.
     pub(crate) fn metric(&self, series: &str) -> f64 {
         let metrics = self.get("/metrics");
@@ -239,4 +297,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The payload of an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }

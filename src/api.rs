@@ -1,0 +1,993 @@
+//! The HTTP API under `/api`: agents, queues, calls, statistics, and the event stream.
+//!
+//! Every route is declared with its OpenAPI description ([`utoipa`]), and the document is
+//! served at `/api/openapi.json`, so the two cannot drift apart. Callers authenticate with
+//! a token from `[[api.tokens]]`: `Authorization: Bearer TOKEN`, or `?token=TOKEN` where a
+//! browser cannot set a header (WebSockets). A `supervisor` token may do everything; an
+//! `agent` token reads agents and queues and changes its own agent only. Every error is
+//! JSON, `{"error": {"code": "...", "message": "..."}}`, and its message names what is
+//! wrong.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use amico_core::metrics::{DistributionSummary, QueueSummary, SurveyCounts};
+use amico_core::{AcdError, AcdSnapshot, AgentId, AgentState, CallId, Input, QueueSnapshot};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::{Scope, TokenSection};
+use crate::http::HttpState;
+use crate::runner::Refused;
+
+/// The document's frame; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Amico",
+        description = "The HTTP API of Amico, an ACD engine: agents, queues, calls, \
+                       statistics and the event stream. Authenticate with a token from \
+                       `[[api.tokens]]` as `Authorization: Bearer TOKEN`."
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "agents", description = "Agents and their states"),
+        (name = "queues", description = "Queues, live"),
+        (name = "calls", description = "Calls in progress"),
+        (name = "statistics", description = "Statistics by interval, from the store"),
+        (name = "events", description = "The queue log, live")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The `/api` routes and their OpenAPI document.
+pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
+    let (router, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_agents))
+        .routes(routes!(get_agent))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(ready))
+        .routes(routes!(pause))
+        .routes(routes!(list_queues))
+        .routes(routes!(get_queue))
+        .routes(routes!(list_calls))
+        .routes(routes!(get_call, hang_up))
+        .routes(routes!(statistics))
+        .routes(routes!(crate::stream::events))
+        .split_for_parts();
+    let document = Arc::new(document);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let document = document.clone();
+                async move { axum::Json(document.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such API route (see /api/openapi.json)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see /api/openapi.json)",
+            )
+        })
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+
+/// An API error: a status, a stable code and a message that names what is wrong.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+/// The body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `bad_request`,
+    /// `conflict`, `unavailable`.
+    code: String,
+    /// For people: names the field, the value and the reason.
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Stopped => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is shutting down",
+            ),
+            Refused::Acd(error) => {
+                let status = match &error {
+                    AcdError::Config(_) => StatusCode::BAD_REQUEST,
+                    AcdError::UnknownAgent(_) | AcdError::UnknownQueue(_) => StatusCode::NOT_FOUND,
+                    _ => StatusCode::CONFLICT,
+                };
+                let code = match status {
+                    StatusCode::BAD_REQUEST => "bad_request",
+                    StatusCode::NOT_FOUND => "not_found",
+                    _ => "conflict",
+                };
+                ApiError::new(status, code, error.to_string())
+            }
+        }
+    }
+}
+
+/// A JSON body whose errors are JSON too, naming the field.
+pub(crate) struct Body<T>(T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "the body: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Principal {
+    /// A supervisor token, by its name.
+    Supervisor(String),
+    /// An agent token: its name and its agent's.
+    Agent { token: String, agent: String },
+}
+
+/// The configured tokens, by the SHA-256 of their secret (compared as digests, so the
+/// time a lookup takes says nothing about the secret).
+#[derive(Debug, Default)]
+pub(crate) struct Tokens {
+    by_digest: HashMap<[u8; 32], Principal>,
+}
+
+impl Tokens {
+    pub(crate) fn new(tokens: &[TokenSection]) -> Tokens {
+        let by_digest = tokens
+            .iter()
+            .map(|t| {
+                let principal = match (t.scope, &t.agent) {
+                    (Scope::Agent, Some(agent)) => Principal::Agent {
+                        token: t.name.clone(),
+                        agent: agent.clone(),
+                    },
+                    _ => Principal::Supervisor(t.name.clone()),
+                };
+                (digest(&t.token), principal)
+            })
+            .collect();
+        Tokens { by_digest }
+    }
+
+    fn find(&self, secret: &str) -> Option<Principal> {
+        self.by_digest.get(&digest(secret)).cloned()
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+impl FromRequestParts<Arc<HttpState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<HttpState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim);
+        let secret = match header {
+            Some(value) => match value.split_once(' ') {
+                Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(secret.trim().to_owned())
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "the Authorization header must be 'Bearer TOKEN'",
+                    ));
+                }
+            },
+            None => Query::<TokenQuery>::try_from_uri(&parts.uri)
+                .ok()
+                .and_then(|Query(q)| q.token),
+        };
+        let Some(secret) = secret else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a token is needed: 'Authorization: Bearer TOKEN' or ?token=TOKEN",
+            ));
+        };
+        state.tokens.load().find(&secret).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token is not known",
+            )
+        })
+    }
+}
+
+impl Principal {
+    /// Only supervisors.
+    pub(crate) fn supervisor(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Supervisor(_) => Ok(()),
+            Principal::Agent { token, .. } => Err(ApiError::forbidden(format!(
+                "token '{token}' is an agent token; this needs a supervisor token"
+            ))),
+        }
+    }
+
+    /// Supervisors, or the agent itself.
+    fn may_act_for(&self, agent: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Supervisor(_) => Ok(()),
+            Principal::Agent { agent: own, .. } if own == agent => Ok(()),
+            Principal::Agent { token, agent: own } => Err(ApiError::forbidden(format!(
+                "token '{token}' acts for agent '{own}' only, not for '{agent}'"
+            ))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Views
+
+/// Survey counts and shares.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SurveyView {
+    satisfied: u64,
+    sufficient: u64,
+    unsatisfied: u64,
+    /// Surveys played without a vote in time.
+    no_vote: u64,
+    /// Shares of the votes cast (surveys without a vote left out); null without votes.
+    satisfied_share: Option<f64>,
+    sufficient_share: Option<f64>,
+    unsatisfied_share: Option<f64>,
+}
+
+impl From<SurveyCounts> for SurveyView {
+    fn from(s: SurveyCounts) -> Self {
+        let shares = s.shares();
+        SurveyView {
+            satisfied: s.satisfied,
+            sufficient: s.sufficient,
+            unsatisfied: s.unsatisfied,
+            no_vote: s.no_vote,
+            satisfied_share: shares.map(|x| x.0),
+            sufficient_share: shares.map(|x| x.1),
+            unsatisfied_share: shares.map(|x| x.2),
+        }
+    }
+}
+
+/// An agent, live.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentView {
+    name: String,
+    /// `logged_out`, `available`, `reserved` (ringing), `on_call`, `wrap_up` or `paused`.
+    state: String,
+    /// The pause reason, when paused.
+    reason: Option<String>,
+    /// The call it rings or talks on.
+    call: Option<u64>,
+    /// When it entered its state (RFC 3339, UTC).
+    since: String,
+    /// Seconds in its state so far.
+    seconds_in_state: f64,
+    /// When its wrap-up ends.
+    wrap_up_until: Option<String>,
+    /// Calls answered since it logged in.
+    calls_answered: u32,
+    survey: SurveyView,
+}
+
+fn rfc3339(utc_us: i64) -> String {
+    jiff::Timestamp::from_microsecond(utc_us)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn agent_view(
+    state: &HttpState,
+    snapshot: &AcdSnapshot,
+    agent: &amico_core::AgentSnapshot,
+) -> AgentView {
+    let status = serde_json::to_value(agent.state.status())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let (reason, call, until) = match &agent.state {
+        AgentState::Paused { reason } => (Some(reason.clone()), None, None),
+        AgentState::Reserved { call } | AgentState::OnCall { call } => (None, Some(call.0), None),
+        AgentState::WrapUp { until } => (None, None, Some(rfc3339(state.clock.utc_micros(*until)))),
+        _ => (None, None, None),
+    };
+    AgentView {
+        name: agent.name.clone(),
+        state: status,
+        reason,
+        call,
+        since: rfc3339(state.clock.utc_micros(agent.since)),
+        seconds_in_state: state
+            .clock
+            .now()
+            .saturating_since(agent.since)
+            .as_secs_f64()
+            .max(snapshot.at.saturating_since(agent.since).as_secs_f64()),
+        wrap_up_until: until,
+        calls_answered: agent.calls_answered,
+        survey: agent.survey.into(),
+    }
+}
+
+/// Agents of a queue by state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentCountsView {
+    logged_in: u32,
+    available: u32,
+    reserved: u32,
+    on_call: u32,
+    wrap_up: u32,
+    paused: u32,
+}
+
+/// Percentiles of a distribution, in seconds.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PercentilesView {
+    count: u64,
+    mean: Option<f64>,
+    p50: f64,
+    p90: f64,
+    p95: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl From<&DistributionSummary> for PercentilesView {
+    fn from(d: &DistributionSummary) -> Self {
+        PercentilesView {
+            count: d.count,
+            mean: d.mean.map(|m| m.as_secs_f64()),
+            p50: d.p50.as_secs_f64(),
+            p90: d.p90.as_secs_f64(),
+            p95: d.p95.as_secs_f64(),
+            p99: d.p99.as_secs_f64(),
+            p999: d.p999.as_secs_f64(),
+            max: d.max.as_secs_f64(),
+        }
+    }
+}
+
+/// A queue's statistics over a span: counts, the derived figures (formulas in
+/// `amico_core::metrics` and in `GET /api/stats`), and wait percentiles.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatsView {
+    offered: u64,
+    answered: u64,
+    abandoned: u64,
+    short_abandoned: u64,
+    abandoned_after_threshold: u64,
+    overflowed: u64,
+    answered_within_sl: u64,
+    callbacks_requested: u64,
+    callbacks_unanswered: u64,
+    /// abandoned / (answered + abandoned)
+    abandon_rate: Option<f64>,
+    /// abandoned after the threshold (47 s) / (answered + abandoned)
+    abandon_after_threshold_rate: Option<f64>,
+    /// answered within T / (answered + abandoned − short abandons)
+    service_level: Option<f64>,
+    /// (answered within T + abandoned within T) / (answered + abandoned)
+    service_level_abandons_met: Option<f64>,
+    /// Average speed of answer, seconds.
+    asa: Option<f64>,
+    /// Average handle time (talk + wrap-up), seconds.
+    aht: Option<f64>,
+    wait: PercentilesView,
+    time_to_abandon: PercentilesView,
+    survey: SurveyView,
+}
+
+impl From<&QueueSummary> for StatsView {
+    fn from(s: &QueueSummary) -> Self {
+        let (c, r) = (&s.counters, &s.rates);
+        StatsView {
+            offered: c.offered,
+            answered: c.answered,
+            abandoned: c.abandoned,
+            short_abandoned: c.short_abandoned,
+            abandoned_after_threshold: c.abandoned_after_threshold,
+            overflowed: c.overflowed,
+            answered_within_sl: c.answered_within_sl,
+            callbacks_requested: c.callbacks_requested,
+            callbacks_unanswered: c.callbacks_unanswered,
+            abandon_rate: r.abandon_rate,
+            abandon_after_threshold_rate: r.abandon_after_threshold_rate,
+            service_level: r.service_level,
+            service_level_abandons_met: r.service_level_abandons_met,
+            asa: r.asa.map(|d| d.as_secs_f64()),
+            aht: r.aht.map(|d| d.as_secs_f64()),
+            wait: (&s.wait).into(),
+            time_to_abandon: (&s.abandon).into(),
+            survey: c.survey.into(),
+        }
+    }
+}
+
+/// A queue at a glance.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueueBrief {
+    name: String,
+    /// Callers waiting for an agent.
+    waiting: u32,
+    /// Callers ringing an agent.
+    ringing: u32,
+    /// The longest current wait, seconds.
+    longest_wait: f64,
+    agents: AgentCountsView,
+    /// Since start.
+    today: StatsView,
+}
+
+/// A caller in a queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallerView {
+    call: u64,
+    /// 1 for the first in line; null while ringing an agent.
+    position: Option<u32>,
+    priority: u8,
+    /// Seconds in this queue so far.
+    waited: f64,
+    /// Expected further wait, seconds; null when nobody who could answer is working.
+    estimated_wait: Option<f64>,
+    /// The agent it rings.
+    ringing: Option<String>,
+    /// The caller's identity, as its trunk sent it.
+    caller: Option<String>,
+    /// The number dialled.
+    did: Option<String>,
+}
+
+/// A queue, live: its callers, its agents and its figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueueView {
+    #[serde(flatten)]
+    brief: QueueBrief,
+    /// Callers in line order, ringing ones last.
+    callers: Vec<CallerView>,
+    /// Agents serving the queue, each counted by its share when it serves several.
+    staffed: f64,
+    /// The current statistics interval.
+    interval: StatsView,
+    /// When the current interval began (RFC 3339, UTC).
+    interval_start: String,
+}
+
+fn queue_brief(queue: &QueueSnapshot) -> QueueBrief {
+    let a = queue.agents;
+    QueueBrief {
+        name: queue.name.clone(),
+        waiting: queue.waiting,
+        ringing: queue.ringing,
+        longest_wait: queue.longest_wait.as_secs_f64(),
+        agents: AgentCountsView {
+            logged_in: a.logged_in,
+            available: a.available,
+            reserved: a.reserved,
+            on_call: a.on_call,
+            wrap_up: a.wrap_up,
+            paused: a.paused,
+        },
+        today: (&queue.cumulative).into(),
+    }
+}
+
+/// A call in progress.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CallView {
+    call: u64,
+    caller: String,
+    did: String,
+    trunk: String,
+    /// When it arrived (RFC 3339, UTC).
+    arrived: String,
+    /// `waiting`, `ringing`, `talking`, or `other` (the survey, a goodbye, a callback being
+    /// dialled).
+    state: String,
+    queue: Option<String>,
+    /// The agent it rings or talks to.
+    agent: Option<String>,
+    /// Its place in line while waiting.
+    position: Option<u32>,
+}
+
+fn call_view(info: &crate::callflow::CallInfo, snapshot: &AcdSnapshot) -> CallView {
+    let mut view = CallView {
+        call: info.call.0,
+        caller: info.caller.clone(),
+        did: info.did.clone(),
+        trunk: info.trunk.clone(),
+        arrived: rfc3339(info.arrived_us),
+        state: "other".into(),
+        queue: None,
+        agent: None,
+        position: None,
+    };
+    let agent_name = |id: AgentId| snapshot.agents.get(id.index()).map(|a| a.name.clone());
+    for queue in &snapshot.queues {
+        if let Some(caller) = queue.callers.iter().find(|c| c.call == info.call) {
+            view.queue = Some(queue.name.clone());
+            view.position = caller.position;
+            view.state = if caller.ringing.is_some() {
+                "ringing"
+            } else {
+                "waiting"
+            }
+            .into();
+            view.agent = caller.ringing.and_then(agent_name);
+            return view;
+        }
+    }
+    if let Some(agent) = snapshot
+        .agents
+        .iter()
+        .find(|a| matches!(a.state, AgentState::OnCall { call } if call == info.call))
+    {
+        view.state = "talking".into();
+        view.agent = Some(agent.name.clone());
+    }
+    view
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers: agents
+
+fn find_agent<'a>(
+    snapshot: &'a AcdSnapshot,
+    name: &str,
+) -> Result<&'a amico_core::AgentSnapshot, ApiError> {
+    snapshot
+        .agents
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("agent '{name}' does not exist")))
+}
+
+/// Every agent with its state.
+#[utoipa::path(get, path = "/api/agents", tag = "agents",
+    responses((status = 200, body = Vec<AgentView>), (status = 401, body = ErrorBody)))]
+async fn list_agents(
+    _who: Principal,
+    State(state): State<Arc<HttpState>>,
+) -> axum::Json<Vec<AgentView>> {
+    let snapshot = state.acd.snapshot();
+    axum::Json(
+        snapshot
+            .agents
+            .iter()
+            .map(|a| agent_view(&state, &snapshot, a))
+            .collect(),
+    )
+}
+
+/// One agent.
+#[utoipa::path(get, path = "/api/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+async fn get_agent(
+    _who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    let snapshot = state.acd.snapshot();
+    let agent = find_agent(&snapshot, &name)?;
+    Ok(axum::Json(agent_view(&state, &snapshot, agent)))
+}
+
+/// Applies an agent action and answers with the agent's new state.
+async fn act(
+    who: &Principal,
+    state: &HttpState,
+    name: &str,
+    input: impl FnOnce(AgentId) -> Input,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    who.may_act_for(name)?;
+    let id = find_agent(&state.acd.snapshot(), name)?.id;
+    state.acd.request(input(id)).await?;
+    let snapshot = state.acd.snapshot();
+    let agent = find_agent(&snapshot, name)?;
+    Ok(axum::Json(agent_view(state, &snapshot, agent)))
+}
+
+/// Logs the agent in (available for calls). Registering its phone does this too.
+#[utoipa::path(post, path = "/api/agents/{name}/login", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn login(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    act(&who, &state, &name, |agent| Input::Login { agent }).await
+}
+
+/// Logs the agent out; a call it rings goes back to its place.
+#[utoipa::path(post, path = "/api/agents/{name}/logout", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn logout(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    act(&who, &state, &name, |agent| Input::Logout { agent }).await
+}
+
+/// Makes the agent available: ends a pause or a wrap-up.
+#[utoipa::path(post, path = "/api/agents/{name}/ready", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn ready(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    act(&who, &state, &name, |agent| Input::Ready { agent }).await
+}
+
+/// A pause and its reason code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PauseBody {
+    /// The reason code (`lunch`, `training`, ...): 1 to 64 characters.
+    reason: String,
+}
+
+/// Pauses the agent with a reason code.
+#[utoipa::path(post, path = "/api/agents/{name}/pause", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    request_body = PauseBody,
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn pause(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    Body(body): Body<PauseBody>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 64 {
+        return Err(ApiError::bad_request(
+            "reason: a pause needs a reason code of 1 to 64 characters",
+        ));
+    }
+    act(&who, &state, &name, |agent| Input::Pause { agent, reason }).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers: queues
+
+/// Every queue at a glance.
+#[utoipa::path(get, path = "/api/queues", tag = "queues",
+    responses((status = 200, body = Vec<QueueBrief>), (status = 401, body = ErrorBody)))]
+async fn list_queues(
+    _who: Principal,
+    State(state): State<Arc<HttpState>>,
+) -> axum::Json<Vec<QueueBrief>> {
+    let snapshot = state.acd.snapshot();
+    axum::Json(snapshot.queues.iter().map(queue_brief).collect())
+}
+
+/// A queue, live: waiting callers with their wait and estimated wait, agents by state,
+/// service level, abandonment, abandonment after the threshold, wait percentiles.
+#[utoipa::path(get, path = "/api/queues/{name}", tag = "queues",
+    params(("name" = String, Path, description = "The queue's name")),
+    responses((status = 200, body = QueueView), (status = 404, body = ErrorBody)))]
+async fn get_queue(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<QueueView>, ApiError> {
+    let snapshot = state.acd.snapshot();
+    let queue = snapshot
+        .queues
+        .iter()
+        .find(|q| q.name == name)
+        .ok_or_else(|| ApiError::not_found(format!("queue '{name}' does not exist")))?;
+    // Callers' identities are for supervisors.
+    let identities = who.supervisor().is_ok();
+    let callers = queue
+        .callers
+        .iter()
+        .map(|c| {
+            let info = identities.then(|| state.calls.get(c.call)).flatten();
+            CallerView {
+                call: c.call.0,
+                position: c.position,
+                priority: c.priority,
+                waited: c.waited.as_secs_f64(),
+                estimated_wait: c.estimated_wait.map(|d| d.as_secs_f64()),
+                ringing: c
+                    .ringing
+                    .and_then(|a| snapshot.agents.get(a.index()).map(|a| a.name.clone())),
+                caller: info.as_ref().map(|i| i.caller.clone()),
+                did: info.map(|i| i.did),
+            }
+        })
+        .collect();
+    Ok(axum::Json(QueueView {
+        brief: queue_brief(queue),
+        callers,
+        staffed: queue.staffed,
+        interval: (&queue.interval).into(),
+        interval_start: rfc3339(state.clock.utc_micros(queue.interval_start)),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers: calls
+
+fn call_id(text: &str) -> Result<CallId, ApiError> {
+    text.parse::<u64>()
+        .map(CallId)
+        .map_err(|_| ApiError::bad_request(format!("call id '{text}' is not a number")))
+}
+
+/// Every call in progress (supervisors).
+#[utoipa::path(get, path = "/api/calls", tag = "calls",
+    responses((status = 200, body = Vec<CallView>), (status = 403, body = ErrorBody)))]
+async fn list_calls(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+) -> Result<axum::Json<Vec<CallView>>, ApiError> {
+    who.supervisor()?;
+    let snapshot = state.acd.snapshot();
+    Ok(axum::Json(
+        state
+            .calls
+            .list()
+            .iter()
+            .map(|info| call_view(info, &snapshot))
+            .collect(),
+    ))
+}
+
+/// One call in progress (supervisors).
+#[utoipa::path(get, path = "/api/calls/{id}", tag = "calls",
+    params(("id" = u64, Path, description = "The call's id")),
+    responses((status = 200, body = CallView), (status = 404, body = ErrorBody)))]
+async fn get_call(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CallView>, ApiError> {
+    who.supervisor()?;
+    let call = call_id(&id)?;
+    let info = state
+        .calls
+        .get(call)
+        .ok_or_else(|| ApiError::not_found(format!("call {id} is not in progress")))?;
+    Ok(axum::Json(call_view(&info, &state.acd.snapshot())))
+}
+
+/// Hangs a call up at once (supervisors). A waiting caller hung up this way counts as an
+/// abandon at its current wait.
+#[utoipa::path(delete, path = "/api/calls/{id}", tag = "calls",
+    params(("id" = u64, Path, description = "The call's id")),
+    responses((status = 204, description = "The call is being ended"),
+        (status = 404, body = ErrorBody)))]
+async fn hang_up(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    who.supervisor()?;
+    let call = call_id(&id)?;
+    if state.calls.hang_up(call) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("call {id} is not in progress")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers: statistics
+
+/// Which statistics.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StatsQuery {
+    /// Start: `2026-11-26`, `2026-11-26T08:30` (in `tz`) or `2026-11-26T08:30:00Z`.
+    /// Default: today's midnight.
+    from: Option<String>,
+    /// End (not included), in the same forms. Default: now.
+    to: Option<String>,
+    /// `15m` (default), `30m`, `1h`, `day`, or `none` for the totals only.
+    interval: Option<String>,
+    /// Time zone (IANA name) for dates and intervals. Default: UTC.
+    tz: Option<String>,
+    /// `queue`, `agent` or `both` (default).
+    by: Option<String>,
+}
+
+/// Statistics per queue and per agent, by interval and for the whole period, replayed
+/// from the store with the live ACD's own code; the response names every formula.
+#[utoipa::path(get, path = "/api/stats", tag = "statistics",
+    params(StatsQuery),
+    responses((status = 200, description = "The report: `from`, `to`, `time_zone`, \
+        `interval_secs`, `formulas`, `queues` and `agents` rows (as `amico report --format \
+        json`)", body = serde_json::Value),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn statistics(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Query(query): Query<StatsQuery>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use crate::history;
+    who.supervisor()?;
+    let zone = match &query.tz {
+        Some(name) => jiff::tz::TimeZone::get(name)
+            .map_err(|e| ApiError::bad_request(format!("tz: '{name}': {e}")))?,
+        None => jiff::tz::TimeZone::UTC,
+    };
+    let now = jiff::Timestamp::now().to_zoned_datetime(zone.clone());
+    let from = match &query.from {
+        Some(text) => history::parse_time(text, &zone)
+            .map_err(|e| ApiError::bad_request(format!("from: {e}")))?,
+        None => now
+            .start_of_day()
+            .map_err(|e| ApiError::bad_request(format!("from: {e}")))?,
+    };
+    let to = match &query.to {
+        Some(text) => history::parse_time(text, &zone)
+            .map_err(|e| ApiError::bad_request(format!("to: {e}")))?,
+        None => now,
+    };
+    if from >= to {
+        return Err(ApiError::bad_request(format!(
+            "from ({from}) must be before to ({to})"
+        )));
+    }
+    let interval = history::parse_interval(query.interval.as_deref().unwrap_or("15m"))
+        .map_err(|e| ApiError::bad_request(format!("interval: {e}")))?;
+    let by = match query.by.as_deref().unwrap_or("both") {
+        "queue" => history::By::Queue,
+        "agent" => history::By::Agent,
+        "both" => history::By::Both,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "by: '{other}' is not queue, agent or both"
+            )));
+        }
+    };
+    let request = history::Request {
+        database: String::new(),
+        from,
+        to,
+        interval: interval.0,
+        thresholds: state.thresholds.load().as_ref().clone(),
+        by,
+        format: history::Format::Json,
+    };
+    let report = history::from_store(&state.feed.store, &request)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the store could not be read: {e:#}"),
+            )
+        })?;
+    serde_json::to_value(&report)
+        .map(axum::Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}

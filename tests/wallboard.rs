@@ -1,0 +1,598 @@
+//! The supervisors' wallboard (`/wallboard`) in a real browser: Debian's headless
+//! Chromium, driven by Playwright from `tests/browser/wallboard.mjs`, against the real
+//! server, with a PJSIP caller.
+//!
+//! Needs `node`, `npm` and `/usr/bin/chromium` (`apt-get install chromium`; `.ci/run`
+//! installs it). The test installs `tests/browser/package-lock.json` (playwright-core)
+//! into `target/browser` itself on first use, with `npm ci`. The screenshot of the live
+//! page is kept as `target/test-artifacts/wallboard.png`.
+
+#[path = "support/peers.rs"]
+mod peers;
+#[path = "support/server.rs"]
+mod server;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use peers::{Ua, event};
+use serde_json::{Value, json};
+use server::Server;
+
+/// The supervisor token the test configuration holds.
+const TOKEN: &str = "wallboard-test-token-0123";
+/// Long enough for a record to be committed, streamed, fetched and drawn many times over.
+const STEP: Duration = Duration::from_secs(15);
+/// Where the browser comes from, unless `AMICO_CHROMIUM` names another.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn ok<T>(result: Result<T, String>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Progress past the harness's output capture, as tests/support/peers.rs does.
+fn progress(message: &str) {
+    let _ = writeln!(std::io::stderr(), "wallboard: {message}");
+}
+
+fn config() -> String {
+    format!(
+        "{}\n[[api.tokens]]\nname = \"wallboard\"\ntoken = \"{TOKEN}\"\nscope = \"supervisor\"\n",
+        server::config(0, "")
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The tools: node, npm, Chromium, and playwright-core in target/browser
+
+fn chromium() -> Result<PathBuf, String> {
+    let path = std::env::var_os("AMICO_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CHROMIUM));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is missing: the wallboard test needs Debian's Chromium \
+             (apt-get install chromium; .ci/run installs it)",
+            path.display()
+        ))
+    }
+}
+
+fn tool_version(tool: &str) -> Result<String, String> {
+    let output = Command::new(tool)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "`{tool} --version` cannot run ({e}): the wallboard test needs Node.js and npm \
+                 (apt-get install nodejs npm)"
+            )
+        })?;
+    if !output.status.success() {
+        return Err(format!("`{tool} --version` failed ({})", output.status));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `target/browser/node_modules` with the locked playwright-core, installed once per
+/// lock file under an exclusive lock (test processes running at once wait for each
+/// other), cached for this process.
+fn node_modules() -> Result<PathBuf, String> {
+    static MODULES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    MODULES.get_or_init(install_modules).clone()
+}
+
+fn install_modules() -> Result<PathBuf, String> {
+    let node = tool_version("node")?;
+    let npm = tool_version("npm")?;
+    let source = peers::workspace_root().join("tests/browser");
+    let lock_text = read(&source.join("package-lock.json"))?;
+    let manifest = read(&source.join("package.json"))?;
+    let dir = peers::target_dir().join("browser");
+    fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let lock_path = peers::target_dir().join("browser.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    // The lock is released when `lock` is dropped, on every path out of here.
+    let modules = dir.join("node_modules");
+    let stamp = dir.join("amico-package-lock.json");
+    let installed = modules.join("playwright-core/package.json").is_file();
+    if installed && fs::read_to_string(&stamp).ok().as_deref() == Some(lock_text.as_str()) {
+        return Ok(modules);
+    }
+    let started = Instant::now();
+    progress(&format!(
+        "npm ci into {} (node {node}, npm {npm}; first run only)",
+        dir.display()
+    ));
+    write(&dir.join("package.json"), &manifest)?;
+    write(&dir.join("package-lock.json"), &lock_text)?;
+    let output = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("npm ci: cannot start: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "npm ci in {} failed ({}):\n{}\n{}",
+            dir.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    write(&stamp, &lock_text)?;
+    progress(&format!(
+        "playwright-core installed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(modules)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The browser
+
+/// Headless Chromium behind `tests/browser/wallboard.mjs`; closed on drop.
+struct Browser {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    answers: Receiver<Value>,
+    next_id: u64,
+    log: PathBuf,
+}
+
+impl Browser {
+    /// Starts the driver and waits for the browser to run.
+    fn start(label: &str) -> Browser {
+        let chromium = ok(chromium());
+        let modules = ok(node_modules());
+        let script = peers::workspace_root().join("tests/browser/wallboard.mjs");
+        let logs = peers::target_dir().join("browser-logs");
+        let _ = fs::create_dir_all(&logs);
+        let log = logs.join(format!("{label}-{}.log", std::process::id()));
+        let stderr = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg("--modules")
+            .arg(&modules)
+            .arg("--chromium")
+            .arg(&chromium)
+            .args(["--viewport", "1600x1000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines, answers) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({ "event": "non_json_output", "line": line }));
+                if lines.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut browser = Browser {
+            child,
+            stdin,
+            answers,
+            next_id: 0,
+            log,
+        };
+        let ready = browser.receive(Instant::now() + Duration::from_secs(45), |v| {
+            v["event"] == "ready" || v["event"] == "error"
+        });
+        match ready {
+            Ok(v) if v["event"] == "ready" => progress(&format!(
+                "Chromium {}",
+                v["browser"].as_str().unwrap_or("?")
+            )),
+            Ok(v) => panic!(
+                "the browser did not start: {}\n{}",
+                v["error"],
+                browser.stderr()
+            ),
+            Err(e) => panic!("the browser did not start: {e}\n{}", browser.stderr()),
+        }
+        browser
+    }
+
+    /// Sends one request and waits for its answer, a little past its own deadline.
+    fn request(&mut self, op: &str, mut args: Value) -> Result<Value, Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let timeout_ms = args["timeout_ms"].as_u64().unwrap_or(15_000);
+        args["id"] = json!(id);
+        args["op"] = json!(op);
+        let stdin = self.stdin.as_mut().expect("the driver's stdin is open");
+        writeln!(stdin, "{args}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| json!({ "error": format!("write to the driver: {e}") }))?;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(10);
+        let answer = self
+            .receive(deadline, |v| v["id"] == id)
+            .map_err(|e| json!({ "error": e }))?;
+        if answer["ok"] == true {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer)
+        }
+    }
+
+    fn receive(
+        &mut self,
+        deadline: Instant,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(left) {
+                Ok(value) if want(&value) => return Ok(value),
+                Ok(other) => progress(&format!("the driver said: {other}")),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err("no answer from the driver in time".into());
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "the driver exited ({:?})",
+                        self.child.try_wait().ok().flatten()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn goto(&mut self, url: &str) {
+        if let Err(failure) = self.request("goto", json!({ "url": url })) {
+            panic!("{}", self.explain(&format!("loading {url}"), &failure));
+        }
+    }
+
+    /// Waits until `selector` matches a visible element whose text is `text` (any text
+    /// when `None`), failing with the page's text and the browser's console log.
+    fn wait(&mut self, what: &str, selector: &str, text: Option<&str>, server: Option<&Server>) {
+        let request = json!({ "selector": selector, "text": text });
+        self.wait_for(what, selector, request, server);
+    }
+
+    /// Waits until `selector`'s text is no longer `text`; the new text.
+    fn wait_change(&mut self, what: &str, selector: &str, text: &str, server: &Server) -> String {
+        let request = json!({ "selector": selector, "not_text": text });
+        self.wait_for(what, selector, request, Some(server))
+    }
+
+    fn wait_for(
+        &mut self,
+        what: &str,
+        selector: &str,
+        mut request: Value,
+        server: Option<&Server>,
+    ) -> String {
+        request["visible"] = json!(true);
+        request["timeout_ms"] = json!(u64::try_from(STEP.as_millis()).unwrap_or(u64::MAX));
+        match self.request("wait", request.clone()) {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err(failure) => {
+                let mut message = self.explain(
+                    &format!("{what}: `{selector}` never matched {request} within {STEP:?}"),
+                    &failure,
+                );
+                if let Some(server) = server {
+                    message.push_str(&format!("\n--- server log tail:\n{}", server.log_tail(30)));
+                }
+                panic!("{message}");
+            }
+        }
+    }
+
+    fn text(&mut self, selector: &str) -> String {
+        match self.request("text", json!({ "selector": selector })) {
+            Ok(value) => value.as_str().unwrap_or_default().to_owned(),
+            Err(failure) => panic!("{}", self.explain(&format!("reading {selector}"), &failure)),
+        }
+    }
+
+    fn state(&mut self) -> Value {
+        self.request("state", json!({})).unwrap_or_else(|failure| {
+            panic!("{}", self.explain("reading the page's state", &failure))
+        })
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let request = json!({ "path": path.to_string_lossy(), "full_page": true });
+        if let Err(failure) = self.request("screenshot", request) {
+            panic!("{}", self.explain("taking the screenshot", &failure));
+        }
+    }
+
+    /// A failure's message: what was expected, the page's text and its console log.
+    fn explain(&mut self, what: &str, failure: &Value) -> String {
+        let console = failure["console"]
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        format!(
+            "{what}: {}\n--- the page's text:\n{}\n--- the browser's console:\n{console}\n--- the \
+             driver's log ({}):\n{}",
+            failure["error"],
+            failure["page_text"].as_str().unwrap_or("(not read)"),
+            self.log.display(),
+            self.stderr()
+        )
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Closing stdin makes the driver close the browser and exit.
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn wallboard_url(server: &Server, token: &str) -> String {
+    format!("http://{}/wallboard?token={token}", server.http)
+}
+
+fn field(queue: &str, name: &str) -> String {
+    format!(r#"[data-queue="{queue}"] [data-field="{name}"]"#)
+}
+
+/// `GET path` over HTTP/1.0: the head (status line and headers) and the body.
+fn get_raw(server: &Server, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(server.http).expect("http connect");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("http write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("http read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn the_wallboard_files_are_served_with_their_types_and_no_cache() {
+    let server = Server::start(&config());
+    for (path, kind, needle) in [
+        ("/wallboard", "text/html; charset=utf-8", "data-connection"),
+        (
+            "/wallboard/wallboard.js",
+            "text/javascript; charset=utf-8",
+            "/api/events",
+        ),
+        (
+            "/wallboard/wallboard.css",
+            "text/css; charset=utf-8",
+            ".queue",
+        ),
+    ] {
+        let (head, body) = get_raw(&server, path);
+        assert!(head.starts_with("http/1.0 200"), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {kind}")),
+            "{path}: {head}"
+        );
+        assert!(head.contains("cache-control: no-cache"), "{path}: {head}");
+        assert!(body.contains(needle), "{path} lacks {needle:?}");
+    }
+    // The page itself needs no token: the API it calls does.
+    let (head, _) = get_raw(&server, "/wallboard/missing.js");
+    assert!(head.starts_with("http/1.0 404"), "{head}");
+}
+
+#[test]
+fn the_wallboard_shows_a_caller_live_and_then_the_abandon() {
+    let server = Server::start(&config());
+    let mut browser = Browser::start("live");
+    browser.goto(&wallboard_url(&server, TOKEN));
+    let s = Some(&server);
+    browser.wait("the stream is open", r#"[data-connection="live"]"#, None, s);
+    browser.wait(
+        "the queue is empty",
+        &field("comune", "waiting"),
+        Some("0"),
+        s,
+    );
+    browser.wait(
+        "nobody abandoned yet",
+        &field("comune", "abandoned"),
+        Some("0"),
+        s,
+    );
+    browser.wait(
+        "no agent is logged in",
+        &field("comune", "agents-logged-in"),
+        Some("0"),
+        s,
+    );
+    browser.wait(
+        "no answered call: no service level",
+        &field("comune", "service-level"),
+        Some("–"),
+        s,
+    );
+    browser.wait(
+        "no votes",
+        &field("comune", "survey-satisfied"),
+        Some("–"),
+        s,
+    );
+
+    // A caller who stays on the line: nobody can answer, so it waits in `comune`.
+    let to = format!("sip:100@{}", server.sip);
+    let mut caller = ok(Ua::spawn(
+        "wallboard-caller",
+        &[
+            "--role",
+            "caller",
+            "--to",
+            &to,
+            "--calls",
+            "1",
+            "--timeout",
+            "90",
+        ],
+    ));
+    ok(caller.wait_for(event("confirmed"), STEP));
+    browser.wait(
+        "the caller appears without a reload",
+        &field("comune", "waiting"),
+        Some("1"),
+        s,
+    );
+    browser.wait(
+        "the caller is listed first in line",
+        r#"[data-queue="comune"] [data-field="callers"] tr [data-field="position"]"#,
+        Some("1"),
+        s,
+    );
+    // The longest wait ticks on the page between updates, without an event.
+    let longest = browser.text(&field("comune", "longest-wait"));
+    assert!(longest.starts_with("0:"), "a wait of seconds: {longest}");
+    browser.wait_change(
+        "the longest wait ticks",
+        &field("comune", "longest-wait"),
+        &longest,
+        &server,
+    );
+    let state = browser.state();
+    assert_eq!(
+        state["loads"], 1,
+        "the page was loaded once, updates came live: {state}"
+    );
+
+    let artifacts = peers::target_dir().join("test-artifacts");
+    fs::create_dir_all(&artifacts).expect("target/test-artifacts");
+    let screenshot = artifacts.join("wallboard.png");
+    let _ = fs::remove_file(&screenshot);
+    browser.screenshot(&screenshot);
+    let png = fs::read(&screenshot).expect("the screenshot is written");
+    assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
+    progress(&format!("screenshot: {}", screenshot.display()));
+
+    // The caller gives up: the page goes back to 0 waiting and counts the abandon.
+    ok(caller.send("hangup"));
+    ok(caller.wait_for(event("disconnected"), STEP));
+    browser.wait(
+        "the abandoned caller leaves the queue",
+        &field("comune", "waiting"),
+        Some("0"),
+        s,
+    );
+    browser.wait(
+        "the abandon is counted",
+        &field("comune", "abandoned"),
+        Some("1"),
+        s,
+    );
+    browser.wait(
+        "1 abandoned of 1 is over the 3 % target",
+        r#"[data-queue="comune"] .abandon[data-over="true"] [data-field="abandon-rate"]"#,
+        Some("100.0\u{a0}%"),
+        s,
+    );
+    browser.wait(
+        "the list of callers is empty",
+        &field("comune", "callers-empty"),
+        Some("Nobody is waiting."),
+        s,
+    );
+    assert_eq!(browser.state()["loads"], 1, "still the first load");
+    let _ = caller.shutdown(Duration::from_secs(10));
+}
+
+#[test]
+fn a_refused_or_missing_token_is_said_on_the_page() {
+    let server = Server::start(&config());
+    let mut browser = Browser::start("refused");
+    let s = Some(&server);
+
+    browser.goto(&wallboard_url(&server, "not-the-right-token-000"));
+    browser.wait(
+        "a wrong token is refused",
+        r#"[data-message="refused"]"#,
+        None,
+        s,
+    );
+    let message = browser.text(r#"[data-message="refused"]"#);
+    assert!(
+        message.contains("refused") && message.contains("401"),
+        "the message says why: {message}"
+    );
+    browser.wait(
+        "the indicator says so",
+        r#"[data-connection="refused"]"#,
+        None,
+        s,
+    );
+    let state = browser.state();
+    let console = state["console"].to_string();
+    assert!(
+        !console.contains("[websocket] opened"),
+        "no stream is opened with a refused token: {console}"
+    );
+
+    browser.goto(&format!("http://{}/wallboard", server.http));
+    browser.wait(
+        "a missing token is asked for",
+        r#"[data-message="no-token"]"#,
+        None,
+        s,
+    );
+    let message = browser.text(r#"[data-message="no-token"]"#);
+    assert!(
+        message.contains("?token="),
+        "the message says how: {message}"
+    );
+}
