@@ -45,7 +45,8 @@ use crate::runner::Refused;
         (name = "queues", description = "Queues, live"),
         (name = "calls", description = "Calls in progress"),
         (name = "statistics", description = "Statistics by interval, from the store"),
-        (name = "events", description = "The queue log, live")
+        (name = "events", description = "The queue log, live"),
+        (name = "configuration", description = "Reloading the configuration")
     )
 )]
 struct ApiDoc;
@@ -72,10 +73,14 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
         .routes(routes!(logout))
         .routes(routes!(ready))
         .routes(routes!(pause))
+        .routes(routes!(extend_wrap_up))
         .routes(routes!(list_queues))
-        .routes(routes!(get_queue))
+        .routes(routes!(get_queue, update_queue))
         .routes(routes!(list_calls))
         .routes(routes!(get_call, hang_up))
+        .routes(routes!(move_call))
+        .routes(routes!(set_priority))
+        .routes(routes!(reload))
         .routes(routes!(statistics))
         .routes(routes!(crate::stream::events))
         .split_for_parts();
@@ -166,6 +171,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The ACD's refusal, its ids turned into the names the API uses.
+    fn refused(refused: Refused, snapshot: &AcdSnapshot) -> ApiError {
+        let mut error = ApiError::from(refused);
+        error.message = named(&error.message, snapshot);
+        error
+    }
+}
+
+/// `agent#3` and `queue#1` in a message become `agent 'anna'` and `queue 'comune'`, `call#7`
+/// becomes `call 7`.
+fn named(message: &str, snapshot: &AcdSnapshot) -> String {
+    let mut message = message.to_owned();
+    // Longest ids first: agent#12 before agent#1.
+    for agent in snapshot.agents.iter().rev() {
+        message = message.replace(&agent.id.to_string(), &format!("agent '{}'", agent.name));
+    }
+    for queue in snapshot.queues.iter().rev() {
+        message = message.replace(&queue.id.to_string(), &format!("queue '{}'", queue.name));
+    }
+    message.replace("call#", "call ")
+}
+
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> Self {
         match refused {
@@ -176,8 +204,12 @@ impl From<Refused> for ApiError {
             ),
             Refused::Acd(error) => {
                 let status = match &error {
-                    AcdError::Config(_) => StatusCode::BAD_REQUEST,
-                    AcdError::UnknownAgent(_) | AcdError::UnknownQueue(_) => StatusCode::NOT_FOUND,
+                    AcdError::Config(_) | AcdError::FixedWhileRunning { .. } => {
+                        StatusCode::BAD_REQUEST
+                    }
+                    AcdError::UnknownAgent(_)
+                    | AcdError::UnknownQueue(_)
+                    | AcdError::UnknownCall(_) => StatusCode::NOT_FOUND,
                     _ => StatusCode::CONFLICT,
                 };
                 let code = match status {
@@ -473,6 +505,8 @@ pub(crate) struct StatsView {
     short_abandoned: u64,
     abandoned_after_threshold: u64,
     overflowed: u64,
+    /// Moved to another queue by a supervisor.
+    transferred: u64,
     answered_within_sl: u64,
     callbacks_requested: u64,
     callbacks_unanswered: u64,
@@ -503,6 +537,7 @@ impl From<&QueueSummary> for StatsView {
             short_abandoned: c.short_abandoned,
             abandoned_after_threshold: c.abandoned_after_threshold,
             overflowed: c.overflowed,
+            transferred: c.transferred,
             answered_within_sl: c.answered_within_sl,
             callbacks_requested: c.callbacks_requested,
             callbacks_unanswered: c.callbacks_unanswered,
@@ -654,7 +689,7 @@ fn find_agent<'a>(
     snapshot
         .agents
         .iter()
-        .find(|a| a.name == name)
+        .find(|a| a.name == name && !a.retired)
         .ok_or_else(|| ApiError::not_found(format!("agent '{name}' does not exist")))
 }
 
@@ -670,6 +705,7 @@ async fn list_agents(
         snapshot
             .agents
             .iter()
+            .filter(|a| !a.retired)
             .map(|a| agent_view(&state, &snapshot, a))
             .collect(),
     )
@@ -697,8 +733,13 @@ async fn act(
     input: impl FnOnce(AgentId) -> Input,
 ) -> Result<axum::Json<AgentView>, ApiError> {
     who.may_act_for(name)?;
-    let id = find_agent(&state.acd.snapshot(), name)?.id;
-    state.acd.request(input(id)).await?;
+    let snapshot = state.acd.snapshot();
+    let id = find_agent(&snapshot, name)?.id;
+    state
+        .acd
+        .request(input(id))
+        .await
+        .map_err(|refused| ApiError::refused(refused, &snapshot))?;
     let snapshot = state.acd.snapshot();
     let agent = find_agent(&snapshot, name)?;
     Ok(axum::Json(agent_view(state, &snapshot, agent)))
@@ -773,6 +814,41 @@ async fn pause(
     act(&who, &state, &name, |agent| Input::Pause { agent, reason }).await
 }
 
+/// More wrap-up time.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WrapUpBody {
+    /// Seconds to add to the wrap-up, above 0 and at most 3600.
+    extend: f64,
+}
+
+/// Gives an agent in wrap-up more time.
+#[utoipa::path(post, path = "/api/agents/{name}/wrap-up", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    request_body = WrapUpBody,
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "The agent is not in wrap-up")))]
+async fn extend_wrap_up(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    Body(body): Body<WrapUpBody>,
+) -> Result<axum::Json<AgentView>, ApiError> {
+    if !(body.extend.is_finite() && body.extend > 0.0 && body.extend <= 3600.0) {
+        return Err(ApiError::bad_request(format!(
+            "extend: {} is not a number of seconds above 0 and at most 3600",
+            body.extend
+        )));
+    }
+    let by = std::time::Duration::from_secs_f64(body.extend);
+    act(&who, &state, &name, |agent| Input::ExtendWrapUp {
+        agent,
+        by,
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------------------
 // Handlers: queues
 
@@ -784,7 +860,14 @@ async fn list_queues(
     State(state): State<Arc<HttpState>>,
 ) -> axum::Json<Vec<QueueBrief>> {
     let snapshot = state.acd.snapshot();
-    axum::Json(snapshot.queues.iter().map(queue_brief).collect())
+    axum::Json(
+        snapshot
+            .queues
+            .iter()
+            .filter(|q| !q.closed)
+            .map(queue_brief)
+            .collect(),
+    )
 }
 
 /// A queue, live: waiting callers with their wait and estimated wait, agents by state,
@@ -798,11 +881,7 @@ async fn get_queue(
     Path(name): Path<String>,
 ) -> Result<axum::Json<QueueView>, ApiError> {
     let snapshot = state.acd.snapshot();
-    let queue = snapshot
-        .queues
-        .iter()
-        .find(|q| q.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("queue '{name}' does not exist")))?;
+    let queue = find_queue(&snapshot, &name)?;
     // Callers' identities are for supervisors.
     let identities = who.supervisor().is_ok();
     let callers = queue
@@ -831,6 +910,52 @@ async fn get_queue(
         interval: (&queue.interval).into(),
         interval_start: rfc3339(state.clock.utc_micros(queue.interval_start)),
     }))
+}
+
+/// Changes a queue while it runs (supervisors). The body holds only what changes, with the
+/// configuration file's field names and units (seconds): `skills`, `strategy`, `weight`,
+/// `ring_timeout`, `retry_after`, `wrap_up`, `auto_pause_after`, `max_callers`,
+/// `max_wait`, `overflow`, `when_no_agents`, `expansion`, `thresholds`,
+/// `expected_handle_time`, `callback_attempts`, `callback_retry_after`; `null` clears
+/// `auto_pause_after`, `max_callers` or `max_wait`. Waiting callers who now match a free
+/// agent are offered at once; a lower `max_wait` applies to callers already waiting.
+#[utoipa::path(patch, path = "/api/queues/{name}", tag = "queues",
+    params(("name" = String, Path, description = "The queue's name")),
+    request_body(content = serde_json::Value, description = "The fields that change",
+        example = json!({"max_wait": 300, "skills": [{"skill": "general", "min_level": 3}]})),
+    responses((status = 200, body = QueueView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn update_queue(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(name): Path<String>,
+    Body(update): Body<amico_core::QueueUpdate>,
+) -> Result<axum::Json<QueueView>, ApiError> {
+    who.supervisor()?;
+    let snapshot = state.acd.snapshot();
+    let queue = find_queue(&snapshot, &name)?.id;
+    let thresholds = update.thresholds;
+    state
+        .acd
+        .request(Input::UpdateQueue { queue, update })
+        .await
+        .map_err(|refused| ApiError::refused(refused, &snapshot))?;
+    // Reports from the store classify waits with the new thresholds from now on.
+    if let Some(thresholds) = thresholds {
+        let mut all = state.thresholds.load().as_ref().clone();
+        all.insert(name.clone(), thresholds);
+        state.thresholds.store(Arc::new(all));
+    }
+    get_queue(who, State(state), Path(name)).await
+}
+
+fn find_queue<'a>(snapshot: &'a AcdSnapshot, name: &str) -> Result<&'a QueueSnapshot, ApiError> {
+    snapshot
+        .queues
+        .iter()
+        .find(|q| q.name == name && !q.closed)
+        .ok_or_else(|| ApiError::not_found(format!("queue '{name}' does not exist")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -897,6 +1022,111 @@ async fn hang_up(
     } else {
         Err(ApiError::not_found(format!("call {id} is not in progress")))
     }
+}
+
+/// Where a waiting caller goes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MoveBody {
+    /// The queue's name.
+    queue: String,
+}
+
+/// Moves a waiting (or ringing) caller to another queue (supervisors). It keeps its
+/// arrival time for its place in line; the queue it left counts it as transferred, the new
+/// one as offered, and its wait there counts from the move.
+#[utoipa::path(post, path = "/api/calls/{id}/move", tag = "calls",
+    params(("id" = u64, Path, description = "The call's id")),
+    request_body = MoveBody,
+    responses((status = 200, body = CallView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "Not waiting, the same queue, full, \
+            or nobody there to answer")))]
+async fn move_call(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Body(body): Body<MoveBody>,
+) -> Result<axum::Json<CallView>, ApiError> {
+    who.supervisor()?;
+    let call = call_id(&id)?;
+    let snapshot = state.acd.snapshot();
+    let queue = find_queue(&snapshot, &body.queue)
+        .map_err(|_| ApiError::bad_request(format!("queue: '{}' does not exist", body.queue)))?
+        .id;
+    state
+        .acd
+        .request(Input::MoveCall { call, queue })
+        .await
+        .map_err(|refused| ApiError::refused(refused, &snapshot))?;
+    get_call(who, State(state), Path(id)).await
+}
+
+/// A caller's new priority.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PriorityBody {
+    /// 0 (the default) to 255; higher is served first.
+    priority: u8,
+}
+
+/// Changes a waiting caller's priority (supervisors); its place in line follows.
+#[utoipa::path(post, path = "/api/calls/{id}/priority", tag = "calls",
+    params(("id" = u64, Path, description = "The call's id")),
+    request_body = PriorityBody,
+    responses((status = 200, body = CallView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn set_priority(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Body(body): Body<PriorityBody>,
+) -> Result<axum::Json<CallView>, ApiError> {
+    who.supervisor()?;
+    let call = call_id(&id)?;
+    let snapshot = state.acd.snapshot();
+    state
+        .acd
+        .request(Input::SetPriority {
+            call,
+            priority: body.priority,
+        })
+        .await
+        .map_err(|refused| ApiError::refused(refused, &snapshot))?;
+    get_call(who, State(state), Path(id)).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Handlers: configuration
+
+/// Reads the configuration file again and applies it without dropping calls
+/// (supervisors); `SIGHUP` does the same. Queues and agents are matched by name; a bad file
+/// is refused with the reason, and the running configuration stays.
+#[utoipa::path(post, path = "/api/config/reload", tag = "configuration",
+    responses((status = 200, body = crate::reload::Reloaded),
+        (status = 400, body = ErrorBody, description = "The file is wrong; the message names the field"),
+        (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "No file to read, or the ACD refused it")))]
+async fn reload(
+    who: Principal,
+    State(state): State<Arc<HttpState>>,
+) -> Result<axum::Json<crate::reload::Reloaded>, ApiError> {
+    use crate::reload::ReloadError;
+    who.supervisor()?;
+    let snapshot = state.acd.snapshot();
+    state
+        .reloader
+        .reload()
+        .await
+        .map(axum::Json)
+        .map_err(|error| {
+            let (status, code) = match &error {
+                ReloadError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+                ReloadError::NoFile | ReloadError::Refused(_) => (StatusCode::CONFLICT, "conflict"),
+            };
+            ApiError::new(status, code, named(&error.to_string(), &snapshot))
+        })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -114,6 +114,25 @@ fn without_tag(from: &str) -> String {
     kept.join(";")
 }
 
+/// What the configuration says about routing calls, replaced whole on a reload: calls
+/// in progress keep what they started with, new ones take the new.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    /// Queue ids by name.
+    pub(crate) queues: HashMap<String, QueueId>,
+    /// SIP username of each agent, by id.
+    pub(crate) usernames: Vec<String>,
+    /// Name of each agent, by id.
+    pub(crate) agent_names: Vec<String>,
+    /// Agent ids by SIP username.
+    pub(crate) agents_by_username: HashMap<String, AgentId>,
+    pub(crate) prompts: Arc<Prompts>,
+    /// Each queue's caller experience, by queue id.
+    pub(crate) experiences: Vec<(Experience, Language)>,
+    /// Each trunk's gateway for callbacks, by trunk name.
+    pub(crate) gateways: HashMap<String, std::net::SocketAddr>,
+}
+
 /// What the server hands the call flow.
 pub(crate) struct CallsParts {
     pub(crate) acd: AcdHandle,
@@ -121,17 +140,7 @@ pub(crate) struct CallsParts {
     pub(crate) ports: Arc<PortPool>,
     pub(crate) media: Arc<MediaCounters>,
     pub(crate) session: SessionConfig,
-    /// Queue ids by name.
-    pub(crate) queues: HashMap<String, QueueId>,
-    /// SIP username of each agent, by id.
-    pub(crate) usernames: Vec<String>,
-    /// Name of each agent, by id.
-    pub(crate) agent_names: Vec<String>,
-    pub(crate) prompts: Arc<Prompts>,
-    /// Each queue's caller experience, by queue id.
-    pub(crate) experiences: Vec<(Experience, Language)>,
-    /// Each trunk's gateway for callbacks, by trunk name.
-    pub(crate) gateways: HashMap<String, std::net::SocketAddr>,
+    pub(crate) routing: Routing,
     /// The queue log.
     pub(crate) events: Events,
     /// The first call id to give (after every call the store knows).
@@ -146,16 +155,8 @@ pub(crate) struct Calls {
     media: Arc<MediaCounters>,
     session: SessionConfig,
     live: DashMap<CallId, LiveCall>,
-    queues: HashMap<String, QueueId>,
-    /// SIP username of each agent, by id.
-    usernames: Vec<String>,
-    /// Name of each agent, by id.
-    agent_names: Vec<String>,
+    routing: arc_swap::ArcSwap<Routing>,
     next_call: AtomicU64,
-    prompts: Arc<Prompts>,
-    /// Each queue's caller experience, by queue id.
-    experiences: Vec<(Experience, Language)>,
-    gateways: HashMap<String, std::net::SocketAddr>,
     events: Events,
 }
 
@@ -167,12 +168,7 @@ impl Calls {
             ports,
             media,
             session,
-            queues,
-            usernames,
-            agent_names,
-            prompts,
-            experiences,
-            gateways,
+            routing,
             events,
             first_call,
         } = parts;
@@ -183,15 +179,20 @@ impl Calls {
             media,
             session,
             live: DashMap::new(),
-            queues,
-            usernames,
-            agent_names,
+            routing: arc_swap::ArcSwap::from_pointee(routing),
             next_call: AtomicU64::new(first_call.max(1)),
-            prompts,
-            experiences,
-            gateways,
             events,
         })
+    }
+
+    /// Takes a reloaded configuration's routing.
+    pub(crate) fn reroute(&self, routing: Routing) {
+        self.routing.store(Arc::new(routing));
+    }
+
+    /// The agent a SIP username belongs to.
+    pub(crate) fn agent_for_username(&self, user: &str) -> Option<AgentId> {
+        self.routing.load().agents_by_username.get(user).copied()
     }
 
     /// Calls in progress.
@@ -314,7 +315,7 @@ impl Calls {
                     "source": call.source.to_string(),
                 }),
             );
-            let queue = calls.queues.get(&call.queue).copied();
+            let queue = calls.routing.load().queues.get(&call.queue).copied();
             let cause = match queue {
                 Some(queue) => CallTask::run(calls.clone(), id, queue, call, commands).await,
                 None => {
@@ -396,6 +397,9 @@ struct CallTask {
     callback_number: Option<String>,
     /// The number of the next leg of the call (the caller's is 0).
     next_leg: u64,
+    /// The prompts and music loaded when the call began (a reload loads new ones for new
+    /// calls).
+    prompts: Arc<Prompts>,
 }
 
 /// What to do after an event.
@@ -475,9 +479,14 @@ impl CallTask {
             queue,
             priority: 0,
         });
-        let (experience, language) = calls.experiences[queue.index()].clone();
+        let routing = calls.routing.load_full();
+        let (experience, language) = routing
+            .experiences
+            .get(queue.index())
+            .cloned()
+            .unwrap_or_default();
         let schedule = Schedule::new(experience.clone(), language, id.0);
-        let gateway = calls.gateways.get(&trunk).copied();
+        let gateway = routing.gateways.get(&trunk).copied();
         let mut task = CallTask {
             calls,
             id,
@@ -491,6 +500,7 @@ impl CallTask {
             joined: tokio::time::Instant::now(),
             experience,
             schedule,
+            prompts: routing.prompts.clone(),
             first_announcement: true,
             acd_told: false,
             gateway,
@@ -520,10 +530,8 @@ impl CallTask {
                 number,
                 gateway,
                 did: task.did.clone(),
-                intro: task
-                    .calls
-                    .prompts
-                    .clips(language, &["callback-intro".to_owned()]),
+                intro: task.prompts.clips(language, &["callback-intro".to_owned()]),
+                prompts: task.prompts.clone(),
                 music: experience.music,
                 agent: None,
                 caller: None,
@@ -675,7 +683,6 @@ impl CallTask {
     fn play(&self, names: &[String], id: u64) {
         let language = self.schedule.language();
         let playlist = self
-            .calls
             .prompts
             .playlist(language, names, &self.experience.music);
         self.media.play(playlist, id);
@@ -700,7 +707,14 @@ impl CallTask {
 
     fn moved_to(&mut self, queue: QueueId) {
         self.queue = queue;
-        let (experience, language) = self.calls.experiences[queue.index()].clone();
+        let (experience, language) = self
+            .calls
+            .routing
+            .load()
+            .experiences
+            .get(queue.index())
+            .cloned()
+            .unwrap_or_default();
         self.schedule = Schedule::new(experience.clone(), language, self.id.0);
         self.experience = experience;
         self.joined = tokio::time::Instant::now();
@@ -1041,6 +1055,7 @@ struct CallbackTask {
     media: Option<(MediaSession, mpsc::Receiver<MediaEvent>)>,
     /// The number of the next leg of the call.
     next_leg: u64,
+    prompts: Arc<Prompts>,
 }
 
 /// The leg to the caller being called back.
@@ -1190,7 +1205,7 @@ impl CallbackTask {
                     self.calls.session,
                     self.calls.media.clone(),
                 );
-                let music = self.calls.prompts.playlist_music(&self.music);
+                let music = self.prompts.playlist_music(&self.music);
                 media.play(
                     amico_media::Playlist::new(self.intro.clone(), music),
                     CALLBACK_INTRO,
@@ -1379,7 +1394,8 @@ fn ring_agent(
     from: &str,
     first: Codec,
 ) -> Option<AgentSide> {
-    let username = calls.usernames.get(agent.index())?;
+    let routing = calls.routing.load();
+    let username = routing.usernames.get(agent.index())?;
     let socket = match calls.ports.allocate() {
         Ok(socket) => socket,
         Err(error) => {
@@ -1395,7 +1411,7 @@ fn ring_agent(
     match calls.edge.invite_agent(username, from, offer) {
         Ok(leg) => {
             info!(%call, %agent, %username, "ringing agent");
-            let peer = calls.agent_names.get(agent.index()).unwrap_or(username);
+            let peer = routing.agent_names.get(agent.index()).unwrap_or(username);
             let trace = LegTrace::new(
                 &calls.events,
                 call,

@@ -55,7 +55,8 @@ impl Names {
 pub(crate) struct Events {
     entries: mpsc::UnboundedSender<Entry>,
     counters: Arc<StoreCounters>,
-    names: Arc<Names>,
+    /// Replaced when the ACD reports a queue or agent configured (a reload).
+    names: Arc<arc_swap::ArcSwap<Names>>,
     /// Maps the ACD's timestamps onto UTC.
     clock: crate::runner::Clock,
 }
@@ -106,16 +107,41 @@ impl Events {
         });
     }
 
+    /// A queue or agent added or renamed by a reload: its id now has this name.
+    fn learn_name(&self, event: &Event) {
+        if !matches!(
+            event,
+            Event::QueueConfigured { .. } | Event::AgentConfigured { .. }
+        ) {
+            return;
+        }
+        let mut names = Names::clone(&self.names.load());
+        let (list, id, name) = match event {
+            Event::QueueConfigured { queue, name, .. } => (&mut names.queues, queue.index(), name),
+            Event::AgentConfigured { agent, name, .. } => (&mut names.agents, agent.index(), name),
+            _ => return,
+        };
+        if list.get(id) == Some(name) {
+            return;
+        }
+        if list.len() <= id {
+            list.resize(id + 1, String::new());
+        }
+        list[id] = name.clone();
+        self.names.store(Arc::new(names));
+    }
+
     /// Records what the ACD said at `at`, when it is worth keeping.
     pub(crate) fn acd_output(&self, at: Timestamp, output: &Output) {
         let at_us = self.clock.utc_micros(at);
+        if let Output::Event(event) = output {
+            self.learn_name(event);
+        }
+        let names = self.names.load();
         let entry = match output {
-            Output::Event(event) => acd_entry(at_us, event, &self.names, &self.clock),
+            Output::Event(event) => acd_entry(at_us, event, &names, &self.clock),
             Output::Command(Command::Ring { call, agent, queue }) => {
-                let (queue, agent) = (
-                    self.names.queue(queue.0.into()),
-                    self.names.agent(agent.0.into()),
-                );
+                let (queue, agent) = (names.queue(queue.0.into()), names.agent(agent.0.into()));
                 Some(Entry {
                     at_us,
                     kind: "call_offered".into(),
@@ -169,16 +195,24 @@ pub(crate) fn acd_entry(
     if let Some(agent) = &agent {
         body.insert("agent".into(), agent.as_str().into());
     }
-    // Overflow into another queue: {"to": {"queue": 1}} names it.
-    if let Some(to) = body.get_mut("to").and_then(|to| to.get_mut("queue"))
-        && let Some(name) = to.as_u64().and_then(|q| names.queue(q))
-    {
-        *to = name.into();
+    // Overflow into another queue: {"to": {"queue": 1}} names it; a transfer's "to" is
+    // the queue itself.
+    if let Some(to) = body.get_mut("to") {
+        let id = match to.get_mut("queue") {
+            Some(inner) => inner,
+            None => to,
+        };
+        if let Some(name) = id.as_u64().and_then(|q| names.queue(q)) {
+            *id = name.into();
+        }
     }
-    if let Some(made_at) = body.get_mut("made_at")
-        && let Some(micros) = made_at.as_u64()
-    {
-        *made_at = clock.utc_micros(Timestamp::from_micros(micros)).into();
+    // Timestamps as UTC microseconds.
+    for key in ["made_at", "until"] {
+        if let Some(at) = body.get_mut(key)
+            && let Some(micros) = at.as_u64()
+        {
+            *at = clock.utc_micros(Timestamp::from_micros(micros)).into();
+        }
     }
     let call = body.get("call").and_then(Value::as_u64);
     Some(Entry {
@@ -223,7 +257,7 @@ pub(crate) fn start(
     let events = Events {
         entries,
         counters: counters.clone(),
-        names: Arc::new(names),
+        names: Arc::new(arc_swap::ArcSwap::from_pointee(names)),
         clock,
     };
     let feed = Feed {

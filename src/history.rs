@@ -192,15 +192,26 @@ fn acd_event(record: &Record, ids: &mut Ids, shift_us: i64) -> Option<Event> {
         let id = ids.agent(name).0;
         body.insert("agent".into(), id.into());
     }
-    if let Some(to) = body.get_mut("to").and_then(|to| to.get_mut("queue"))
-        && let Some(name) = to.as_str()
-    {
-        *to = ids.queue(name).0.into();
+    // An overflow's `to` is {"queue": name}, {"external": name} or "hangup"; a transfer's
+    // is the queue's name.
+    let transfer = record.entry.kind == "call_transferred";
+    if let Some(to) = body.get_mut("to") {
+        let id = match to.get_mut("queue") {
+            Some(inner) => Some(inner),
+            None => transfer.then_some(to),
+        };
+        if let Some(id) = id
+            && let Some(name) = id.as_str()
+        {
+            *id = ids.queue(name).0.into();
+        }
     }
-    if let Some(made_at) = body.get_mut("made_at")
-        && let Some(utc) = made_at.as_i64()
-    {
-        *made_at = ((utc + shift_us).max(0) as u64).into();
+    for key in ["made_at", "until"] {
+        if let Some(at) = body.get_mut(key)
+            && let Some(utc) = at.as_i64()
+        {
+            *at = ((utc + shift_us).max(0) as u64).into();
+        }
     }
     serde_json::from_value(Value::Object(body)).ok()
 }
@@ -490,8 +501,25 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
         let (kind, at) = (record.entry.kind.as_str(), record.entry.at_us);
         match acd_event(record, &mut ids, shift(at) - at) {
             Some(event) => tally.record(local(at), &event),
-            // The server restarted: a new ACD, every agent logged out.
-            None if kind == "acd_started" => tally.restart(local(at)),
+            // The server restarted: a new ACD, every agent logged out, each queue's
+            // thresholds as configured then.
+            None if kind == "acd_started" => {
+                tally.restart(local(at));
+                let queues = record.entry.body["queues"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for queue in queues {
+                    let (Some(name), Ok(thresholds)) = (
+                        queue["name"].as_str(),
+                        serde_json::from_value::<Thresholds>(queue["thresholds"].clone()),
+                    ) else {
+                        continue;
+                    };
+                    let id = ids.queue(name);
+                    tally.set_thresholds(id, thresholds);
+                }
+            }
             None if NOT_ACD.contains(&kind) => {}
             None => unreadable += 1,
         }
@@ -890,6 +918,37 @@ mod tests {
                 queue,
                 agent,
                 vote: None,
+            },
+            Event::CallTransferred {
+                call,
+                queue,
+                to: other,
+                wait: d(12_345_678),
+            },
+            Event::PriorityChanged {
+                call,
+                queue,
+                priority: 9,
+                position: Some(1),
+            },
+            Event::WrapUpExtended {
+                agent,
+                until: made_at,
+            },
+            Event::QueueConfigured {
+                queue: other,
+                name: "tributi".into(),
+                change: amico_core::ConfigChange::Changed,
+                thresholds: Thresholds {
+                    service_level: d(30_000_000),
+                    abandon: d(47_000_000),
+                    short_abandon: d(5_000_000),
+                },
+            },
+            Event::AgentConfigured {
+                agent,
+                name: "anna".into(),
+                change: amico_core::ConfigChange::Added,
             },
         ];
         let names = crate::events::Names {

@@ -21,10 +21,12 @@ pub(crate) struct HttpState {
     pub(crate) calls: Arc<crate::callflow::Calls>,
     /// Committed queue-log records.
     pub(crate) feed: crate::events::Feed,
-    /// Who may use the API.
-    pub(crate) tokens: arc_swap::ArcSwap<crate::api::Tokens>,
+    /// Who may use the API (replaced by a reload).
+    pub(crate) tokens: Arc<arc_swap::ArcSwap<crate::api::Tokens>>,
     /// Each queue's thresholds by name, for statistics from the store.
-    pub(crate) thresholds: arc_swap::ArcSwap<HashMap<String, amico_core::Thresholds>>,
+    pub(crate) thresholds: Arc<arc_swap::ArcSwap<HashMap<String, amico_core::Thresholds>>>,
+    /// Applies the configuration file again.
+    pub(crate) reloader: Arc<crate::reload::Reloader>,
     /// The ACD's clock, to show its times in UTC.
     pub(crate) clock: crate::runner::Clock,
 }

@@ -12,6 +12,7 @@ mod keypad;
 mod metrics;
 mod phrases;
 mod prompts;
+mod reload;
 mod report;
 mod runner;
 mod server;
@@ -249,12 +250,11 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     // The whole configuration is checked before any port is bound.
-    let (mut validated, demo) = match &args.config {
-        Some(path) => (load(path)?, false),
-        None => (
-            config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?,
-            true,
-        ),
+    let mut validated = match &args.config {
+        Some(path) => load(path)?,
+        None => {
+            config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?
+        }
     };
     if let Some(database) = &args.database {
         store::database_url(database).map_err(|e| anyhow::anyhow!("--database: {e}"))?;
@@ -286,7 +286,13 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        server::run(validated, demo, shutdown).await
+        server::run(
+            validated,
+            args.config.clone(),
+            args.database.clone(),
+            shutdown,
+        )
+        .await
     })
 }
 

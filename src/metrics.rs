@@ -163,6 +163,12 @@ impl Collector for AmicoCollector {
         )?;
         counter(
             &mut encoder,
+            "amico_queue_transferred",
+            "Callers a supervisor moved to another queue.",
+            &per_queue_counter(&|c| c.transferred),
+        )?;
+        counter(
+            &mut encoder,
             "amico_queue_answered_within_sl",
             "Answers within the service-level time.",
             &per_queue_counter(&|c| c.answered_within_sl),

@@ -1,7 +1,6 @@
 //! `amico run`: the server. Binds SIP, RTP and HTTP, starts the ACD's writer and ties the
 //! edges to it.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use amico_sip::{EdgeEvent, SipCounters, SipEdge};
 use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::callflow::Calls;
 use crate::config::Validated;
@@ -22,9 +21,11 @@ use crate::runner::{self, Clock};
 /// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}` (tests wait for it).
 pub(crate) async fn run(
     validated: Validated,
-    demo: bool,
+    path: Option<std::path::PathBuf>,
+    database: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let demo = path.is_none();
     let config = &validated.config;
     // The store first: a database that cannot be opened stops the server before any port
     // is bound, like a bad configuration.
@@ -72,72 +73,49 @@ pub(crate) async fn run(
         call: None,
         queue: None,
         agent: None,
-        body: serde_json::json!({ "event": "acd_started", "first_call": first_call }),
+        body: serde_json::json!({
+            "event": "acd_started",
+            "first_call": first_call,
+            "queues": config.queues.iter().map(|q| serde_json::json!({
+                "name": q.name,
+                "thresholds": q.thresholds,
+            })).collect::<Vec<_>>(),
+        }),
     });
     let (outputs, routed) = mpsc::unbounded_channel();
     let (acd, acd_task) = runner::start(validated.acd.clone(), clock, outputs, shutdown.clone())?;
-    let queues: HashMap<String, QueueId> = config
-        .queues
-        .iter()
-        .enumerate()
-        .map(|(i, q)| (q.name.clone(), QueueId(i as u32)))
-        .collect();
-    let usernames: Vec<String> = config
-        .agents
-        .iter()
-        .map(|a| a.sip_username.clone().unwrap_or_else(|| a.name.clone()))
-        .collect();
-    let agent_ids: HashMap<String, AgentId> = usernames
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.clone(), AgentId(i as u32)))
-        .collect();
     let session = SessionConfig {
         rtp_timeout: (config.rtp.timeout > 0.0)
             .then(|| Duration::from_secs_f64(config.rtp.timeout)),
         ..SessionConfig::default()
     };
-    // Every queue's experience (the defaults where none is configured), and every prompt
-    // and music it may play, loaded and encoded once.
-    let experiences: Vec<(crate::announce::Experience, crate::phrases::Language)> = config
-        .queues
-        .iter()
-        .map(|q| {
-            let experience = config.experience.get(&q.name).cloned().unwrap_or_default();
-            let language = experience
-                .check()
-                .map_err(|(f, r)| anyhow::anyhow!("experience.{}.{f}: {r}", q.name))?;
-            Ok((experience, language))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut languages: Vec<_> = experiences.iter().map(|(_, l)| *l).collect();
-    languages.sort_by_key(|l| l.as_str());
-    languages.dedup();
-    let periodic: Vec<String> = experiences
-        .iter()
-        .flat_map(|(e, _)| e.periodic_announce.clone())
-        .collect();
-    let music: Vec<String> = experiences.iter().map(|(e, _)| e.music.clone()).collect();
-    let folder = crate::prompts::folder(config.prompts.dir.as_deref());
-    let prompts = Arc::new(crate::prompts::Prompts::load(
-        &folder, &languages, &periodic, &music,
-    )?);
+    // At start, ids follow the configuration's order.
+    let prompts = crate::reload::load_prompts(config)?;
+    let routing = crate::reload::routing(
+        config,
+        prompts,
+        |name| {
+            config
+                .queues
+                .iter()
+                .position(|q| q.name == name)
+                .map(|i| QueueId(i as u32))
+        },
+        |name| {
+            config
+                .agents
+                .iter()
+                .position(|a| a.name == name)
+                .map(|i| AgentId(i as u32))
+        },
+    )?;
     let calls = Calls::new(crate::callflow::CallsParts {
         acd: acd.clone(),
         edge: edge.clone(),
         ports,
         media: media_counters.clone(),
         session,
-        queues,
-        usernames,
-        agent_names: config.agents.iter().map(|a| a.name.clone()).collect(),
-        prompts,
-        experiences,
-        gateways: validated
-            .trunks
-            .iter()
-            .filter_map(|t| Some((t.name.clone(), t.gateway?)))
-            .collect(),
+        routing,
         events,
         first_call,
     });
@@ -162,6 +140,26 @@ pub(crate) async fn run(
         calls: active,
         store: store_counters,
     });
+    let tokens = Arc::new(arc_swap::ArcSwap::from_pointee(crate::api::Tokens::new(
+        &config.api.tokens,
+    )));
+    let thresholds = Arc::new(arc_swap::ArcSwap::from_pointee(
+        config
+            .queues
+            .iter()
+            .map(|q| (q.name.clone(), q.thresholds))
+            .collect(),
+    ));
+    let reloader = Arc::new(crate::reload::Reloader::new(crate::reload::Parts {
+        path,
+        database,
+        running: config.clone(),
+        acd: acd.clone(),
+        calls: calls.clone(),
+        edge: edge.clone(),
+        tokens: tokens.clone(),
+        thresholds: thresholds.clone(),
+    }));
     let state = Arc::new(crate::http::HttpState {
         registry,
         acd: acd.clone(),
@@ -169,14 +167,9 @@ pub(crate) async fn run(
         sip_tcp: edge.tcp_addr(),
         calls: calls.clone(),
         feed,
-        tokens: arc_swap::ArcSwap::from_pointee(crate::api::Tokens::new(&config.api.tokens)),
-        thresholds: arc_swap::ArcSwap::from_pointee(
-            config
-                .queues
-                .iter()
-                .map(|q| (q.name.clone(), q.thresholds))
-                .collect(),
-        ),
+        tokens: tokens.clone(),
+        thresholds: thresholds.clone(),
+        reloader: reloader.clone(),
         clock,
     });
     let http_shutdown = shutdown.clone();
@@ -223,18 +216,27 @@ pub(crate) async fn run(
         }
     }
 
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("SIGHUP handler")?;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = hangups.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                match reloader.reload().await {
+                    Ok(reloaded) => info!(?reloaded, "reloaded on SIGHUP"),
+                    Err(error) => warn!(%error, "reload refused; the running configuration stays"),
+                }
+            }
             event = edge_events.recv() => match event {
                 None => break,
                 Some(EdgeEvent::AgentRegistered { user, new, .. }) => {
-                    if let Some(&agent) = agent_ids.get(&user) && new {
+                    if let Some(agent) = calls.agent_for_username(&user) && new {
                         acd.send(Input::Login { agent });
                     }
                 }
                 Some(EdgeEvent::AgentUnregistered { user, reason }) => {
-                    if let Some(&agent) = agent_ids.get(&user) {
+                    if let Some(agent) = calls.agent_for_username(&user) {
                         info!(%user, ?reason, "agent logged out");
                         acd.send(Input::Logout { agent });
                     }

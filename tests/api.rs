@@ -56,10 +56,14 @@ fn the_openapi_document_describes_every_route_and_the_bearer_scheme() {
         ("/api/agents/{name}/logout", &["post"]),
         ("/api/agents/{name}/ready", &["post"]),
         ("/api/agents/{name}/pause", &["post"]),
+        ("/api/agents/{name}/wrap-up", &["post"]),
         ("/api/queues", &["get"]),
-        ("/api/queues/{name}", &["get"]),
+        ("/api/queues/{name}", &["get", "patch"]),
         ("/api/calls", &["get"]),
         ("/api/calls/{id}", &["get", "delete"]),
+        ("/api/calls/{id}/move", &["post"]),
+        ("/api/calls/{id}/priority", &["post"]),
+        ("/api/config/reload", &["post"]),
         ("/api/stats", &["get"]),
         ("/api/events", &["get"]),
     ] {
@@ -400,4 +404,316 @@ fn wait_json(server: &Server, path: &str, check: impl Fn(&Value) -> bool) -> Val
         // Polling a condition with a deadline: the snapshot is published every 100 ms.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Two queues (`comune` from DID 100, `tributi` from DID 101), two agents, the tokens.
+fn two_queues() -> String {
+    config()
+        .replace(
+            "dids = { \"100\" = \"comune\"",
+            "dids = { \"101\" = \"tributi\", \"100\" = \"comune\"",
+        )
+        .replacen(
+            "[[agents]]",
+            "[[queues]]\nname = \"tributi\"\nskills = [{ skill = \"general\", min_level = 1 }]\n\n[[agents]]",
+            1,
+        )
+}
+
+/// `calls` callers to DID 100 that stay on the line.
+fn waiting_callers(server: &Server, label: &str, calls: u32) -> Ua {
+    let to = format!("sip:100@{}", server.sip);
+    let calls = calls.to_string();
+    let mut ua = ok(Ua::spawn(
+        label,
+        &[
+            "--role",
+            "caller",
+            "--to",
+            &to,
+            "--calls",
+            &calls,
+            "--timeout",
+            "60",
+        ],
+    ));
+    ok(ua.wait_for(event("confirmed"), STEP));
+    ua
+}
+
+#[test]
+fn a_supervisor_reorders_moves_callers_and_changes_a_queue_while_it_runs() {
+    let server = Server::start(&two_queues());
+    let mut callers = waiting_callers(&server, "api-movers", 2);
+    let queue = wait_json(&server, "/api/queues/comune", |q| q["waiting"] == 2);
+    let (first, second) = (
+        queue["callers"][0]["call"].as_u64().expect("a call"),
+        queue["callers"][1]["call"].as_u64().expect("a call"),
+    );
+
+    // The second caller jumps the line.
+    let (status, call) = server.api(
+        "POST",
+        &format!("/api/calls/{second}/priority"),
+        Some(SUPERVISOR),
+        Some(&json!({"priority": 5})),
+    );
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["position"], 1, "{call}");
+    assert_error(
+        server.api(
+            "POST",
+            &format!("/api/calls/{second}/priority"),
+            Some(SUPERVISOR),
+            Some(&json!({"priority": 300})),
+        ),
+        400,
+        "bad_request",
+        "priority",
+    );
+
+    // The first moves to tributi: counted as transferred out of comune.
+    let (status, call) = server.api(
+        "POST",
+        &format!("/api/calls/{first}/move"),
+        Some(SUPERVISOR),
+        Some(&json!({"queue": "tributi"})),
+    );
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["queue"], "tributi", "{call}");
+    assert_eq!(call["state"], "waiting", "{call}");
+    let comune = wait_json(&server, "/api/queues/comune", |q| q["waiting"] == 1);
+    assert_eq!(comune["today"]["transferred"], 1, "{comune}");
+    assert_error(
+        server.api(
+            "POST",
+            &format!("/api/calls/{first}/move"),
+            Some(SUPERVISOR),
+            Some(&json!({"queue": "tributi"})),
+        ),
+        409,
+        "conflict",
+        "already in queue 'tributi'",
+    );
+    assert_error(
+        server.api(
+            "POST",
+            &format!("/api/calls/{first}/move"),
+            Some(SUPERVISOR),
+            Some(&json!({"queue": "nowhere"})),
+        ),
+        400,
+        "bad_request",
+        "queue: 'nowhere' does not exist",
+    );
+    assert_error(
+        server.api(
+            "POST",
+            "/api/calls/999999/move",
+            Some(SUPERVISOR),
+            Some(&json!({"queue": "comune"})),
+        ),
+        404,
+        "not_found",
+        "call 999999",
+    );
+
+    // The queue changes while it runs; bad changes name their field.
+    let (status, queue) = server.api(
+        "PATCH",
+        "/api/queues/comune",
+        Some(SUPERVISOR),
+        Some(&json!({"ring_timeout": 15, "max_callers": 50, "strategy": "fewest-calls"})),
+    );
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["waiting"], 1, "the caller is still there: {queue}");
+    assert_error(
+        server.api(
+            "PATCH",
+            "/api/queues/comune",
+            Some(SUPERVISOR),
+            Some(&json!({"ring_timeout": 0})),
+        ),
+        400,
+        "bad_request",
+        "ring_timeout",
+    );
+    assert_error(
+        server.api(
+            "PATCH",
+            "/api/queues/comune",
+            Some(SUPERVISOR),
+            Some(&json!({"strategy": "bogus"})),
+        ),
+        400,
+        "bad_request",
+        "strategy",
+    );
+    assert_error(
+        server.api(
+            "PATCH",
+            "/api/queues/comune",
+            Some(SUPERVISOR),
+            Some(&json!({"colour": "red"})),
+        ),
+        400,
+        "bad_request",
+        "colour",
+    );
+    assert_error(
+        server.api(
+            "PATCH",
+            "/api/queues/comune",
+            Some(AGENT1),
+            Some(&json!({"ring_timeout": 15})),
+        ),
+        403,
+        "forbidden",
+        "supervisor token",
+    );
+
+    // Wrap-up: only an agent in wrap-up gets more.
+    server.api("POST", "/api/agents/agent2/login", Some(SUPERVISOR), None);
+    let (status, _) = server.api(
+        "POST",
+        "/api/agents/agent2/pause",
+        Some(SUPERVISOR),
+        Some(&json!({"reason": "meeting"})),
+    );
+    assert_eq!(status, 200);
+    assert_error(
+        server.api(
+            "POST",
+            "/api/agents/agent2/wrap-up",
+            Some(SUPERVISOR),
+            Some(&json!({"extend": 30})),
+        ),
+        409,
+        "conflict",
+        "agent 'agent2' is not in wrap-up",
+    );
+    assert_error(
+        server.api(
+            "POST",
+            "/api/agents/agent2/wrap-up",
+            Some(SUPERVISOR),
+            Some(&json!({"extend": -1})),
+        ),
+        400,
+        "bad_request",
+        "extend",
+    );
+    drop(callers.shutdown(STEP));
+}
+
+#[test]
+fn a_reload_applies_the_new_file_without_dropping_calls_and_a_bad_file_changes_nothing() {
+    let server = Server::start(&config());
+    let mut caller = waiting_callers(&server, "api-reload", 1);
+    wait_json(&server, "/api/queues/comune", |q| q["waiting"] == 1);
+
+    // A new queue, a new agent and a new token.
+    let grown = two_queues()
+        + "\n[[agents]]\nname = \"agent3\"\nsip_password = \"secret-3\"\nskills = [{ skill = \"general\", level = 5 }]\n\
+           \n[[api.tokens]]\nname = \"night\"\ntoken = \"night-shift-token-0123\"\nscope = \"supervisor\"\n";
+    // The RTP range must stay: it is fixed while the server runs.
+    let grown = keep_rtp(&server, &grown);
+    std::fs::write(&server.config, &grown).expect("write");
+    let (status, reloaded) = server.api("POST", "/api/config/reload", Some(SUPERVISOR), None);
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(reloaded["queues"], json!(["comune", "tributi"]));
+    assert_eq!(reloaded["agents"], json!(["agent1", "agent2", "agent3"]));
+    let (status, _) = server.api(
+        "GET",
+        "/api/queues/tributi",
+        Some("night-shift-token-0123"),
+        None,
+    );
+    assert_eq!(status, 200, "the new token works");
+    let (status, agent) = server.api("POST", "/api/agents/agent3/login", Some(SUPERVISOR), None);
+    // Logged in; the waiting call may be offered to it at once and fail (its phone is not
+    // registered), so its state a moment later is not asserted.
+    assert_eq!(status, 200, "{agent}");
+    assert_eq!(agent["name"], "agent3", "{agent}");
+    // The caller waited through it: still in line, and now answered by nobody (agent3
+    // has no phone) — it is still the same call.
+    let (_, calls) = server.api("GET", "/api/calls", Some(SUPERVISOR), None);
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+    server.api("POST", "/api/agents/agent3/logout", Some(SUPERVISOR), None);
+
+    // A broken file, and a file that changes what cannot change: refused, nothing changes.
+    std::fs::write(&server.config, "queues = 5\n").expect("write");
+    assert_error(
+        server.api("POST", "/api/config/reload", Some(SUPERVISOR), None),
+        400,
+        "bad_request",
+        "queues",
+    );
+    std::fs::write(
+        &server.config,
+        grown.replace(
+            "[http]\nlisten = \"127.0.0.1:0\"",
+            "[http]\nlisten = \"127.0.0.1:1\"",
+        ),
+    )
+    .expect("write");
+    assert_error(
+        server.api("POST", "/api/config/reload", Some(SUPERVISOR), None),
+        400,
+        "bad_request",
+        "http cannot change while the server runs",
+    );
+    let (_, queues) = server.api("GET", "/api/queues", Some(SUPERVISOR), None);
+    assert_eq!(queues.as_array().map(Vec::len), Some(2), "{queues}");
+
+    // Removing a queue that has callers is refused; removing an empty one works, by SIGHUP.
+    let shrunk = keep_rtp(&server, &config());
+    let mut moved = server.api("GET", "/api/calls", Some(SUPERVISOR), None).1;
+    let id = moved[0]["call"].take();
+    let (status, _) = server.api(
+        "POST",
+        &format!("/api/calls/{id}/move"),
+        Some(SUPERVISOR),
+        Some(&json!({"queue": "tributi"})),
+    );
+    assert_eq!(status, 200);
+    std::fs::write(&server.config, &shrunk).expect("write");
+    assert_error(
+        server.api("POST", "/api/config/reload", Some(SUPERVISOR), None),
+        409,
+        "conflict",
+        "'tributi'",
+    );
+    let (status, _) = server.api(
+        "DELETE",
+        &format!("/api/calls/{id}"),
+        Some(SUPERVISOR),
+        None,
+    );
+    assert_eq!(status, 204);
+    ok(caller.wait_for(event("disconnected"), STEP));
+    wait_json(&server, "/api/queues/tributi", |q| q["waiting"] == 0);
+    server.signal("HUP");
+    wait_json(&server, "/api/queues", |queues| {
+        queues
+            .as_array()
+            .is_some_and(|q| q.len() == 1 && q[0]["name"] == "comune")
+    });
+    assert_error(
+        server.api("GET", "/api/agents/agent3", Some(SUPERVISOR), None),
+        404,
+        "not_found",
+        "agent 'agent3'",
+    );
+}
+
+/// `config` with the RTP range the running server was started with.
+fn keep_rtp(server: &Server, config: &str) -> String {
+    let running = std::fs::read_to_string(&server.config).expect("the running file");
+    let section = |text: &str| -> String {
+        let start = text.find("[rtp]").expect("an [rtp] section");
+        let end = text[start..].find("\n\n").map_or(text.len(), |e| start + e);
+        text[start..end].to_owned()
+    };
+    config.replace(&section(config), &section(&running))
 }

@@ -25,6 +25,8 @@ pub(crate) struct Server {
     pub(crate) log: PathBuf,
     /// Its database (`sqlite:FILE` or `postgres://…`).
     pub(crate) database: String,
+    /// Its configuration file.
+    pub(crate) config: PathBuf,
 }
 
 /// A new SQLite database file for one server: `sqlite:PATH`.
@@ -139,6 +141,7 @@ impl Server {
             child,
             log,
             database: database.to_owned(),
+            config: path,
         }
     }
 
@@ -285,6 +288,16 @@ impl Server {
 }
 
 impl Server {
+    /// Sends the server a signal (`HUP`, `TERM`, ...).
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Kills the server with SIGKILL (`kill -9`): no shutdown code runs.
     pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
