@@ -9,7 +9,7 @@ mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peers::{Ua, event};
 use serde_json::Value;
@@ -73,22 +73,6 @@ fn caller(server: &Server, label: &str, dir: &Path, extra: &[&str]) -> Ua {
     ];
     args.extend_from_slice(extra);
     ok(Ua::spawn(label, &args))
-}
-
-fn wait_logged_in(server: &Server, count: u64) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let health: Value = serde_json::from_str(&server.get("/health")).expect("health JSON");
-        if health["agents_logged_in"] == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{count} agents never logged in: {health}"
-        );
-        // Polling a condition with a deadline: there is no push channel to wait on.
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn with_experience(agents: usize, experience: &str) -> String {
@@ -179,7 +163,7 @@ fn after_the_agent_hangs_up_the_caller_rates_the_call() {
         ],
     ));
     ok(agent.wait_for(event("registered"), STEP));
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let dir = peers::scratch_dir("survey");
     // The caller presses 2 ("sufficient") while the survey question plays.
     let mut caller = caller(
@@ -243,7 +227,7 @@ fn a_caller_who_does_not_vote_is_recorded_as_no_vote() {
         ],
     ));
     ok(agent.wait_for(event("registered"), STEP));
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let dir = peers::scratch_dir("no-vote");
     let mut caller = caller(&server, "quiet-caller", &dir, &[]);
     ok(caller.wait_for(event("disconnected"), Duration::from_secs(40)));

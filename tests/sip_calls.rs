@@ -7,7 +7,7 @@ mod peers;
 #[path = "support/server.rs"]
 mod server;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peers::{Ua, event};
 use serde_json::Value;
@@ -82,23 +82,6 @@ fn caller(server: &Server, label: &str, extra: &[&str]) -> Ua {
     ok(Ua::spawn(label, &args))
 }
 
-fn wait_logged_in(server: &Server, count: u64) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let health: Value = serde_json::from_str(&server.get("/health")).expect("health JSON");
-        if health["agents_logged_in"] == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{count} agents never logged in: {health}\n{}",
-            server.log_tail(30)
-        );
-        // Polling a condition with a deadline: there is no push channel to wait on.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn audio_of(ua: &mut Ua) -> Value {
     ok(ua.wait_for(event("audio"), STEP))
 }
@@ -126,7 +109,7 @@ fn a_trunk_call_reaches_an_agent_with_two_way_audio() {
             &record,
         ],
     );
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let mut caller = caller(
         &server,
         "caller",
@@ -237,14 +220,14 @@ fn a_cancel_racing_the_answer_leaves_nothing_behind() {
 fn ring_no_answer_sends_the_call_back_and_rings_the_next_agent() {
     let server = Server::start(&server::config(2, "ring_timeout = 3\nretry_after = 60"));
     let mut silent = agents(&server, "silent", &[1], &["--answer", "ignore"]);
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let mut answering = agents(
         &server,
         "answering",
         &[2],
         &["--answer", "auto", "--calls", "1", "--hangup-after", "2"],
     );
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     let mut caller = caller(&server, "rna", &["--calls", "1"]);
     // agent1 has been free longest: it rings first, does not answer, and is cancelled.
     ok(silent.wait_for(event("incoming"), STEP));
@@ -289,7 +272,7 @@ fn twenty_simultaneous_calls_with_five_agents_all_complete() {
     ];
     let mut first = agents(&server, "agents-a", &[1, 2, 3], &answer);
     let mut second = agents(&server, "agents-b", &[4, 5], &answer);
-    wait_logged_in(&server, 5);
+    server.wait_logged_in(5);
     let mut callers: Vec<Ua> = (0..5)
         .map(|i| caller(&server, &format!("callers-{i}"), &["--calls", "4"]))
         .collect();
@@ -338,7 +321,7 @@ fn calls_work_over_tcp_too() {
             &record,
         ],
     );
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let mut caller = caller(
         &server,
         "caller-tcp",
@@ -377,12 +360,12 @@ fn a_dead_phone_is_found_by_options_probes_and_logged_out() {
     let server = Server::start(&config);
     let mut dying = agents(&server, "dying", &[1], &["--answer", "auto"]);
     let _living = agents(&server, "living", &[2], &["--answer", "auto"]);
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     // Gone without un-registering (ua.py leaves its registration in place), like a phone
     // pulled from the wall.
     let _ = dying.shutdown(STEP);
     drop(dying);
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let health: Value = serde_json::from_str(&server.get("/health")).unwrap();
     assert_eq!(
         health["agents_logged_in"], 1,
@@ -399,14 +382,14 @@ fn a_rejected_offer_goes_to_the_next_agent() {
         &[1],
         &["--answer", "reject", "--reject-code", "486"],
     );
-    wait_logged_in(&server, 1);
+    server.wait_logged_in(1);
     let mut free = agents(
         &server,
         "free",
         &[2],
         &["--answer", "auto", "--calls", "1", "--hangup-after", "1"],
     );
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     let mut caller = caller(&server, "rejected", &["--calls", "1"]);
     ok(busy.wait_for(event("incoming"), STEP));
     ok(free.wait_for(event("confirmed"), STEP));

@@ -91,22 +91,6 @@ fn callers(server: &Server, label: &str, calls: u32, dtmf: Option<&str>) -> Ua {
     ok(Ua::spawn(label, &args))
 }
 
-fn wait_logged_in(server: &Server, count: u64) {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let health: Value = serde_json::from_str(&server.get("/health")).expect("health JSON");
-        if health["agents_logged_in"] == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{count} agents never logged in: {health}"
-        );
-        // Polling a condition with a deadline: there is no push channel to wait on.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `f` against the database at `url` (`sqlite:FILE` or `postgres://…`).
 fn with_db<T>(url: &str, f: impl AsyncFnOnce(&sqlx::AnyPool) -> T) -> T {
     sqlx::any::install_default_drivers();
@@ -272,7 +256,7 @@ fn a_kill_9_in_the_middle_of_traffic_loses_no_committed_record() {
     let database = server::fresh_database();
     let server = Server::start_with_database(&config(), &database);
     let mut agents = agents(&server);
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
 
     // Four calls answered, rated "sufficient" (2) in the survey, and ended.
     let mut rated = callers(&server, "store-rated", 4, Some("2"));
@@ -304,7 +288,7 @@ fn a_kill_9_in_the_middle_of_traffic_loses_no_committed_record() {
     let server = Server::start_with_database(&config(), &database);
     drop(agents.shutdown(STEP));
     let mut agents = self::agents(&server);
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     let mut caller = callers(&server, "store-after", 1, Some("1"));
     ok(caller.wait_for(event("done"), Duration::from_secs(60)));
     server.wait_metric(
@@ -365,7 +349,7 @@ fn calls_are_stored_in_postgresql_with_the_same_code() {
     let postgres = ok(postgres::Postgres::start("calls"));
     let server = Server::start_with_database(&config(), &postgres.url);
     let mut agents = agents(&server);
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     let mut rated = callers(&server, "pg-rated", 2, Some("2"));
     let done = ok(rated.wait_for(event("done"), Duration::from_secs(90)));
     assert_eq!(done["ended"], 2, "{done}");
@@ -512,7 +496,7 @@ fn the_event_stream_shows_a_call_and_resumes_after_a_reconnect_without_a_gap() {
     let server = Server::start(&config());
     let mut stream = EventStream::connect(&server, "?after=0");
     let agents = agents(&server);
-    wait_logged_in(&server, 2);
+    server.wait_logged_in(2);
     let mut caller = callers(&server, "stream-1", 1, Some("3"));
     ok(caller.wait_for(event("done"), Duration::from_secs(60)));
     let first = stream.until(|r| r["kind"] == "call_ended");

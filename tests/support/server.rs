@@ -274,6 +274,25 @@ impl Server {
         }
     }
 
+    /// Waits until `count` agents are logged in (per `/health`), failing after 20 s.
+    pub(crate) fn wait_logged_in(&self, count: u64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let health: serde_json::Value =
+                serde_json::from_str(&self.get("/health")).expect("health JSON");
+            if health["agents_logged_in"] == count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count} agents never logged in: {health}\n{}",
+                self.log_tail(30)
+            );
+            // Polling a condition with a deadline: there is no push channel to wait on.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The last lines of the server's log.
     pub(crate) fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
