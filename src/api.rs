@@ -423,11 +423,7 @@ fn rfc3339(utc_us: i64) -> String {
         .unwrap_or_default()
 }
 
-fn agent_view(
-    state: &HttpState,
-    snapshot: &AcdSnapshot,
-    agent: &amico_core::AgentSnapshot,
-) -> AgentView {
+fn agent_view(state: &HttpState, agent: &amico_core::AgentSnapshot) -> AgentView {
     let status = serde_json::to_value(agent.state.status())
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -444,12 +440,12 @@ fn agent_view(
         reason,
         call,
         since: rfc3339(state.clock.utc_micros(agent.since)),
+        // Now, not when the snapshot was taken (up to 100 ms earlier).
         seconds_in_state: state
             .clock
             .now()
             .saturating_since(agent.since)
-            .as_secs_f64()
-            .max(snapshot.at.saturating_since(agent.since).as_secs_f64()),
+            .as_secs_f64(),
         wrap_up_until: until,
         calls_answered: agent.calls_answered,
         survey: agent.survey.into(),
@@ -706,7 +702,7 @@ async fn list_agents(
             .agents
             .iter()
             .filter(|a| !a.retired)
-            .map(|a| agent_view(&state, &snapshot, a))
+            .map(|a| agent_view(&state, a))
             .collect(),
     )
 }
@@ -722,7 +718,7 @@ async fn get_agent(
 ) -> Result<axum::Json<AgentView>, ApiError> {
     let snapshot = state.acd.snapshot();
     let agent = find_agent(&snapshot, &name)?;
-    Ok(axum::Json(agent_view(&state, &snapshot, agent)))
+    Ok(axum::Json(agent_view(&state, agent)))
 }
 
 /// Applies an agent action and answers with the agent's new state.
@@ -742,7 +738,7 @@ async fn act(
         .map_err(|refused| ApiError::refused(refused, &snapshot))?;
     let snapshot = state.acd.snapshot();
     let agent = find_agent(&snapshot, name)?;
-    Ok(axum::Json(agent_view(state, &snapshot, agent)))
+    Ok(axum::Json(agent_view(state, agent)))
 }
 
 /// Logs the agent in (available for calls). Registering its phone does this too.
