@@ -503,6 +503,8 @@ pub(crate) struct StatsView {
     overflowed: u64,
     /// Moved to another queue by a supervisor.
     transferred: u64,
+    /// Ended by a supervisor before an answer; not abandons, outside every rate.
+    removed: u64,
     answered_within_sl: u64,
     callbacks_requested: u64,
     callbacks_unanswered: u64,
@@ -534,6 +536,7 @@ impl From<&QueueSummary> for StatsView {
             abandoned_after_threshold: c.abandoned_after_threshold,
             overflowed: c.overflowed,
             transferred: c.transferred,
+            removed: c.removed,
             answered_within_sl: c.answered_within_sl,
             callbacks_requested: c.callbacks_requested,
             callbacks_unanswered: c.callbacks_unanswered,
@@ -1000,8 +1003,8 @@ async fn get_call(
     Ok(axum::Json(call_view(&info, &state.acd.snapshot())))
 }
 
-/// Hangs a call up at once (supervisors). A waiting caller hung up this way counts as an
-/// abandon at its current wait.
+/// Hangs a call up at once (supervisors). A call not yet answered counts as removed, not
+/// abandoned: outside every rate. An answered call completes as usual.
 #[utoipa::path(delete, path = "/api/calls/{id}", tag = "calls",
     params(("id" = u64, Path, description = "The call's id")),
     responses((status = 204, description = "The call is being ended"),

@@ -595,13 +595,19 @@ impl CallTask {
                     Some(CallCommand::Estimate { position, estimated_wait }) => {
                         self.announce_position(position, estimated_wait);
                         Flow::Continue
-                    }                    Some(CallCommand::MovedTo(queue)) => {
+                    }
+                    Some(CallCommand::MovedTo(queue)) => {
                         self.moved_to(queue);
                         Flow::Continue
                     }
                     Some(CallCommand::DialCaller(_)) => Flow::Continue,
                     Some(CallCommand::HangUp) => {
                         info!(call = %self.id, "a supervisor hangs the call up");
+                        // Before an answer a removal, not the caller's abandon.
+                        if !self.acd_told {
+                            self.calls.acd.send(Input::RemoveCall { call: self.id });
+                            self.acd_told = true;
+                        }
                         Flow::End
                     }
                     Some(CallCommand::Disconnect) => {
@@ -1097,7 +1103,7 @@ impl CallbackTask {
                     Some(CallCommand::Disconnect) | None => Flow::End,
                     Some(CallCommand::HangUp) => {
                         info!(call = %self.id, "a supervisor hangs the callback up");
-                        self.calls.acd.send(Input::Hangup { call: self.id });
+                        self.calls.acd.send(Input::RemoveCall { call: self.id });
                         Flow::End
                     }
                     Some(_) => Flow::Continue,

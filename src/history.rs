@@ -281,6 +281,10 @@ struct QueueRow {
     short_abandoned: u64,
     abandoned_after_threshold: u64,
     overflowed: u64,
+    /// Moved to another queue by a supervisor.
+    transferred: u64,
+    /// Ended by a supervisor before an answer.
+    removed: u64,
     callbacks_requested: u64,
     callbacks_unanswered: u64,
     abandon_rate: Option<f64>,
@@ -371,6 +375,8 @@ fn queue_row(
         short_abandoned: c.short_abandoned,
         abandoned_after_threshold: c.abandoned_after_threshold,
         overflowed: c.overflowed,
+        transferred: c.transferred,
+        removed: c.removed,
         callbacks_requested: c.callbacks_requested,
         callbacks_unanswered: c.callbacks_unanswered,
         abandon_rate: r.abandon_rate,
@@ -924,6 +930,18 @@ mod tests {
                 queue,
                 to: other,
                 wait: d(12_345_678),
+            },
+            Event::CallRemoved {
+                call,
+                queue,
+                wait: d(7_654_321),
+                position: Some(2),
+            },
+            Event::CallRemoved {
+                call,
+                queue,
+                wait: d(1),
+                position: None,
             },
             Event::PriorityChanged {
                 call,

@@ -169,6 +169,12 @@ impl Collector for AmicoCollector {
         )?;
         counter(
             &mut encoder,
+            "amico_queue_removed",
+            "Calls a supervisor ended before an answer (not abandons).",
+            &per_queue_counter(&|c| c.removed),
+        )?;
+        counter(
+            &mut encoder,
             "amico_queue_answered_within_sl",
             "Answers within the service-level time.",
             &per_queue_counter(&|c| c.answered_within_sl),

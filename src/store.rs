@@ -315,6 +315,13 @@ async fn write_record(tx: &mut Transaction<'static, Any>, record: &Record) -> sq
             .execute(&mut **tx)
             .await?;
         }
+        "call_removed" => {
+            sqlx::query("UPDATE calls SET outcome = 'removed', wait_ms = $2 WHERE call_id = $1")
+                .bind(call)
+                .bind(millis(body, "wait"))
+                .execute(&mut **tx)
+                .await?;
+        }
         "call_completed" => {
             sqlx::query("UPDATE calls SET talk_ms = $2 WHERE call_id = $1")
                 .bind(call)

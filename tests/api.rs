@@ -351,10 +351,24 @@ fn a_waiting_caller_is_seen_in_its_queue_and_among_the_calls_and_a_supervisor_ha
         "not_found",
         "is not in progress",
     );
+    // Removed, not abandoned: the caller did not choose to leave.
     let queue = wait_json(&server, "/api/queues/comune", |q| {
-        q["today"]["abandoned"] == 1
+        q["today"]["removed"] == 1
     });
     assert_eq!(queue["waiting"], 0, "{queue}");
+    assert_eq!(queue["today"]["abandoned"], 0, "{queue}");
+    assert_eq!(queue["today"]["abandon_rate"], Value::Null, "{queue}");
+    assert_eq!(
+        server.metric("amico_queue_removed_total{queue=\"comune\"}"),
+        1.0
+    );
+    // The report from the store agrees.
+    wait_json(&server, "/api/stats?interval=none", |stats| {
+        stats["queues"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|row| row["queue"] == "comune" && row["removed"] == 1 && row["abandoned"] == 0)
+        })
+    });
 }
 
 #[test]

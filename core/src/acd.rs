@@ -146,6 +146,7 @@ impl Acd {
                 priority,
             } => self.call_arrived(call, queue, priority),
             Input::Hangup { call } => self.hangup(call),
+            Input::RemoveCall { call } => self.remove_call(call),
             Input::OfferAnswered { call, agent } => self.offer_answered(call, agent),
             Input::OfferFailed {
                 call,
@@ -467,6 +468,36 @@ impl Acd {
                     self.set_agent_state(agent, AgentState::WrapUp { until });
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn remove_call(&mut self, id: CallId) -> Result<(), AcdError> {
+        let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
+        let ringing = match call.state {
+            CallState::Waiting | CallState::Deferred { .. } => None,
+            CallState::Offered { agent, .. } => Some(agent),
+            CallState::Connected { .. } | CallState::Dialing { .. } => return self.hangup(id),
+        };
+        let position = matches!(call.state, CallState::Waiting)
+            .then(|| self.lines.position(call.queue, &call.key()));
+        if let Some(agent) = ringing {
+            self.command(Command::StopRinging { call: id, agent });
+        }
+        self.leave_queue(id);
+        let call = self.calls.remove(&id).expect("checked above");
+        let wait = self.now.saturating_since(call.entered);
+        self.queues[call.queue.index()].record(Outcome::Removed);
+        self.resolve_predictions(id, call.queue, &call.predictions, WaitOutcome::Removed);
+        self.event(Event::CallRemoved {
+            call: id,
+            queue: call.queue,
+            wait,
+            position,
+        });
+        if let Some(agent) = ringing {
+            self.release_agent(agent);
+            self.match_agent(agent);
         }
         Ok(())
     }

@@ -13,13 +13,14 @@
 //!
 //! # Definitions
 //! A call's stay in a queue *ends* answered, abandoned, overflowed, transferred (a
-//! supervisor moved it to another queue: [`crate::Input::MoveCall`]) or, for a queued
+//! supervisor moved it to another queue: [`crate::Input::MoveCall`]), removed (a
+//! supervisor ended it before an answer: [`crate::Input::RemoveCall`]) or, for a queued
 //! callback, unreached (every attempt to call the caller back failed). Overflowed and
-//! transferred calls left for elsewhere, and unreached callbacks were never abandoned; all
-//! three are outside every rate below. A call that overflows or is moved into another
-//! queue is offered there too, and its wait there counts from then. So, per queue,
-//! `offered = answered + abandoned + overflowed + transferred + callbacks unreached +
-//! still queued`. With `answered`, `abandoned`, and `short` the abandons within the
+//! transferred calls left for elsewhere, removed calls did not leave by the caller's
+//! choice, and unreached callbacks were never abandoned; all four are outside every rate
+//! below. A call that overflows or is moved into another queue is offered there too, and
+//! its wait there counts from then. So, per queue, `offered = answered + abandoned +
+//! overflowed + transferred + removed + callbacks unreached + still queued`. With `answered`, `abandoned`, and `short` the abandons within the
 //! short-abandon threshold (5 s by default):
 //!
 //! | figure | formula |
@@ -313,6 +314,8 @@ pub struct Counters {
     pub callbacks_unanswered: u64,
     /// Callers a supervisor moved to another queue: not abandons, outside every rate.
     pub transferred: u64,
+    /// Calls a supervisor ended before an answer: not abandons, outside every rate.
+    pub removed: u64,
 }
 
 impl Counters {
@@ -346,6 +349,11 @@ impl Counters {
     /// A supervisor moved a caller to another queue.
     pub fn transfer(&mut self) {
         self.transferred += 1;
+    }
+
+    /// A supervisor ended a call before an answer.
+    pub fn remove(&mut self) {
+        self.removed += 1;
     }
 
     /// An offer was not taken.
@@ -467,6 +475,8 @@ pub enum Outcome {
     Overflowed,
     /// A supervisor moved the caller to another queue ([`crate::Event::CallTransferred`]).
     Transferred,
+    /// A supervisor ended the call before an answer ([`crate::Event::CallRemoved`]).
+    Removed,
     /// An offer was not taken ([`crate::Event::OfferFailed`]).
     OfferFailed,
     /// A connected call ended ([`crate::Event::CallCompleted`]).
@@ -533,6 +543,7 @@ impl<D: Distribution> QueueStats<D> {
             }
             Outcome::Overflowed => counters.overflow(),
             Outcome::Transferred => counters.transfer(),
+            Outcome::Removed => counters.remove(),
             Outcome::OfferFailed => counters.fail_offer(),
             Outcome::Completed { talk } => {
                 counters.complete();

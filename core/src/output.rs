@@ -127,6 +127,19 @@ pub enum Event {
         /// The caller's place in line when it hung up, 1 for the first.
         position: u32,
     },
+    /// A supervisor ended a call before it was answered ([`crate::Input::RemoveCall`]).
+    /// Not an abandon: counted as removed, outside every rate. Ends the call.
+    CallRemoved {
+        /// The call.
+        call: CallId,
+        /// The queue.
+        queue: QueueId,
+        /// Time from joining the queue to the removal.
+        wait: Duration,
+        /// The caller's place in line, 1 for the first; `None` while ringing an agent or
+        /// between callback attempts.
+        position: Option<u32>,
+    },
     /// A connected call ended. Ends the call.
     CallCompleted {
         /// The call.
@@ -340,6 +353,8 @@ pub enum WaitOutcome {
     Overflowed,
     /// A supervisor moved the caller to another queue.
     Transferred,
+    /// A supervisor ended the call.
+    Removed,
 }
 
 /// What a configuration change did to a queue or an agent.

@@ -22,6 +22,7 @@
 //! | [`Event::SurveyRecorded`] | ratings, of the queue and of the agent |
 //! | [`Event::AgentStateChanged`] | the agent's time in its previous state |
 //! | [`Event::CallTransferred`] | transferred, in the queue left (the [`Event::CallQueued`] that follows counts offered in the other) |
+//! | [`Event::CallRemoved`] | removed (a supervisor ended the call before an answer) |
 //! | [`Event::QueueConfigured`] | nothing, but its thresholds classify the queue's waits from then on |
 //!
 //! Other events count nothing. [`Event::IntervalClosed`] is not needed: intervals close by
@@ -293,6 +294,7 @@ impl Tally {
             Event::CallTransferred { queue, .. } => {
                 self.queue_mut(queue).record(Outcome::Transferred);
             }
+            Event::CallRemoved { queue, .. } => self.queue_mut(queue).record(Outcome::Removed),
             Event::QueueConfigured {
                 queue, thresholds, ..
             } => self.set_thresholds(queue, thresholds),

@@ -5,12 +5,12 @@
 //! - first come, first served within a priority (a one-queue setting where nothing skips);
 //! - every call that entered ends exactly once;
 //! - histogram counts equal the calls they describe, and every offered call is accounted
-//!   for: offered = answered + abandoned + overflowed + transferred + callbacks unreached +
-//!   still queued;
+//!   for: offered = answered + abandoned + overflowed + transferred + removed + callbacks
+//!   unreached + still queued;
 //! - no call joins a closed queue and no retired agent is rung.
 //!
-//! The operations include the supervisor's (wrap-up extensions, priorities, moves, queue
-//! updates) and whole reconfigurations, valid and refused.
+//! The operations include the supervisor's (wrap-up extensions, priorities, moves,
+//! removals, queue updates) and whole reconfigurations, valid and refused.
 
 #[path = "support/harness.rs"]
 mod harness;
@@ -31,6 +31,7 @@ use proptest::prelude::*;
 enum Op {
     Arrive { queue: u32, priority: u8 },
     Hangup { pick: usize },
+    Remove { pick: usize },
     Answer { pick: usize },
     Fail { pick: usize, reason: OfferFailure },
     Login { agent: u32 },
@@ -60,6 +61,7 @@ fn op(queues: u32, agents: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..queues + 1, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
         2 => any::<usize>().prop_map(|pick| Op::Hangup { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
         3 => any::<usize>().prop_map(|pick| Op::Answer { pick }),
         1 => (any::<usize>(), reason).prop_map(|(pick, reason)| Op::Fail { pick, reason }),
         1 => (0..agents + 2).prop_map(|agent| Op::Login { agent }),
@@ -420,6 +422,17 @@ impl Model {
                 );
                 self.end(call.0);
             }
+            Output::Event(Event::CallRemoved { call, .. }) => {
+                assert!(
+                    !self.ringing.contains_key(&call.0),
+                    "removed while still ringing"
+                );
+                assert!(
+                    !self.connected.contains_key(&call.0) && !self.dialing.contains_key(&call.0),
+                    "removed once answered"
+                );
+                self.end(call.0);
+            }
             Output::Event(Event::CallCompleted { call, agent, .. }) => {
                 assert_eq!(self.connected.remove(&call.0), Some(agent.0));
                 assert_eq!(self.agent_call.remove(&agent.0), Some(call.0));
@@ -462,6 +475,7 @@ fn check_accounts(h: &Harness) {
                 + c.abandoned
                 + c.overflowed
                 + c.transferred
+                + c.removed
                 + c.callbacks_unanswered
                 + (waiting + ringing) as u64,
             "queue {q}: every offered call accounted for"
@@ -512,6 +526,9 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 }
             }
             Op::Hangup { pick } if !live.is_empty() => Input::Hangup {
+                call: CallId(live[pick % live.len()]),
+            },
+            Op::Remove { pick } if !live.is_empty() => Input::RemoveCall {
                 call: CallId(live[pick % live.len()]),
             },
             Op::Answer { pick } if !offers.is_empty() => {

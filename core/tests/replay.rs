@@ -114,7 +114,7 @@ fn replaying_a_long_random_run_reproduces_every_output() {
     let mut refused = 0usize;
     for _ in 0..150_000 {
         let pick = |rng: &mut Rng, n: usize| (rng.next_u64() % n as u64) as usize;
-        let input = match pick(&mut rng, 25) {
+        let input = match pick(&mut rng, 26) {
             0..=5 => {
                 next_call += 1;
                 live.push(next_call);
@@ -179,6 +179,10 @@ fn replaying_a_long_random_run_reproduces_every_output() {
             23 if pick(&mut rng, 50) == 0 => Input::Reconfigure {
                 config: reconfigs[pick(&mut rng, reconfigs.len())].clone(),
             },
+            24 if !live.is_empty() && pick(&mut rng, 2) == 0 => {
+                let call = live.swap_remove(pick(&mut rng, live.len()));
+                Input::RemoveCall { call: CallId(call) }
+            }
             _ => {
                 h.advance(rng.exponential(6.0));
                 continue;
@@ -217,10 +221,17 @@ fn replaying_a_long_random_run_reproduces_every_output() {
         .map(|q| q.cumulative.counters.transferred)
         .sum();
     assert!(transferred > 10, "{transferred} moves");
+    let removed: u64 = snapshot
+        .queues
+        .iter()
+        .map(|q| q.cumulative.counters.removed)
+        .sum();
+    assert!(removed > 10, "{removed} removals");
     for kind in [
         "extend_wrap_up",
         "set_priority",
         "move_call",
+        "remove_call",
         "update_queue",
         "reconfigure",
     ] {

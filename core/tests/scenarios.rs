@@ -1461,6 +1461,83 @@ fn a_moved_caller_keeps_its_place_by_arrival_and_counts_as_transferred() {
 }
 
 #[test]
+fn a_supervisor_removes_callers_without_counting_abandons() {
+    let mut h = Harness::new(two_queues());
+    h.arrive(1, 0, 0); // nobody logged in: waits
+    h.arrive(2, 0, 0);
+    h.advance(60.0);
+    h.take();
+    h.input(Input::RemoveCall { call: CallId(2) }).unwrap();
+    assert_eq!(
+        h.take_events(),
+        [Event::CallRemoved {
+            call: CallId(2),
+            queue: Q0,
+            wait: secs(60),
+            position: Some(2)
+        }]
+    );
+    assert_eq!(h.acd.position(CallId(1)), Some(1));
+
+    // Ringing: the ring stops first, and the agent takes the next caller.
+    h.login(0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.arrive(3, 0, 0);
+    h.advance(1.0);
+    h.take();
+    h.input(Input::RemoveCall { call: CallId(1) }).unwrap();
+    let outputs = h.take();
+    let stop = outputs.iter().position(|o| {
+        *o == Output::Command(Command::StopRinging {
+            call: CallId(1),
+            agent: AgentId(0),
+        })
+    });
+    let removed = outputs.iter().position(|o| {
+        *o == Output::Event(Event::CallRemoved {
+            call: CallId(1),
+            queue: Q0,
+            wait: secs(61),
+            position: None,
+        })
+    });
+    let rung = outputs.iter().position(|o| {
+        matches!(o, Output::Command(Command::Ring { call, agent, .. })
+            if *call == CallId(3) && *agent == AgentId(0))
+    });
+    assert!(
+        matches!((stop, removed, rung), (Some(s), Some(r), Some(n)) if s < r && r < n),
+        "{outputs:?}"
+    );
+
+    // Answered: a supervisor's hang-up completes the call like any other.
+    h.answer(3, 0);
+    h.advance(30.0);
+    h.take();
+    h.input(Input::RemoveCall { call: CallId(3) }).unwrap();
+    assert!(
+        h.take_events()
+            .iter()
+            .any(|e| matches!(e, Event::CallCompleted { call, .. } if *call == CallId(3)))
+    );
+
+    let sales = h.acd.queue_stats(Q0).unwrap();
+    let c = sales.counters;
+    assert_eq!(
+        (c.offered, c.answered, c.abandoned, c.removed, c.completed),
+        (3, 1, 0, 2, 1)
+    );
+    assert_eq!(sales.abandon.count(), 0);
+    // Outside every rate: one answer, no abandon.
+    let rates = sales.rates();
+    assert_eq!(rates.abandon_rate, Some(0.0));
+    assert_eq!(
+        h.input(Input::RemoveCall { call: CallId(1) }),
+        Err(AcdError::UnknownCall(CallId(1)))
+    );
+}
+
+#[test]
 fn a_moved_caller_meets_the_new_queues_expansion_and_max_wait_from_the_move() {
     let mut config = two_queues();
     config.queues[1].max_wait = Some(secs(60));

@@ -109,6 +109,10 @@ enum Op {
     Hangup {
         pick: usize,
     },
+    /// A supervisor ends a call.
+    Remove {
+        pick: usize,
+    },
     /// Hang up a connected call.
     Complete {
         pick: usize,
@@ -322,6 +326,7 @@ fn random_op(rng: &mut Rng) -> Op {
             variant: any(rng),
         },
         41 if pick(rng, 10) == 0 => Op::Reconfigure { variant: any(rng) },
+        42 => Op::Remove { pick: any(rng) },
         // Whole seconds half the time, so that inputs and timers meet interval boundaries.
         33..=35 => Op::Advance {
             millis: rng.exponential(6.0).round() as u64 * 1000,
@@ -337,6 +342,7 @@ fn arbitrary_op() -> impl Strategy<Value = Op> {
         4 => (0..QUEUES + 1, 0u8..3).prop_map(|(queue, priority)| Op::Arrive { queue, priority }),
         2 => any::<usize>().prop_map(|pick| Op::Hangup { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
         3 => any::<usize>().prop_map(|pick| Op::Answer { pick }),
         1 => (any::<usize>(), proptest::sample::select(REASONS.to_vec()))
             .prop_map(|(pick, reason)| Op::Fail { pick, reason }),
@@ -436,6 +442,10 @@ impl Run {
             }
             Op::Hangup { pick: p } => match pick(self.live.len(), p) {
                 Some(i) => Input::Hangup { call: self.live[i] },
+                None => return,
+            },
+            Op::Remove { pick: p } => match pick(self.live.len(), p) {
+                Some(i) => Input::RemoveCall { call: self.live[i] },
                 None => return,
             },
             Op::Complete { pick: p } => match pick(self.connected.len(), p) {
@@ -603,7 +613,9 @@ impl Run {
                 self.dialing.push(call);
             }
             Event::CallbackRetrying { call, .. } => self.dialing.retain(|&c| c != call),
-            Event::CallAbandoned { call, .. } | Event::CallbackUnanswered { call, .. } => {
+            Event::CallAbandoned { call, .. }
+            | Event::CallRemoved { call, .. }
+            | Event::CallbackUnanswered { call, .. } => {
                 self.end(call);
             }
             Event::CallOverflowed { call, ref to, .. } if !matches!(to, OverflowedTo::Queue(_)) => {
@@ -844,6 +856,7 @@ fn a_tally_of_the_stored_events_gives_every_figure_of_the_acd() {
         total.callbacks_requested += c.callbacks_requested;
         total.callbacks_unanswered += c.callbacks_unanswered;
         total.transferred += c.transferred;
+        total.removed += c.removed;
         total.survey.satisfied += c.survey.satisfied;
         total.survey.no_vote += c.survey.no_vote;
     }
@@ -864,6 +877,7 @@ fn a_tally_of_the_stored_events_gives_every_figure_of_the_acd() {
         ("callbacks", total.callbacks_requested),
         ("unreached callbacks", total.callbacks_unanswered),
         ("moves to another queue", total.transferred),
+        ("calls removed by a supervisor", total.removed),
         ("satisfied votes", total.survey.satisfied),
         ("surveys without a vote", total.survey.no_vote),
     ] {
