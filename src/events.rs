@@ -21,6 +21,8 @@ const BATCH: usize = 512;
 /// How the store is doing, for `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct StoreCounters {
+    /// Entries handed over since start.
+    pub(crate) handed: AtomicU64,
     /// Entries handed over and not yet committed.
     pub(crate) pending: AtomicU64,
     /// The highest committed sequence number.
@@ -80,6 +82,7 @@ pub(crate) fn utc_now_us() -> i64 {
 impl Events {
     /// Hands an entry to the writer.
     pub(crate) fn record(&self, entry: Entry) {
+        self.counters.handed.fetch_add(1, Ordering::Relaxed);
         self.counters.pending.fetch_add(1, Ordering::Relaxed);
         if self.entries.send(entry).is_err() {
             self.counters.pending.fetch_sub(1, Ordering::Relaxed);

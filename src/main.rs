@@ -3,6 +3,7 @@
 
 mod announce;
 mod api;
+mod benchstore;
 mod callflow;
 mod config;
 mod events;
@@ -52,6 +53,31 @@ enum Commands {
     Staff(StaffArgs),
     /// Interval and daily reports from the store, per queue and per agent.
     Report(ReportArgs),
+    /// How fast this machine's store commits the queue log: records a second, and the
+    /// wait from hand-over to commit. Real ACD events on a virtual clock; by default into
+    /// a scratch SQLite file.
+    BenchStore(BenchStoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchStoreArgs {
+    /// Calls to record (an answered call leaves 14 records).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    calls: u64,
+    /// Calls a second; without it every call is handed over at once (throughput).
+    #[arg(long, value_name = "CALLS_PER_SEC", value_parser = positive)]
+    rate: Option<f64>,
+    /// The database: sqlite:FILE or postgres://…, with no queue log yet. Default: a scratch
+    /// SQLite file, removed afterwards.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// The configuration whose queues and agents take the calls. Default: the embedded
+    /// demo configuration.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -219,6 +245,7 @@ fn main() -> ExitCode {
         Some(Commands::Simulate(args)) => simulate(&args),
         Some(Commands::Staff(args)) => staff(&args),
         Some(Commands::Report(args)) => report(&args),
+        Some(Commands::BenchStore(args)) => bench_store(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -294,6 +321,38 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         )
         .await
     })
+}
+
+fn bench_store(args: &BenchStoreArgs) -> anyhow::Result<()> {
+    let validated = match &args.config {
+        Some(path) => load(path)?,
+        None => {
+            config::Config::parse(config::DEMO).map_err(|e| anyhow::anyhow!("demo config: {e}"))?
+        }
+    };
+    if let Some(database) = &args.database {
+        store::database_url(database).map_err(|e| anyhow::anyhow!("--database: {e}"))?;
+    }
+    let settings = benchstore::Settings {
+        database: args.database.clone(),
+        calls: args.calls,
+        rate: args.rate,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let measured = runtime.block_on(benchstore::measure(
+        &settings,
+        validated.acd,
+        |done, handed| {
+            eprintln!("amico bench-store: {done} of {handed} records committed");
+        },
+    ))?;
+    match args.format {
+        Format::Table => print!("{}", measured.table()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&measured)?),
+    }
+    Ok(())
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<()> {

@@ -547,3 +547,90 @@ fn the_event_stream_shows_a_call_and_resumes_after_a_reconnect_without_a_gap() {
     );
     drop(agents);
 }
+
+#[test]
+fn bench_store_commits_every_record_it_counts_and_a_report_reads_them_back() {
+    let database = server::fresh_database();
+    let run = |database: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_amico"))
+            .args(["bench-store", "--calls", "50", "--format", "json"])
+            .args(["--database", database])
+            .output()
+            .expect("amico bench-store runs")
+    };
+    let output = run(&database);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let measured: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    // 45 answered calls of 14 records, 5 abandoned of 9, and the three agents' logins.
+    assert_eq!(measured["records"], 45 * 14 + 5 * 9 + 3, "{measured}");
+    assert_eq!(measured["calls"], 50);
+    assert!(
+        measured["records_per_sec"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    let latency = &measured["commit_latency_ms"];
+    assert!(
+        latency["p50"].as_f64() <= latency["p99"].as_f64(),
+        "{measured}"
+    );
+
+    with_db(&database, async |pool| {
+        let scalar = async |sql: &str| -> i64 {
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<i64, _>(0)
+        };
+        let records = measured["records"].as_i64().expect("a count");
+        assert_eq!(scalar("SELECT COUNT(*) FROM queue_log").await, records);
+        assert_eq!(scalar("SELECT MAX(seq) FROM queue_log").await, records);
+        assert_eq!(scalar("SELECT COUNT(*) FROM calls").await, 50);
+        assert_eq!(
+            scalar("SELECT COUNT(*) FROM calls WHERE outcome = 'answered'").await,
+            45
+        );
+        assert_eq!(scalar("SELECT COUNT(*) FROM legs").await, 100);
+        assert_eq!(scalar("SELECT COUNT(*) FROM survey_votes").await, 45);
+    });
+    let report = report(&database, &["--interval", "none", "--by", "queue"]);
+    // The calls take the configuration's queues in turn.
+    let sum = |field: &str| -> u64 {
+        report["queues"]
+            .as_array()
+            .expect("queue rows")
+            .iter()
+            .filter(|row| row["span"] == "total")
+            .map(|row| row[field].as_u64().expect("a count"))
+            .sum()
+    };
+    assert_eq!(
+        (
+            sum("offered"),
+            sum("answered"),
+            sum("abandoned"),
+            sum("survey_satisfied")
+        ),
+        (50, 45, 5, 45),
+        "{report}"
+    );
+
+    // A database that already holds a queue log is refused, and left as it was.
+    let again = run(&database);
+    assert!(!again.status.success());
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(said.contains("already holds a queue log"), "{said}");
+    with_db(&database, async |pool| {
+        let count: i64 = sqlx::query("SELECT COUNT(*) FROM queue_log")
+            .fetch_one(pool)
+            .await
+            .expect("a count")
+            .get(0);
+        assert_eq!(count, measured["records"].as_i64().expect("a count"));
+    });
+}
