@@ -474,14 +474,17 @@ impl Acd {
 
     fn remove_call(&mut self, id: CallId) -> Result<(), AcdError> {
         let call = self.calls.get(&id).ok_or(AcdError::UnknownCall(id))?;
-        let ringing = match call.state {
-            CallState::Waiting | CallState::Deferred { .. } => None,
-            CallState::Offered { agent, .. } => Some(agent),
-            CallState::Connected { .. } | CallState::Dialing { .. } => return self.hangup(id),
+        // The agent held for the call: rung, or on the line while the caller is called back
+        // (no wrap-up then: there was no conversation).
+        let (held, ringing) = match call.state {
+            CallState::Waiting | CallState::Deferred { .. } => (None, false),
+            CallState::Offered { agent, .. } => (Some(agent), true),
+            CallState::Dialing { agent, .. } => (Some(agent), false),
+            CallState::Connected { .. } => return self.hangup(id),
         };
         let position = matches!(call.state, CallState::Waiting)
             .then(|| self.lines.position(call.queue, &call.key()));
-        if let Some(agent) = ringing {
+        if let Some(agent) = held.filter(|_| ringing) {
             self.command(Command::StopRinging { call: id, agent });
         }
         self.leave_queue(id);
@@ -495,7 +498,7 @@ impl Acd {
             wait,
             position,
         });
-        if let Some(agent) = ringing {
+        if let Some(agent) = held {
             self.release_agent(agent);
             self.match_agent(agent);
         }

@@ -27,11 +27,11 @@ pub enum Input {
         /// The call.
         call: CallId,
     },
-    /// A supervisor ends a call. Before an answer (waiting, ringing, a queued callback
-    /// between attempts) the call is *removed*: the caller did not choose to leave, so it
-    /// is counted apart from abandons and outside every rate ([`crate::Event::CallRemoved`]).
-    /// Once an agent is on the line (connected, or dialling a callback) it ends like a
-    /// [`Input::Hangup`].
+    /// A supervisor ends a call. Before the conversation (waiting, ringing, a queued
+    /// callback waiting, between attempts or being dialled) the call is *removed*: the
+    /// caller did not choose to leave, so it is counted apart from abandons and outside
+    /// every rate ([`crate::Event::CallRemoved`]); a callback is not tried again. A
+    /// connected call ends like a [`Input::Hangup`].
     RemoveCall {
         /// The call.
         call: CallId,

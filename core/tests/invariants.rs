@@ -428,9 +428,13 @@ impl Model {
                     "removed while still ringing"
                 );
                 assert!(
-                    !self.connected.contains_key(&call.0) && !self.dialing.contains_key(&call.0),
-                    "removed once answered"
+                    !self.connected.contains_key(&call.0),
+                    "removed once connected"
                 );
+                // A callback being dialled frees its agent.
+                if let Some(agent) = self.dialing.remove(&call.0) {
+                    assert_eq!(self.agent_call.remove(&agent), Some(call.0));
+                }
                 self.end(call.0);
             }
             Output::Event(Event::CallCompleted { call, agent, .. }) => {

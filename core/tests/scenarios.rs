@@ -1538,6 +1538,43 @@ fn a_supervisor_removes_callers_without_counting_abandons() {
 }
 
 #[test]
+fn a_supervisor_removes_a_callback_being_dialled_and_it_is_not_tried_again() {
+    let mut config = one_queue(1);
+    config.queues[0].wrap_up = secs(30);
+    config.queues[0].callback_attempts = 3;
+    let mut h = Harness::new(config);
+    h.arrive(1, 0, 0);
+    h.input(Input::RequestCallback { call: CallId(1) }).unwrap();
+    h.advance(20.0);
+    h.arrive(2, 0, 0);
+    h.login(0);
+    assert_eq!(h.take_rings(), [(1, 0)]);
+    h.answer(1, 0);
+    h.take();
+    h.input(Input::RemoveCall { call: CallId(1) }).unwrap();
+    let outputs = h.take();
+    assert!(outputs.contains(&Output::Event(Event::CallRemoved {
+        call: CallId(1),
+        queue: Q0,
+        wait: secs(20),
+        position: None
+    })));
+    // No conversation, so no wrap-up: the agent takes the next caller at once.
+    assert!(
+        outputs.iter().any(|o| matches!(o,
+            Output::Command(Command::Ring { call, .. }) if *call == CallId(2))),
+        "{outputs:?}"
+    );
+    h.advance(600.0);
+    assert!(
+        !h.take_rings().iter().any(|&(call, _)| call == 1),
+        "a removed callback is not tried again"
+    );
+    let c = h.acd.queue_stats(Q0).unwrap().counters;
+    assert_eq!((c.removed, c.callbacks_unanswered, c.abandoned), (1, 0, 0));
+}
+
+#[test]
 fn a_moved_caller_meets_the_new_queues_expansion_and_max_wait_from_the_move() {
     let mut config = two_queues();
     config.queues[1].max_wait = Some(secs(60));
