@@ -564,8 +564,11 @@ pub(crate) struct QueueBrief {
     /// The longest current wait, seconds.
     longest_wait: f64,
     agents: AgentCountsView,
-    /// Since start.
+    /// Since the last midnight in `[reports] time_zone`, from the stored queue log: what
+    /// `GET /api/stats` gives for today, across restarts.
     today: StatsView,
+    /// When today began (RFC 3339, UTC).
+    today_since: String,
 }
 
 /// A caller in a queue.
@@ -602,8 +605,9 @@ pub(crate) struct QueueView {
     interval_start: String,
 }
 
-fn queue_brief(queue: &QueueSnapshot) -> QueueBrief {
+fn queue_brief(queue: &QueueSnapshot, today: &crate::today::DayView) -> QueueBrief {
     let a = queue.agents;
+    let empty = amico_core::metrics::QueueSummary::default();
     QueueBrief {
         name: queue.name.clone(),
         waiting: queue.waiting,
@@ -617,7 +621,8 @@ fn queue_brief(queue: &QueueSnapshot) -> QueueBrief {
             wrap_up: a.wrap_up,
             paused: a.paused,
         },
-        today: (&queue.cumulative).into(),
+        today: today.queues.get(&queue.name).unwrap_or(&empty).into(),
+        today_since: rfc3339(today.since_us),
     }
 }
 
@@ -859,12 +864,13 @@ async fn list_queues(
     State(state): State<Arc<HttpState>>,
 ) -> axum::Json<Vec<QueueBrief>> {
     let snapshot = state.acd.snapshot();
+    let today = state.today.load();
     axum::Json(
         snapshot
             .queues
             .iter()
             .filter(|q| !q.closed)
-            .map(queue_brief)
+            .map(|queue| queue_brief(queue, &today))
             .collect(),
     )
 }
@@ -903,7 +909,7 @@ async fn get_queue(
         })
         .collect();
     Ok(axum::Json(QueueView {
-        brief: queue_brief(queue),
+        brief: queue_brief(queue, &state.today.load()),
         callers,
         staffed: queue.staffed,
         interval: (&queue.interval).into(),
@@ -1142,7 +1148,8 @@ pub(crate) struct StatsQuery {
     to: Option<String>,
     /// `15m` (default), `30m`, `1h`, `day`, or `none` for the totals only.
     interval: Option<String>,
-    /// Time zone (IANA name) for dates and intervals. Default: UTC.
+    /// Time zone (IANA name) for dates and intervals. Default: `[reports] time_zone`, else
+    /// the system's.
     tz: Option<String>,
     /// `queue`, `agent` or `both` (default).
     by: Option<String>,
@@ -1166,7 +1173,7 @@ async fn statistics(
     let zone = match &query.tz {
         Some(name) => jiff::tz::TimeZone::get(name)
             .map_err(|e| ApiError::bad_request(format!("tz: '{name}': {e}")))?,
-        None => jiff::tz::TimeZone::UTC,
+        None => state.zone.clone(),
     };
     let now = jiff::Timestamp::now().to_zoned_datetime(zone.clone());
     let from = match &query.from {

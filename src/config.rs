@@ -49,6 +49,9 @@ pub(crate) struct Config {
     /// Who may use the HTTP API.
     #[serde(default)]
     pub(crate) api: ApiSection,
+    /// Where "today" begins and how reports tell time.
+    #[serde(default)]
+    pub(crate) reports: ReportsSection,
     /// Each queue's caller experience (announcements, music, menu, survey), by queue
     /// name; a queue not listed gets the defaults.
     #[serde(default)]
@@ -88,6 +91,27 @@ pub(crate) enum Scope {
     Supervisor,
     /// Read queues, and change its own agent's state.
     Agent,
+}
+
+/// `[reports]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportsSection {
+    /// The contact centre's time zone (an IANA name such as `Europe/Rome`): "today" on the
+    /// API and the wallboard starts at its midnight, and `GET /api/stats` and `amico
+    /// report` use it unless asked for another. Default: the system's.
+    #[serde(default)]
+    pub(crate) time_zone: Option<String>,
+}
+
+impl ReportsSection {
+    /// The configured zone, or the system's.
+    pub(crate) fn zone(&self) -> jiff::tz::TimeZone {
+        self.time_zone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system)
+    }
 }
 
 /// `[storage]`
@@ -272,6 +296,14 @@ impl Config {
     fn validate(self) -> Result<Validated, ConfigError> {
         crate::store::database_url(&self.storage.database)
             .map_err(|e| field("storage.database", e.to_string()))?;
+        if let Some(name) = &self.reports.time_zone {
+            jiff::tz::TimeZone::get(name).map_err(|_| {
+                field(
+                    "reports.time_zone",
+                    format!("'{name}' is not a time zone (an IANA name such as Europe/Rome)"),
+                )
+            })?;
+        }
         if self.rtp.port_min == 0 || self.rtp.port_min >= self.rtp.port_max {
             return Err(field(
                 "rtp.port_min",
@@ -589,5 +621,17 @@ mod tests {
         let bad_address =
             error(&DEMO.replace("listen = \"127.0.0.1:5060\"", "listen = \"127.0.0.1\""));
         assert!(bad_address.contains("listen"), "{bad_address}");
+        assert_eq!(
+            error(&format!(
+                "{DEMO}\n[reports]\ntime_zone = \"Europe/Parma\"\n"
+            )),
+            "reports.time_zone: 'Europe/Parma' is not a time zone (an IANA name such as Europe/Rome)"
+        );
+        let zone = Config::parse(&format!("{DEMO}\n[reports]\ntime_zone = \"Europe/Rome\"\n"))
+            .expect("a known zone")
+            .config
+            .reports
+            .zone();
+        assert_eq!(zone.iana_name(), Some("Europe/Rome"));
     }
 }

@@ -423,6 +423,142 @@ fn agent_row(
     }
 }
 
+/// The queue log from `from_us` on, folded into a [`Tally`] whose clock is local time in
+/// the report's zone (so intervals fall on local quarter hours and midnights). Reports fold
+/// a period and stop; the server's day ([`crate::today`]) goes on with live records.
+pub(crate) struct Replay {
+    pub(crate) tally: Tally,
+    ids: Ids,
+    zone: jiff::tz::TimeZone,
+    from_us: i64,
+    /// Thresholds by queue name; others get the defaults.
+    thresholds: HashMap<String, Thresholds>,
+    /// Queues whose thresholds are set.
+    known: std::collections::HashSet<String>,
+    /// Stored records that should be ACD events and could not be read back.
+    pub(crate) unreadable: u64,
+}
+
+impl Replay {
+    pub(crate) fn new(
+        zone: jiff::tz::TimeZone,
+        from_us: i64,
+        interval: Duration,
+        thresholds: HashMap<String, Thresholds>,
+    ) -> Replay {
+        let mut replay = Replay {
+            tally: Tally::new(interval),
+            ids: Ids::default(),
+            zone,
+            from_us,
+            thresholds,
+            known: Default::default(),
+            unreadable: 0,
+        };
+        replay.tally = Tally::new(interval).starting_at(replay.local(from_us));
+        replay
+    }
+
+    /// Microseconds to add to a UTC instant for the zone's local time then.
+    fn shift(&self, utc_us: i64) -> i64 {
+        let instant =
+            jiff::Timestamp::from_microsecond(utc_us).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        i64::from(self.zone.to_offset(instant).seconds()) * 1_000_000
+    }
+
+    /// A UTC instant on the tally's local clock.
+    pub(crate) fn local(&self, utc_us: i64) -> Timestamp {
+        Timestamp::from_micros((utc_us + self.shift(utc_us)).max(0) as u64)
+    }
+
+    /// Agents who were working when the period began: their state then, at its start.
+    pub(crate) async fn agents_at_start(&mut self, store: &Store) -> anyhow::Result<()> {
+        let states = sqlx::query(
+            "SELECT s.agent, s.state, s.reason FROM agent_states s WHERE s.seq = \
+             (SELECT MAX(t.seq) FROM agent_states t WHERE t.agent = s.agent AND t.at_us < $1)",
+        )
+        .bind(self.from_us)
+        .fetch_all(store.pool())
+        .await
+        .context("reading agent states")?;
+        let start = self.local(self.from_us);
+        for row in &states {
+            let state: String = row.try_get("state")?;
+            let Ok(state) = serde_json::from_value::<AgentStatus>(state.into()) else {
+                continue;
+            };
+            if state == AgentStatus::LoggedOut {
+                continue;
+            }
+            let agent = self.ids.agent(&row.try_get::<String, _>("agent")?);
+            let reason: Option<String> = row.try_get("reason")?;
+            self.tally.record(
+                start,
+                &Event::AgentStateChanged {
+                    agent,
+                    state,
+                    reason,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Folds one stored record in.
+    pub(crate) fn record(&mut self, record: &Record) {
+        // A queue's configured thresholds before anything of it is counted.
+        if let Some(queue) = record.entry.queue.as_deref()
+            && !self.known.contains(queue)
+        {
+            self.known.insert(queue.to_owned());
+            let id = self.ids.queue(queue);
+            if let Some(thresholds) = self.thresholds.get(queue) {
+                self.tally.set_thresholds(id, *thresholds);
+            }
+        }
+        let (kind, at) = (record.entry.kind.as_str(), record.entry.at_us);
+        let shift = self.shift(at);
+        match acd_event(record, &mut self.ids, shift) {
+            Some(event) => self.tally.record(self.local(at), &event),
+            // The server restarted: a new ACD, every agent logged out, each queue's
+            // thresholds as configured then.
+            None if kind == "acd_started" => {
+                self.tally.restart(self.local(at));
+                let queues = record.entry.body["queues"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for queue in queues {
+                    let (Some(name), Ok(thresholds)) = (
+                        queue["name"].as_str(),
+                        serde_json::from_value::<Thresholds>(queue["thresholds"].clone()),
+                    ) else {
+                        continue;
+                    };
+                    self.known.insert(name.to_owned());
+                    let id = self.ids.queue(name);
+                    self.tally.set_thresholds(id, thresholds);
+                }
+            }
+            None if NOT_ACD.contains(&kind) => {}
+            None => self.unreadable += 1,
+        }
+    }
+
+    /// Each queue seen, by name, with its figures so far.
+    pub(crate) fn queue_summaries(&self) -> HashMap<String, QueueSummary> {
+        self.ids
+            .queues
+            .iter()
+            .enumerate()
+            .filter_map(|(index, name)| {
+                let stats = self.tally.queue(QueueId(index as u32))?;
+                Some((name.clone(), stats.summary()))
+            })
+            .collect()
+    }
+}
+
 /// Builds the report from the store.
 pub(crate) async fn build(request: &Request) -> anyhow::Result<Report> {
     check_period(request)?;
@@ -451,86 +587,20 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
         request.from.timestamp().as_microsecond(),
         request.to.timestamp().as_microsecond(),
     );
-    // Local time as the tally's clock: intervals fall on local quarter hours and midnights.
-    let shift = |utc_us: i64| -> i64 {
-        let instant =
-            jiff::Timestamp::from_microsecond(utc_us).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        utc_us + i64::from(zone.to_offset(instant).seconds()) * 1_000_000
-    };
-    let local = |utc_us: i64| Timestamp::from_micros(shift(utc_us).max(0) as u64);
     // Without intervals only the totals are shown; the tally still needs some length.
     let length = request.interval.unwrap_or(Duration::from_secs(86_400));
-    let mut tally = Tally::new(length).starting_at(local(from_us));
-    let mut ids = Ids::default();
-    let records = store.records_between(from_us, to_us).await?;
-    // Each queue of the period, with its configured thresholds, before anything is counted.
-    for queue in records.iter().filter_map(|r| r.entry.queue.as_deref()) {
-        if !ids.queues.iter().any(|known| known == queue) {
-            let id = ids.queue(queue);
-            if let Some(thresholds) = request.thresholds.get(queue) {
-                tally.set_thresholds(id, *thresholds);
-            }
-        }
+    let mut replay = Replay::new(zone.clone(), from_us, length, request.thresholds.clone());
+    replay.agents_at_start(store).await?;
+    for record in &store.records_between(from_us, to_us).await? {
+        replay.record(record);
     }
-
-    // Agents who were working when the period began: their state then, at its start.
-    let states = sqlx::query(
-        "SELECT s.agent, s.state, s.reason FROM agent_states s WHERE s.seq = \
-         (SELECT MAX(t.seq) FROM agent_states t WHERE t.agent = s.agent AND t.at_us < $1)",
-    )
-    .bind(from_us)
-    .fetch_all(store.pool())
-    .await
-    .context("reading agent states")?;
-    for row in &states {
-        let state: String = row.try_get("state")?;
-        let Ok(state) = serde_json::from_value::<AgentStatus>(state.into()) else {
-            continue;
-        };
-        if state == AgentStatus::LoggedOut {
-            continue;
-        }
-        let agent = ids.agent(&row.try_get::<String, _>("agent")?);
-        let reason: Option<String> = row.try_get("reason")?;
-        tally.record(
-            local(from_us),
-            &Event::AgentStateChanged {
-                agent,
-                state,
-                reason,
-            },
-        );
-    }
-
-    let mut unreadable = 0;
-    for record in &records {
-        let (kind, at) = (record.entry.kind.as_str(), record.entry.at_us);
-        match acd_event(record, &mut ids, shift(at) - at) {
-            Some(event) => tally.record(local(at), &event),
-            // The server restarted: a new ACD, every agent logged out, each queue's
-            // thresholds as configured then.
-            None if kind == "acd_started" => {
-                tally.restart(local(at));
-                let queues = record.entry.body["queues"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                for queue in queues {
-                    let (Some(name), Ok(thresholds)) = (
-                        queue["name"].as_str(),
-                        serde_json::from_value::<Thresholds>(queue["thresholds"].clone()),
-                    ) else {
-                        continue;
-                    };
-                    let id = ids.queue(name);
-                    tally.set_thresholds(id, thresholds);
-                }
-            }
-            None if NOT_ACD.contains(&kind) => {}
-            None => unreadable += 1,
-        }
-    }
-    tally.finish(local(to_us));
+    replay.tally.finish(replay.local(to_us));
+    let Replay {
+        tally,
+        ids,
+        unreadable,
+        ..
+    } = replay;
 
     let label = |t: Timestamp| -> String {
         // Back from the tally's local clock to the zone's civil time.

@@ -29,6 +29,10 @@ pub(crate) struct HttpState {
     pub(crate) reloader: Arc<crate::reload::Reloader>,
     /// The ACD's clock, to show its times in UTC.
     pub(crate) clock: crate::runner::Clock,
+    /// Each queue's figures since midnight.
+    pub(crate) today: crate::today::Today,
+    /// The contact centre's time zone (`[reports] time_zone`).
+    pub(crate) zone: jiff::tz::TimeZone,
 }
 
 pub(crate) fn router(state: Arc<HttpState>) -> Router {

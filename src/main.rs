@@ -19,6 +19,7 @@ mod runner;
 mod server;
 mod store;
 mod stream;
+mod today;
 mod web;
 
 use std::process::ExitCode;
@@ -99,7 +100,7 @@ struct ReportArgs {
     #[arg(long, value_enum, default_value_t = history::Format::Table)]
     format: history::Format,
     /// The time zone for dates, intervals and midnights (an IANA name such as
-    /// Europe/Rome). Default: the system's.
+    /// Europe/Rome). Default: the configuration's `[reports] time_zone`, else the system's.
     #[arg(long, value_name = "ZONE")]
     tz: Option<String>,
     /// The database: sqlite:FILE or postgres://… Default: the configuration's.
@@ -366,7 +367,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
         Some(name) => {
             jiff::tz::TimeZone::get(name).map_err(|e| anyhow::anyhow!("--tz {name}: {e}"))?
         }
-        None => jiff::tz::TimeZone::system(),
+        None => validated.config.reports.zone(),
     };
     let now = jiff::Timestamp::now().to_zoned_datetime(zone.clone());
     let from = match &args.from {

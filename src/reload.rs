@@ -2,7 +2,7 @@
 //!
 //! The new file is read and checked whole first: its syntax and fields, the parts that
 //! cannot change while the server runs (listen addresses, RTP ports, the store, the
-//! statistics interval), its prompts. Then the ACD takes it (`Input::Reconfigure`: queues
+//! statistics interval, the reports' time zone), its prompts. Then the ACD takes it (`Input::Reconfigure`: queues
 //! and agents matched by name keep their ids, calls go on), and only then the SIP edge,
 //! the call flow, the API tokens and the statistics thresholds switch to it. A refusal at
 //! any step names the reason and leaves the running configuration as it was.
@@ -194,6 +194,7 @@ fn fixed_change(old: &Config, new: &Config) -> Option<&'static str> {
         ("rtp", same(&old.rtp, &new.rtp)),
         ("storage", same(&old.storage, &new.storage)),
         ("statistics", same(&old.statistics, &new.statistics)),
+        ("reports", same(&old.reports, &new.reports)),
         ("prompts.dir", same(&old.prompts.dir, &new.prompts.dir)),
     ]
     .into_iter()

@@ -160,6 +160,13 @@ pub(crate) async fn run(
         tokens: tokens.clone(),
         thresholds: thresholds.clone(),
     }));
+    let zone = config.reports.zone();
+    let today = crate::today::start(
+        feed.clone(),
+        zone.clone(),
+        thresholds.clone(),
+        shutdown.clone(),
+    );
     let state = Arc::new(crate::http::HttpState {
         registry,
         acd: acd.clone(),
@@ -171,6 +178,8 @@ pub(crate) async fn run(
         thresholds: thresholds.clone(),
         reloader: reloader.clone(),
         clock,
+        today,
+        zone,
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

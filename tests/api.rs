@@ -373,9 +373,20 @@ fn a_waiting_caller_is_seen_in_its_queue_and_among_the_calls_and_a_supervisor_ha
 
 #[test]
 fn statistics_come_from_the_store_with_their_formulas_and_bad_parameters_are_named() {
-    let server = Server::start(&config());
+    let server = Server::start(&format!(
+        "{}\n[reports]\ntime_zone = \"Europe/Rome\"\n",
+        config()
+    ));
+    // The centre's zone unless asked for another.
     let (status, stats) = server.api("GET", "/api/stats?interval=none", Some(SUPERVISOR), None);
     assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["time_zone"], "Europe/Rome");
+    let (_, stats) = server.api(
+        "GET",
+        "/api/stats?interval=none&tz=UTC",
+        Some(SUPERVISOR),
+        None,
+    );
     assert_eq!(stats["time_zone"], "UTC");
     let formulas = stats["formulas"].as_array().expect("formulas");
     assert!(
@@ -496,8 +507,9 @@ fn a_supervisor_reorders_moves_callers_and_changes_a_queue_while_it_runs() {
     assert_eq!(status, 200, "{call}");
     assert_eq!(call["queue"], "tributi", "{call}");
     assert_eq!(call["state"], "waiting", "{call}");
-    let comune = wait_json(&server, "/api/queues/comune", |q| q["waiting"] == 1);
-    assert_eq!(comune["today"]["transferred"], 1, "{comune}");
+    wait_json(&server, "/api/queues/comune", |q| {
+        q["waiting"] == 1 && q["today"]["transferred"] == 1
+    });
     assert_error(
         server.api(
             "POST",

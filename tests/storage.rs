@@ -634,3 +634,106 @@ fn bench_store_commits_every_record_it_counts_and_a_report_reads_them_back() {
         assert_eq!(count, measured["records"].as_i64().expect("a count"));
     });
 }
+
+/// `/api/queues/comune` as the supervisor until `check` holds, failing after a deadline.
+fn wait_queue(server: &Server, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, body) = server.api("GET", "/api/queues/comune", Some(TOKEN), None);
+        if status == 200 && check(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        // Polling a condition with a deadline: today's view is republished within 100 ms.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn today_is_the_stored_day_across_a_restart_and_leaves_yesterday_out() {
+    let config = format!("{}\n[reports]\ntime_zone = \"UTC\"\n", config());
+    let database = server::fresh_database();
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("today-{}.toml", std::process::id()));
+    std::fs::write(&file, &config).expect("the config is written");
+    // Forty calls into the store, as a server that ran earlier would have left them.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_amico"))
+        .args(["bench-store", "--calls", "40", "--database", &database])
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .expect("amico bench-store runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The first half of the log happened yesterday evening, the rest since midnight (UTC),
+    // in order.
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_micros() as i64;
+    let midnight = now_us - now_us % 86_400_000_000;
+    let (today_offered, today_answered) = with_db(&database, async |pool| {
+        let records: i64 = sqlx::query("SELECT COUNT(*) FROM queue_log")
+            .fetch_one(pool)
+            .await
+            .expect("a count")
+            .get(0);
+        let half = records / 2;
+        sqlx::query("UPDATE queue_log SET at_us = $1 + seq WHERE seq <= $2")
+            .bind(midnight - 3_600_000_000)
+            .bind(half)
+            .execute(pool)
+            .await
+            .expect("yesterday");
+        sqlx::query("UPDATE queue_log SET at_us = $1 + ($2 - $1) * (seq - $3) / ($4 - $3 + 1) WHERE seq > $3")
+            .bind(midnight)
+            .bind(now_us)
+            .bind(half)
+            .bind(records)
+            .execute(pool)
+            .await
+            .expect("today");
+        let today = async |kind: &str| -> u64 {
+            sqlx::query("SELECT COUNT(*) FROM queue_log WHERE kind = $1 AND at_us >= $2")
+                .bind(kind)
+                .bind(midnight)
+                .fetch_one(pool)
+                .await
+                .expect("a count")
+                .get::<i64, _>(0) as u64
+        };
+        (today("call_queued").await, today("call_connected").await)
+    });
+    assert!(
+        (1..40).contains(&today_offered),
+        "{today_offered} of 40 calls today"
+    );
+
+    // A new server (a restart) shows the day so far from the store, not yesterday's calls
+    // and not just its own.
+    let server = Server::start_with_database(&config, &database);
+    let queue = wait_queue(&server, |q| q["today"]["offered"] == today_offered);
+    assert_eq!(queue["today"]["answered"], today_answered, "{queue}");
+    assert!(
+        queue["today_since"]
+            .as_str()
+            .is_some_and(|since| since.ends_with("T00:00:00Z")),
+        "{queue}"
+    );
+    // The live ACD counts since it started: nothing yet.
+    assert_eq!(
+        server.metric("amico_queue_offered_total{queue=\"comune\"}"),
+        0.0
+    );
+
+    // A live caller joins today's figures as it comes.
+    let mut caller = callers(&server, "today-caller", 1, None);
+    ok(caller.wait_for(event("confirmed"), STEP));
+    wait_queue(&server, |q| {
+        q["waiting"] == 1 && q["today"]["offered"] == today_offered + 1
+    });
+    let _ = std::fs::remove_file(&file);
+}
