@@ -181,21 +181,21 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
-    /// Records that happened in `[from_us, to_us)`, in order.
-    pub(crate) async fn records_between(
+    /// The first and the last `seq` of the records that happened in `[from_us, to_us)`.
+    pub(crate) async fn seq_range(
         &self,
         from_us: i64,
         to_us: i64,
-    ) -> anyhow::Result<Vec<Record>> {
-        let rows = sqlx::query(
-            "SELECT seq, at_us, kind, call_id, queue, agent, body FROM queue_log \
-             WHERE at_us >= $1 AND at_us < $2 ORDER BY seq",
+    ) -> anyhow::Result<Option<(u64, u64)>> {
+        let row = sqlx::query(
+            "SELECT MIN(seq), MAX(seq) FROM queue_log WHERE at_us >= $1 AND at_us < $2",
         )
         .bind(from_us)
         .bind(to_us)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        rows.iter().map(record_from_row).collect()
+        let (first, last): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(first.zip(last).map(|(f, l)| (f as u64, l as u64)))
     }
 
     /// The pool, for queries of the records (reports, tests).

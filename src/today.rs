@@ -188,17 +188,14 @@ async fn replay(
         .agents_at_start(&feed.store)
         .await
         .context("agents at midnight")?;
-    let records = feed
-        .store
-        .records_between(midnight_us, i64::MAX)
+    let read = replay
+        .records_between(&feed.store, midnight_us, i64::MAX)
         .await
         .context("today's records")?;
-    let mut last = committed;
-    for record in &records {
-        replay.record(record);
-        last = last.max(record.seq);
-    }
-    Ok(Day { replay, last })
+    Ok(Day {
+        replay,
+        last: committed.max(read),
+    })
 }
 
 impl Day {
