@@ -1214,6 +1214,7 @@ async fn statistics(
         by,
         format: history::Format::Json,
     };
+    history::check_period(&request).map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     let report = history::from_store(&state.feed.store, &request)
         .await
         .map_err(|e| {

@@ -302,7 +302,9 @@ impl Traffic {
     /// One call from arrival to its end, as the server would record it.
     fn call(&mut self, n: u64) -> anyhow::Result<()> {
         let call = CallId(n + 1);
-        let queue = amico_core::QueueId((n % self.acd.queue_count() as u64) as u32);
+        // The queues in turn, shifted every ten calls so that each gets its abandons.
+        let turn = n + n / ABANDON_EVERY;
+        let queue = amico_core::QueueId((turn % self.acd.queue_count() as u64) as u32);
         let sip_call_id = format!("bench-{n}@127.0.0.1");
         self.events.call_fact(
             call.0,

@@ -601,13 +601,31 @@ pub(crate) async fn build(request: &Request) -> anyhow::Result<Report> {
     report
 }
 
-fn check_period(request: &Request) -> anyhow::Result<()> {
+/// Most intervals one report may hold (about three years of 15-minute intervals).
+const MAX_INTERVALS: u64 = 100_000;
+
+/// A period that starts before it ends and does not hold more than [`MAX_INTERVALS`].
+pub(crate) fn check_period(request: &Request) -> anyhow::Result<()> {
     if request.from >= request.to {
         bail!(
             "--from ({}) must be before --to ({})",
             request.from,
             request.to
         );
+    }
+    if let Some(length) = request.interval {
+        let span =
+            request.to.timestamp().as_microsecond() - request.from.timestamp().as_microsecond();
+        let intervals = (span as u64).div_ceil(length.as_micros().max(1) as u64);
+        if intervals > MAX_INTERVALS {
+            bail!(
+                "{intervals} intervals of {} s from {} to {}: at most {MAX_INTERVALS}; \
+                 ask for a longer interval (day, or none for totals) or a shorter period",
+                length.as_secs(),
+                request.from,
+                request.to
+            );
+        }
     }
     Ok(())
 }

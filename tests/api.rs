@@ -401,6 +401,7 @@ fn statistics_come_from_the_store_with_their_formulas_and_bad_parameters_are_nam
         ("from=yesterday", "from: 'yesterday' is not a date"),
         ("from=2026-11-27&to=2026-11-26", "must be before"),
         ("by=team", "by: 'team' is not queue, agent or both"),
+        ("from=2000-01-01&to=2026-01-01", "at most 100000"),
     ] {
         assert_error(
             server.api(
