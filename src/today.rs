@@ -89,6 +89,7 @@ async fn follow(
     // Subscribed before the replay: what is committed meanwhile comes live, and sequence
     // numbers drop what the replay already had.
     let mut live = feed.records.subscribe();
+    let mut previous = None;
     loop {
         let (midnight_us, next_us) = match day_bounds(&zone) {
             Ok(bounds) => bounds,
@@ -97,6 +98,11 @@ async fn follow(
                 return;
             }
         };
+        if previous == Some(midnight_us) {
+            // Woken by the monotonic clock a moment before the wall clock's midnight.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         let mut day = match replay(&feed, &zone, midnight_us, &thresholds).await {
             Ok(day) => day,
             Err(error) => {
@@ -108,6 +114,7 @@ async fn follow(
                 continue;
             }
         };
+        previous = Some(midnight_us);
         view.store(Arc::new(day.view(midnight_us)));
         let midnight = Instant::now()
             + Duration::from_micros(
