@@ -201,6 +201,12 @@ fn bad_flags_name_the_flag_and_fail() {
         (vec!["simulate", "--calls", "0"], "--calls"),
         (vec!["simulate", "--agnets", "3"], "--agnets"),
         (vec!["staff", "--aht", "240"], "--arrival-rate-per-hour"),
+        (vec!["bench-store", "--calls", "0"], "--calls"),
+        (vec!["bench-store", "--rate", "0"], "--rate"),
+        (
+            vec!["bench-store", "--database", "mysql://x/y"],
+            "--database: database 'mysql://x/y': unknown scheme 'mysql'",
+        ),
         (
             vec![
                 "staff",
@@ -251,6 +257,18 @@ fn report_refuses_bad_input_with_the_reason() {
                 "2026-11-26",
             ],
             "must be before --to",
+        ),
+        (
+            vec![
+                "report",
+                "--database",
+                &missing,
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+            ],
+            "at most 100000",
         ),
     ] {
         let output = amico(&args);
