@@ -92,20 +92,18 @@ pub(crate) async fn measure(
     {
         anyhow::bail!("--rate: {rate} is not a positive number of calls a second");
     }
-    let scratch = match settings.database {
-        Some(_) => None,
+    let (setting, scratch) = match &settings.database {
+        Some(database) => (database.clone(), None),
         None => {
             let dir =
                 std::env::temp_dir().join(format!("amico-bench-store-{}", std::process::id()));
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("scratch directory {}", dir.display()))?;
-            Some(dir)
+            (
+                format!("sqlite:{}", dir.join("bench.db").display()),
+                Some(dir),
+            )
         }
-    };
-    let setting = match (&settings.database, &scratch) {
-        (Some(database), _) => database.clone(),
-        (None, Some(dir)) => format!("sqlite:{}", dir.join("bench.db").display()),
-        (None, None) => unreachable!("a scratch directory when no database is given"),
     };
     let result = measure_in(&setting, settings, acd, progress).await;
     if let Some(dir) = scratch {
