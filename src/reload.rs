@@ -2,10 +2,11 @@
 //!
 //! The new file is read and checked whole first: its syntax and fields, the parts that
 //! cannot change while the server runs (listen addresses, RTP ports, the store, the
-//! statistics interval, the reports' time zone), its prompts. Then the ACD takes it (`Input::Reconfigure`: queues
-//! and agents matched by name keep their ids, calls go on), and only then the SIP edge,
-//! the call flow, the API tokens and the statistics thresholds switch to it. A refusal at
-//! any step names the reason and leaves the running configuration as it was.
+//! statistics interval, the reports' time zone), its prompts. Then the ACD takes it
+//! (`Input::Reconfigure`: queues and agents matched by name keep their ids, calls go on),
+//! and only then the SIP edge, the call flow, the API tokens and the statistics thresholds
+//! switch to it. A refusal at any step names the reason and leaves the running
+//! configuration as it was.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
