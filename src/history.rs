@@ -630,6 +630,14 @@ pub(crate) fn check_period(request: &Request) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names with their ids, in the order of the names: a report lists queues and agents
+/// alphabetically, whatever order they first appeared in.
+fn by_name(names: &[String]) -> Vec<(usize, &String)> {
+    let mut sorted: Vec<(usize, &String)> = names.iter().enumerate().collect();
+    sorted.sort_by(|a, b| a.1.cmp(b.1));
+    sorted
+}
+
 /// Builds the report from an open store (the server's, for the API).
 pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Result<Report> {
     check_period(request)?;
@@ -669,7 +677,7 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
 
     let mut queues = Vec::new();
     if request.by != By::Agent {
-        for (index, name) in ids.queues.iter().enumerate() {
+        for (index, name) in by_name(&ids.queues) {
             let queue = QueueId(index as u32);
             if request.interval.is_some() {
                 for report in tally.queue_intervals(queue) {
@@ -700,7 +708,7 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
     }
     let mut agents = Vec::new();
     if request.by != By::Queue {
-        for (index, name) in ids.agents.iter().enumerate() {
+        for (index, name) in by_name(&ids.agents) {
             let agent = AgentId(index as u32);
             if request.interval.is_some() {
                 for report in tally.agent_intervals(agent) {
