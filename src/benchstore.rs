@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use amico_core::metrics::{Distribution, Samples};
 use amico_core::{Acd, AcdConfig, AgentId, CallId, Command, Input, Output, Timestamp, Vote};
 use anyhow::Context;
 use serde::Serialize;
@@ -144,7 +145,7 @@ async fn measure_in(
     let started = Instant::now();
     let watcher = tokio::spawn(async move {
         let mut pending: VecDeque<(u64, u64, Instant)> = VecDeque::new();
-        let mut latencies_us: Vec<u64> = Vec::new();
+        let mut latencies = Samples::default();
         let mut next_seq = 1u64;
         let mut handed_all = false;
         loop {
@@ -159,22 +160,24 @@ async fn measure_in(
                 if last > done {
                     break;
                 }
-                let us = now.duration_since(at).as_micros() as u64;
-                latencies_us.extend(std::iter::repeat_n(us, (last - first + 1) as usize));
+                let waited = now.duration_since(at);
+                for _ in first..=last {
+                    latencies.record(waited);
+                }
                 pending.pop_front();
             }
             if handed_all {
                 if pending.is_empty() {
-                    return (latencies_us, Instant::now());
+                    return (latencies, Instant::now());
                 }
                 if committed.changed().await.is_err() {
-                    return (latencies_us, Instant::now());
+                    return (latencies, Instant::now());
                 }
                 continue;
             }
             tokio::select! {
                 changed = committed.changed() => if changed.is_err() {
-                    return (latencies_us, Instant::now());
+                    return (latencies, Instant::now());
                 },
                 handed = handed_rx.recv() => match handed {
                     Some((last, at)) => {
@@ -211,7 +214,7 @@ async fn measure_in(
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     let mut watcher = watcher;
-    let (mut latencies_us, finished) = loop {
+    let (latencies, finished) = loop {
         tokio::select! {
             result = &mut watcher => break result.context("the latency watcher failed")?,
             _ = ticker.tick() => progress(counters.committed_seq.load(Ordering::Relaxed), records),
@@ -225,12 +228,8 @@ async fn measure_in(
     }
 
     let seconds = finished.duration_since(started).as_secs_f64();
-    latencies_us.sort_unstable();
-    let rank = |q: f64| {
-        let n = latencies_us.len();
-        let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        latencies_us[i] as f64 / 1000.0
-    };
+    let summary = latencies.summary();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let transactions = counters.batches.load(Ordering::Relaxed);
     Ok(Measured {
         database: redact(setting),
@@ -243,10 +242,10 @@ async fn measure_in(
         transactions,
         records_per_transaction: records as f64 / transactions.max(1) as f64,
         commit_latency_ms: Latency {
-            p50: rank(0.50),
-            p90: rank(0.90),
-            p99: rank(0.99),
-            max: rank(1.0),
+            p50: ms(summary.p50),
+            p90: ms(summary.p90),
+            p99: ms(summary.p99),
+            max: ms(summary.max),
         },
     })
 }

@@ -812,11 +812,7 @@ impl Report {
                 "satisfied"
             );
             for row in &self.queues {
-                let from = if row.span == "total" {
-                    "total".to_owned()
-                } else {
-                    row.start.clone()
-                };
+                let from = row_from(row.span, &row.start);
                 let _ = writeln!(
                     out,
                     "{:<12} {:<25} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>10}",
@@ -842,11 +838,7 @@ impl Report {
                 "agent", "from", "answered", "no answer", "AHT", "occupancy", "satisfied"
             );
             for row in &self.agents {
-                let from = if row.span == "total" {
-                    "total".to_owned()
-                } else {
-                    row.start.clone()
-                };
+                let from = row_from(row.span, &row.start);
                 let _ = writeln!(
                     out,
                     "{:<12} {:<25} {:>8} {:>9} {:>8} {:>9} {:>10}",
@@ -877,6 +869,11 @@ impl Report {
 }
 
 /// Rows as CSV: a header of the field names, then one line per row (RFC 4180 quoting).
+/// A table row's first time column: its start, or "total".
+fn row_from<'a>(span: &str, start: &'a str) -> &'a str {
+    if span == "total" { "total" } else { start }
+}
+
 fn csv<T: Serialize>(rows: &[T]) -> anyhow::Result<String> {
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {

@@ -6,7 +6,7 @@ mod peers;
 #[path = "support/server.rs"]
 mod server;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use peers::{Ua, event};
 use serde_json::{Value, json};
@@ -419,16 +419,7 @@ fn statistics_come_from_the_store_with_their_formulas_and_bad_parameters_are_nam
 
 /// GETs `path` as the supervisor until `check` holds, failing after a deadline.
 fn wait_json(server: &Server, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let (status, body) = server.api("GET", path, Some(SUPERVISOR), None);
-        if status == 200 && check(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path}: {status} {body}");
-        // Polling a condition with a deadline: the snapshot is published every 100 ms.
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_api(path, SUPERVISOR, check, STEP)
 }
 
 /// Two queues (`comune` from DID 100, `tributi` from DID 101), two agents, the tokens.

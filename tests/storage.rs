@@ -647,16 +647,7 @@ fn bench_store_commits_every_record_it_counts_and_a_report_reads_them_back() {
 
 /// `/api/queues/comune` as the supervisor until `check` holds, failing after a deadline.
 fn wait_queue(server: &Server, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + STEP;
-    loop {
-        let (status, body) = server.api("GET", "/api/queues/comune", Some(TOKEN), None);
-        if status == 200 && check(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{status} {body}");
-        // Polling a condition with a deadline: today's view is republished within 100 ms.
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_api("/api/queues/comune", TOKEN, check, STEP)
 }
 
 #[test]

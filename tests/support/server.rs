@@ -171,6 +171,28 @@ impl Server {
         self.raw_request(method, path, token, body.as_deref())
     }
 
+    /// GETs `path` with `token` until it answers 200 with a body that satisfies `check`,
+    /// failing with the last answer after `within`.
+    pub(crate) fn wait_api(
+        &self,
+        path: &str,
+        token: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+        within: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.api("GET", path, Some(token), None);
+            if status == 200 && check(&body) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{path}: {status} {body}");
+            // Polling a condition with a deadline: the ACD's snapshot and today's figures
+            // are republished within 100 ms, with no push channel per view.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Like [`Server::api`] with the body sent as given (bad JSON, say).
     pub(crate) fn raw_request(
         &self,
@@ -235,19 +257,7 @@ impl Server {
         want: impl Fn(f64) -> bool,
         within: Duration,
     ) -> f64 {
-        let deadline = Instant::now() + within;
-        loop {
-            let value = self.metric(series);
-            if want(value) {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{series} = {value} after {within:?}\nlog tail:\n{}",
-                self.log_tail(40)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_metrics(&[series], |values| want(values[0]), within)[0]
     }
 
     /// Waits until `check` holds over the metrics (several series read together), failing
