@@ -6,6 +6,25 @@ an IP account, and answers) or ``caller`` (places calls). It reports what happen
 as JSON lines on stdout; PJSIP's own log goes to stderr. Loopback (127.0.0.1) only.
 Exit codes: 0 done, 1 internal failure, 2 bad flags, 3 --timeout exceeded.
 
+Transports (--transport): udp (default), tcp, or tls (SIP over TLS, RFC 3261 §26). The
+process creates exactly one SIP transport and binds every account to it, so with
+--transport tls every REGISTER, INVITE and in-dialog request it sends goes over TLS,
+and a call it receives came in over TLS (over the connection it opened to its
+registrar, when the server reuses it as it should). TLS flags:
+
+  --ca-file PEM    verify the server's certificate against these CAs (and its name:
+                   a subjectAltName matching the host of the URI, e.g. IP 127.0.0.1)
+  --no-verify      accept any server certificate (a development self-signed one);
+                   --transport tls needs exactly one of --ca-file and --no-verify
+  --sips           use sips: URIs (AOR, registrar, --to, --proxy) instead of
+                   sip:...;transport=tls
+  --tls-cert PEM, --tls-key PEM
+                   certificate and key of this process's own TLS listener (PJSIP
+                   always opens one; without them it cannot accept TLS connections)
+
+The wheel's PJSIP 2.15.1 links OpenSSL 1.0.2k: TLS 1.2 at most, ECDHE with AES-GCM,
+ECDSA P-256 or RSA certificates (no Ed25519).
+
 Limits of the pjsua2 wheel (see shared PEERS.md): at most 4 calls and 8 accounts
 per process. Every pj.Call / pj.Account is dropped before libDestroy(), results are
 written before it, and the process leaves with os._exit right after it.
@@ -13,15 +32,25 @@ written before it, and the process leaves with os._exit right after it.
 Events: one JSON object per line, always with "event" and "t" (seconds since start).
 "call" is this process's call index (0, 1, ...), "account" an index into --user.
 
-  ready          role, transport, host, port, sip ("127.0.0.1:PORT"), contact,
-                 accounts [{index, user, uri}], pid, pjsip
-  registered     account, user, code, reason, expires
-  registration_failed  account, user, code, reason, expires
-  unregistered   account, user, code, reason, expires (--unregister-at-end)
+  ready          role, transport (udp|tcp|tls), host, port, sip ("127.0.0.1:PORT"),
+                 contact, accounts [{index, user, uri}], pid, pjsip, and with tls:
+                 tls {verify_server, ca_file, cert_file, sips}
+  registered     account, user, code, reason, expires, via_transport, source
+  registration_failed  account, user, code, reason, expires, via_transport, source
+  unregistered   account, user, code, reason, expires, via_transport, source
+                 (--unregister-at-end). via_transport: the protocol of the top Via of
+                 the answer ("UDP", "TCP", "TLS": the transport the REGISTER went
+                 over), null when no answer came (e.g. a TLS handshake that failed:
+                 then code is PJSIP's, reason names the error); source: the
+                 answer's source address, null without an answer.
   calling        call, to                      (caller: INVITE sent)
   incoming       call, account, user, remote_uri, from_display, from_user, from_uri,
                  from_header, to_user, to_uri, request_uri, call_id, source,
-                 x_headers {lower-case name: value}
+                 via_transport, x_headers {lower-case name: value}. source: the
+                 address the INVITE came from (over TLS or TCP: the far end of the
+                 connection, which is the server's listener when the server reuses the
+                 connection this UA opened); via_transport: the protocol of its top
+                 Via as the sender wrote it ("TLS").
   ringing        call, code, reason            (caller: each distinct 1xx > 100)
   confirmed      call, remote_uri, remote_contact, call_id
   media_active   call, update (0 first, then 1.. after re-INVITE/UPDATE), codec
@@ -125,7 +154,17 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--role", choices=["agent", "caller"], required=True)
-    p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    p.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp")
+    p.add_argument("--ca-file", default=None,
+                   help="tls: verify the server's certificate against these CAs (PEM)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="tls: accept any server certificate (self-signed, development)")
+    p.add_argument("--sips", action="store_true",
+                   help="tls: sips: URIs instead of sip:...;transport=tls")
+    p.add_argument("--tls-cert", default=None,
+                   help="tls: certificate (PEM) of this UA's own TLS listener")
+    p.add_argument("--tls-key", default=None,
+                   help="tls: private key (PEM) of this UA's own TLS listener")
     p.add_argument("--local-port", type=int, default=0, help="SIP port, 0 = ephemeral")
     p.add_argument("--user", action="append", default=[],
                    help="agent account user (repeat for several accounts); caller: From user")
@@ -188,6 +227,22 @@ def parse_args(argv):
     if not codecs or any(c not in ("PCMU", "PCMA") for c in codecs):
         raise UsageError("--codecs takes PCMU and/or PCMA")
     a.codec_list = codecs
+    if a.transport == "tls":
+        if bool(a.ca_file) == a.no_verify:
+            raise UsageError("--transport tls needs exactly one of --ca-file PEM "
+                             "(verify the server) and --no-verify")
+        for flag, path in (("--ca-file", a.ca_file), ("--tls-cert", a.tls_cert),
+                           ("--tls-key", a.tls_key)):
+            if path and not os.path.isfile(path):
+                raise UsageError(f"{flag} {path}: no such file")
+        if bool(a.tls_cert) != bool(a.tls_key):
+            raise UsageError("--tls-cert and --tls-key go together")
+    elif a.ca_file or a.no_verify or a.sips or a.tls_cert or a.tls_key:
+        raise UsageError("--ca-file, --no-verify, --sips, --tls-cert and --tls-key "
+                         "are for --transport tls")
+    for flag, value in (("--to", a.to), ("--registrar", a.registrar), ("--proxy", a.proxy)):
+        if value and value.lower().startswith("sips:") and a.transport != "tls":
+            raise UsageError(f"{flag} {value}: a sips: URI needs --transport tls")
     if a.play and not os.path.isfile(a.play):
         raise UsageError(f"--play {a.play}: no such file")
     for hz in [a.tone_hz, *a.check_hz]:
@@ -237,7 +292,7 @@ def parse_args(argv):
     if a.role == "caller" and not a.proxy:
         targets.append(("--to", a.to))
     for flag, value in targets:
-        if value and not is_loopback(uri_host(sip_uri(value, "udp"))):
+        if value and not is_loopback(uri_host(sip_uri(value))):
             raise UsageError(f"{flag} {value}: only loopback (127.0.0.0/8) targets are allowed")
     return a
 
@@ -258,15 +313,37 @@ def is_loopback(hostport: str) -> bool:
 # ---------------------------------------------------------------------------
 # SIP helpers
 
-def sip_uri(value: str, transport: str) -> str:
-    """host:port or a SIP URI -> SIP URI, with ;transport=tcp added for TCP."""
-    uri = value if value.startswith(("sip:", "sips:")) else "sip:" + value
-    if transport == "tcp" and "transport=" not in uri.lower():
+def sip_uri(value: str, transport: str = "udp", sips: bool = False) -> str:
+    """host:port or a SIP URI -> SIP URI for ``transport``.
+
+    TCP and TLS add ``;transport=tcp|tls`` (unless a transport is given), except that
+    with ``sips`` (TLS only) the scheme becomes ``sips:`` and no parameter is added:
+    a sips: URI means TLS already (RFC 3261 §19.1.2, §26.2).
+    """
+    uri = value if value.lower().startswith(("sip:", "sips:")) else "sip:" + value
+    if transport == "tls" and sips:
+        return "sips:" + uri.split(":", 1)[1] if uri.lower().startswith("sip:") else uri
+    if uri.lower().startswith("sips:"):
+        return uri
+    if transport in ("tcp", "tls") and "transport=" not in uri.lower():
+        param = f";transport={transport}"
         if ">" in uri:
-            uri = uri.replace(">", ";transport=tcp>", 1)
+            uri = uri.replace(">", param + ">", 1)
         else:
-            uri += ";transport=tcp"
+            uri += param
     return uri
+
+
+_VIA_PROTOCOL = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)", re.I)
+
+
+def via_transport(raw: str):
+    """The protocol of the top Via of a raw SIP message ("UDP", "TCP", "TLS"), or None."""
+    if not raw:
+        return None
+    via = parse_request(raw)["headers"].get("via")
+    m = _VIA_PROTOCOL.match(via or "")
+    return m.group(1).upper() if m else None
 
 
 def uri_host(uri: str) -> str:
@@ -458,7 +535,19 @@ class UserAgent:
         tcfg.port = a.local_port
         tcfg.boundAddress = "127.0.0.1"
         tcfg.publicAddress = "127.0.0.1"
-        ttype = pj.PJSIP_TRANSPORT_TCP if a.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
+        ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
+                 "tls": pj.PJSIP_TRANSPORT_TLS}[a.transport]
+        if a.transport == "tls":
+            tls = tcfg.tlsConfig
+            # PJSIP checks the chain against CaListFile and the server's name against
+            # the certificate's subjectAltName (sip_transport_tls.c).
+            tls.verifyServer = not a.no_verify
+            if a.ca_file:
+                tls.CaListFile = os.path.abspath(a.ca_file)
+            if a.tls_cert:
+                tls.certFile = os.path.abspath(a.tls_cert)
+                tls.privKeyFile = os.path.abspath(a.tls_key)
+            tls.msecTimeout = 5000
         self.tid = ep.transportCreate(ttype, tcfg)
         ep.libStart()
         ep.audDevManager().setNullDev()
@@ -544,21 +633,21 @@ class UserAgent:
 
         domain = None
         if a.registrar:
-            domain = uri_host(sip_uri(a.registrar, "udp"))
+            domain = uri_host(sip_uri(a.registrar))
         for i, user in enumerate(a.users):
             acfg = pj.AccountConfig()
             if a.role == "caller":
                 d = a.from_domain or domain or uri_host(a.to)
             else:
                 d = domain or f"{self.local_host}:{self.local_port}"
-            uri = f"sip:{user}@{d}"
+            uri = f"{self.scheme}:{user}@{d}"
             if a.role == "caller" and a.from_display:
                 disp = a.from_display.replace("\\", "\\\\").replace('"', '\\"')
                 acfg.idUri = f'"{disp}" <{uri}>'
             else:
                 acfg.idUri = uri
             if a.registrar:
-                acfg.regConfig.registrarUri = sip_uri(a.registrar, a.transport)
+                acfg.regConfig.registrarUri = self.uri(a.registrar)
                 acfg.regConfig.timeoutSec = a.expires
                 acfg.regConfig.registerOnAdd = True
                 acfg.regConfig.retryIntervalSec = 0
@@ -568,8 +657,8 @@ class UserAgent:
                 cred = pj.AuthCredInfo("digest", "*", a.auth_user or user, 0, a.password)
                 acfg.sipConfig.authCreds.append(cred)
             if a.proxy:
-                acfg.sipConfig.proxies.append(sip_uri(a.proxy, a.transport) + ";lr"
-                                              if "lr" not in a.proxy else sip_uri(a.proxy, a.transport))
+                acfg.sipConfig.proxies.append(self.uri(a.proxy) + ";lr"
+                                              if "lr" not in a.proxy else self.uri(a.proxy))
             acfg.sipConfig.transportId = self.tid
             acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
             acfg.mediaConfig.transportConfig.publicAddress = "127.0.0.1"
@@ -582,11 +671,24 @@ class UserAgent:
             acc.uri = acfg.idUri
             self.accounts.append(acc)
 
+        extra = {}
+        if a.transport == "tls":
+            extra["tls"] = {"verify_server": not a.no_verify, "ca_file": a.ca_file,
+                            "cert_file": a.tls_cert, "sips": a.sips}
         emit("ready", role=a.role, transport=a.transport, host=self.local_host,
              port=self.local_port, sip=f"{self.local_host}:{self.local_port}",
-             contact=sip_uri(f"{self.local_host}:{self.local_port}", a.transport),
+             contact=self.uri(f"{self.local_host}:{self.local_port}"),
              accounts=[{"index": x.index, "user": x.user, "uri": x.uri} for x in self.accounts],
-             pid=os.getpid(), pjsip=self.ep.libVersion().full)
+             pid=os.getpid(), pjsip=self.ep.libVersion().full, **extra)
+
+    @property
+    def scheme(self):
+        """The scheme of the URIs this UA writes: sips with --sips, else sip."""
+        return "sips" if self.args.sips else "sip"
+
+    def uri(self, value):
+        """``value`` (host:port or a URI) as a URI for this UA's transport."""
+        return sip_uri(value, self.args.transport, self.args.sips)
 
     def internal_error(self, where):
         emit("error", message=f"{where}: {traceback.format_exc(limit=3)}", kind="internal")
@@ -594,8 +696,10 @@ class UserAgent:
     # -- callbacks ------------------------------------------------------------
 
     def on_reg_state(self, acc, prm):
+        raw = prm.rdata.wholeMsg if prm.rdata is not None else ""
         fields = dict(account=acc.index, user=acc.user, code=prm.code, reason=prm.reason,
-                      expires=prm.expiration)
+                      expires=prm.expiration, via_transport=via_transport(raw),
+                      source=(prm.rdata.srcAddress or None) if raw else None)
         if acc.unregistering:
             acc.unregistered = True
             emit("unregistered", **fields)
@@ -621,6 +725,7 @@ class UserAgent:
              from_uri=frm["uri"], from_header=req["headers"].get("from"),
              to_user=to["user"], to_uri=to["uri"], request_uri=req["request_uri"],
              call_id=ci.callIdString, source=prm.rdata.srcAddress,
+             via_transport=via_transport(prm.rdata.wholeMsg),
              x_headers={k: v for k, v in req["headers"].items() if k.startswith("x-")})
         if a.answer == "reject":
             op = pj.CallOpParam()
@@ -799,7 +904,7 @@ class UserAgent:
                 sh.hName = name.strip()
                 sh.hValue = value.strip()
                 op.txOption.headers.append(sh)
-            to = sip_uri(a.to, a.transport)
+            to = self.uri(a.to)
             try:
                 call.makeCall(to, op)
             except Exception as e:

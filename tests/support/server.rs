@@ -19,6 +19,8 @@ pub(crate) struct Server {
     pub(crate) sip: SocketAddr,
     /// SIP over TCP.
     pub(crate) sip_tcp: SocketAddr,
+    /// SIP over TLS (RFC 3261 §26), when the configuration has `[sip.tls]`.
+    pub(crate) sip_tls: Option<SocketAddr>,
     /// HTTP.
     pub(crate) http: SocketAddr,
     /// Its stderr log.
@@ -97,6 +99,17 @@ impl Server {
 
     /// Starts `amico run --config` on `config` with the database `database`.
     pub(crate) fn start_with_database(config: &str, database: &str) -> Server {
+        Server::try_start_with_database(config, database).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Server::start`], but a server that exits (a configuration it refuses, say)
+    /// or stays silent is an error holding its log, not a panic.
+    pub(crate) fn try_start(config: &str) -> Result<Server, String> {
+        Server::try_start_with_database(config, &fresh_database())
+    }
+
+    /// Like [`Server::start_with_database`], returning the failure instead of panicking.
+    pub(crate) fn try_start_with_database(config: &str, database: &str) -> Result<Server, String> {
         static N: AtomicU16 = AtomicU16::new(0);
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -122,27 +135,47 @@ impl Server {
                 }
             }
         });
-        let line = received
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                panic!(
-                    "amico did not report listening within 20 s; log: {}",
+        let line = match received.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(why) => {
+                let what = match why {
+                    mpsc::RecvTimeoutError::Timeout => {
+                        let _ = child.kill();
+                        "did not report listening within 20 s".to_owned()
+                    }
+                    mpsc::RecvTimeoutError::Disconnected => match child.wait() {
+                        Ok(status) => format!("exited ({status}) before listening"),
+                        Err(e) => format!("closed its stdout before listening ({e})"),
+                    },
+                };
+                let _ = child.wait();
+                return Err(format!(
+                    "amico {what}; configuration {}; log:\n{}",
+                    path.display(),
                     std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            });
+                ));
+            }
+        };
         let ready: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(ready["event"], "listening", "{line}");
         let addr = |key: &str| ready[key].as_str().expect(key).parse().expect("an address");
-        Server {
+        let sip_tls = ready
+            .get("sip_tls")
+            .and_then(serde_json::Value::as_str)
+            .map(|a| {
+                a.parse()
+                    .unwrap_or_else(|e| panic!("sip_tls {a:?} is not an address ({e}): {line}"))
+            });
+        Ok(Server {
             sip: addr("sip_udp"),
             sip_tcp: addr("sip_tcp"),
+            sip_tls,
             http: addr("http"),
             child,
             log,
             database: database.to_owned(),
             config: path,
-        }
+        })
     }
 
     /// `GET path` over HTTP/1.0; the body.
