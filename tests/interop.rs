@@ -391,7 +391,8 @@ fn baresip_registers_as_an_agent_with_the_default_configuration_and_answers_a_ca
     );
     server.wait_logged_in(1);
 
-    // A trunk call reaches it; it answers at once and its tone reaches the caller.
+    // A trunk call reaches it (after whatever the queue plays first); it answers at once
+    // and its tone reaches the caller through the bridge.
     let to = format!("sip:100@{}", server.sip);
     let mut caller = ok(Ua::spawn(
         "baresip-caller",
@@ -401,16 +402,21 @@ fn baresip_registers_as_an_agent_with_the_default_configuration_and_answers_a_ca
             "--to",
             &to,
             "--hangup-after",
-            "4",
+            "60",
             "--calls",
             "1",
             "--tone-hz",
             "440",
             "--timeout",
-            "40",
+            "90",
         ],
     ));
-    ok(baresip.wait_for(baresip_event("CALL_ESTABLISHED"), STEP));
+    ok(baresip.wait_for(baresip_event("CALL_ESTABLISHED"), Duration::from_secs(30)));
+    // baresip hears the bridge: RTP from the server has reached it.
+    ok(baresip.wait_for(baresip_event("CALL_RTPESTAB"), STEP));
+    // Two seconds of bridged audio to analyse: a sample's length, not a wait for an event.
+    thread::sleep(Duration::from_secs(2));
+    ok(caller.send("hangup"));
     let audio = ok(caller.wait_for(event("audio"), STEP));
     assert_eq!(
         audio["verdict"],
