@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use amico_core::{AcdConfig, AgentConfig, AgentSkill, QueueConfig, StatisticsConfig};
+use amico_sip::{Account, Algorithm, Limits, Rates, SecurityConfig};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -166,6 +167,200 @@ pub(crate) struct SipSection {
     /// How long a probe waits (seconds).
     #[serde(default = "default_probe_timeout")]
     pub(crate) probe_timeout: f64,
+    /// The User-Agent of Amico's requests and the Server of its responses; empty: none.
+    /// The default names Amico without its version.
+    #[serde(default = "default_user_agent")]
+    pub(crate) user_agent: String,
+    /// The host part of the Call-IDs Amico makes (`RANDOM@host`).
+    #[serde(default = "default_call_id_host")]
+    pub(crate) call_id_host: String,
+    /// Digest authentication and what failing it costs.
+    #[serde(default)]
+    pub(crate) auth: AuthSection,
+    /// Request rates and sizes.
+    #[serde(default)]
+    pub(crate) limits: LimitsSection,
+    /// SIP over TLS; absent: no TLS listener.
+    #[serde(default)]
+    pub(crate) tls: Option<TlsSection>,
+}
+
+/// `[sip.auth]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthSection {
+    /// The digest algorithms offered, in the order of the challenges (`MD5`, `SHA-256`).
+    /// MD5 alone by default: phones take the first challenge they read, and some
+    /// (baresip 1.0, SIPp 3.6, sipvicious) stop at a SHA-256 one.
+    #[serde(default = "default_algorithms")]
+    pub(crate) algorithms: Vec<String>,
+    /// How long a nonce is accepted (seconds).
+    #[serde(default = "default_nonce_lifetime")]
+    pub(crate) nonce_lifetime: f64,
+    /// Failed authentications for one user from one source, within `failure_window`,
+    /// before that user is blocked from that source.
+    #[serde(default = "default_failures_per_user")]
+    pub(crate) failures_per_user: u32,
+    /// Failed authentications from one source (any users), within `failure_window`,
+    /// before the source is banned.
+    #[serde(default = "default_failures_per_source")]
+    pub(crate) failures_per_source: u32,
+    /// The window failures are counted in (seconds).
+    #[serde(default = "default_failure_window")]
+    pub(crate) failure_window: u64,
+    /// The first block or ban (seconds); each repeat doubles it.
+    #[serde(default = "default_ban")]
+    pub(crate) ban: u64,
+    /// The longest block or ban (seconds).
+    #[serde(default = "default_max_ban")]
+    pub(crate) max_ban: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            algorithms: default_algorithms(),
+            nonce_lifetime: default_nonce_lifetime(),
+            failures_per_user: default_failures_per_user(),
+            failures_per_source: default_failures_per_source(),
+            failure_window: default_failure_window(),
+            ban: default_ban(),
+            max_ban: default_max_ban(),
+        }
+    }
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["MD5".into()]
+}
+fn default_nonce_lifetime() -> f64 {
+    // Asterisk's default; a phone answers a challenge within milliseconds.
+    30.0
+}
+fn default_failures_per_user() -> u32 {
+    SecurityConfig::default().failures_per_user
+}
+fn default_failures_per_source() -> u32 {
+    SecurityConfig::default().failures_per_source
+}
+fn default_failure_window() -> u64 {
+    SecurityConfig::default().failure_window.as_secs()
+}
+fn default_ban() -> u64 {
+    SecurityConfig::default().ban.as_secs()
+}
+fn default_max_ban() -> u64 {
+    SecurityConfig::default().max_ban.as_secs()
+}
+
+/// Requests a second per source address, by method; 0 is no limit.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RatesSection {
+    /// INVITEs outside a dialog.
+    #[serde(default)]
+    pub(crate) invite: f64,
+    /// REGISTERs.
+    #[serde(default)]
+    pub(crate) register: f64,
+    /// OPTIONS outside a dialog.
+    #[serde(default)]
+    pub(crate) options: f64,
+}
+
+impl From<Rates> for RatesSection {
+    fn from(rates: Rates) -> Self {
+        RatesSection {
+            invite: rates.invite,
+            register: rates.register,
+            options: rates.options,
+        }
+    }
+}
+
+impl From<RatesSection> for Rates {
+    fn from(rates: RatesSection) -> Self {
+        Rates {
+            invite: rates.invite,
+            register: rates.register,
+            options: rates.options,
+        }
+    }
+}
+
+/// `[sip.limits]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitsSection {
+    /// Rates for sources that are not trusted trunks.
+    #[serde(default = "default_stranger_rates")]
+    pub(crate) stranger: RatesSection,
+    /// Rates for trusted trunks' addresses (none by default: a trunk is limited by its
+    /// `max_calls`).
+    #[serde(default = "default_trusted_rates")]
+    pub(crate) trusted: RatesSection,
+    /// Header fields in one request.
+    #[serde(default = "default_max_headers")]
+    pub(crate) max_headers: usize,
+    /// Bytes of one header field's value.
+    #[serde(default = "default_max_header_length")]
+    pub(crate) max_header_length: usize,
+    /// Bytes of a request's body.
+    #[serde(default = "default_max_body")]
+    pub(crate) max_body: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            stranger: default_stranger_rates(),
+            trusted: default_trusted_rates(),
+            max_headers: default_max_headers(),
+            max_header_length: default_max_header_length(),
+            max_body: default_max_body(),
+        }
+    }
+}
+
+fn default_stranger_rates() -> RatesSection {
+    SecurityConfig::default().stranger_rates.into()
+}
+fn default_trusted_rates() -> RatesSection {
+    SecurityConfig::default().trusted_rates.into()
+}
+fn default_max_headers() -> usize {
+    Limits::default().max_headers
+}
+fn default_max_header_length() -> usize {
+    Limits::default().max_header_length
+}
+fn default_max_body() -> usize {
+    Limits::default().max_body
+}
+
+/// `[sip.tls]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// The TLS listener (5061 is SIPS's port, RFC 3261 §26.2.3).
+    pub(crate) listen: SocketAddr,
+    /// The certificate chain, PEM, leaf first (read at start and at each reload).
+    #[serde(default)]
+    pub(crate) certificate: Option<std::path::PathBuf>,
+    /// Its private key, PEM (PKCS#8 or PKCS#1).
+    #[serde(default)]
+    pub(crate) private_key: Option<std::path::PathBuf>,
+    /// For development: a throwaway self-signed certificate made at start, instead of
+    /// the files. Phones must be told not to verify it.
+    #[serde(default)]
+    pub(crate) self_signed: bool,
+}
+
+fn default_user_agent() -> String {
+    "Amico".into()
+}
+fn default_call_id_host() -> String {
+    "amico".into()
 }
 
 fn default_probe_interval() -> f64 {
@@ -231,6 +426,13 @@ pub(crate) struct TrunkSection {
     /// Where queued callbacks are dialled out (`host:port` of the PBX); without it, the
     /// queues this trunk feeds offer no callback.
     pub(crate) gateway: Option<SocketAddr>,
+    /// Calls in progress from this trunk at most; the next gets 503 with Retry-After.
+    #[serde(default)]
+    pub(crate) max_calls: Option<u32>,
+    /// The digest algorithms this trunk's credentials are challenged with, in order
+    /// (default: `sip.auth.algorithms`).
+    #[serde(default)]
+    pub(crate) digest_algorithms: Option<Vec<String>>,
 }
 
 /// `[[agents]]`
@@ -243,6 +445,11 @@ pub(crate) struct AgentSection {
     pub(crate) sip_username: Option<String>,
     /// SIP password.
     pub(crate) sip_password: String,
+    /// The digest algorithms this agent's phone is challenged with, in order (default:
+    /// `sip.auth.algorithms`). Only for a phone that needs it: a stranger probing names
+    /// can tell an agent whose challenge differs from the default one.
+    #[serde(default)]
+    pub(crate) digest_algorithms: Option<Vec<String>>,
     /// Skills with levels.
     #[serde(default)]
     pub(crate) skills: Vec<AgentSkill>,
@@ -257,6 +464,142 @@ pub(crate) struct Validated {
     pub(crate) acd: AcdConfig,
     /// Trunks, resolved.
     pub(crate) trunks: Vec<amico_sip::Trunk>,
+    /// The digest algorithms offered by default, resolved.
+    pub(crate) algorithms: Vec<Algorithm>,
+    /// Each agent's own digest algorithms, by agent name.
+    pub(crate) agent_algorithms: HashMap<String, Vec<Algorithm>>,
+    /// The TLS certificate and key as read from their files (`None` without TLS or with
+    /// a self-signed one, which is made at start).
+    pub(crate) tls_files: Option<TlsPem>,
+}
+
+/// A certificate chain and its key, PEM, checked to belong together.
+#[derive(Clone)]
+pub(crate) struct TlsPem {
+    /// The chain.
+    pub(crate) certificate: Vec<u8>,
+    /// The key.
+    pub(crate) private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("TlsPem { .. }")
+    }
+}
+
+impl TlsPem {
+    /// Reads and checks `certificate` and `private_key`; errors name the field.
+    pub(crate) fn read(tls: &TlsSection) -> Result<Option<TlsPem>, ConfigError> {
+        let (certificate, private_key) = match (&tls.certificate, &tls.private_key, tls.self_signed)
+        {
+            (Some(certificate), Some(private_key), false) => (certificate, private_key),
+            (None, None, true) => return Ok(None),
+            (_, _, true) => {
+                return Err(field(
+                    "sip.tls.self_signed",
+                    "either certificate and private_key files, or self_signed, not both",
+                ));
+            }
+            (None, _, false) => {
+                return Err(field(
+                    "sip.tls.certificate",
+                    "a PEM file is needed (or self_signed = true for development)",
+                ));
+            }
+            (Some(_), None, false) => {
+                return Err(field(
+                    "sip.tls.private_key",
+                    "a PEM file is needed with the certificate",
+                ));
+            }
+        };
+        let read = |name: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                field(
+                    format!("sip.tls.{name}"),
+                    format!("{}: {e}", path.display()),
+                )
+            })
+        };
+        let pem = TlsPem {
+            certificate: read("certificate", certificate)?,
+            private_key: read("private_key", private_key)?,
+        };
+        pem.check().map_err(|(name, reason)| {
+            let path = if name == "certificate" {
+                certificate
+            } else {
+                private_key
+            };
+            field(
+                format!("sip.tls.{name}"),
+                format!("{}: {reason}", path.display()),
+            )
+        })?;
+        Ok(Some(pem))
+    }
+
+    /// Whether the files hold a certificate chain and a key that rustls takes together;
+    /// the field at fault and why if not.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(&self.certificate)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ("certificate", format!("not a PEM certificate ({e})")))?;
+        if chain.is_empty() {
+            return Err(("certificate", "holds no PEM certificate".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.private_key)
+            .map_err(|e| ("private_key", format!("not a PEM private key ({e})")))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    "private_key",
+                    format!("does not go with the certificate ({e})"),
+                )
+            })
+    }
+
+    /// A throwaway self-signed certificate for `listen`'s address and `localhost`.
+    pub(crate) fn self_signed(listen: SocketAddr) -> anyhow::Result<TlsPem> {
+        let mut names = vec!["localhost".to_owned()];
+        if !listen.ip().is_unspecified() {
+            names.push(listen.ip().to_string());
+        }
+        let certified = rcgen::generate_simple_self_signed(names)?;
+        Ok(TlsPem {
+            certificate: certified.cert.pem().into_bytes(),
+            private_key: certified.signing_key.serialize_pem().into_bytes(),
+        })
+    }
+}
+
+/// Digest algorithms by name; the error names the first one that is not.
+fn algorithms(names: &[String], at: &str) -> Result<Vec<Algorithm>, ConfigError> {
+    let mut out = Vec::new();
+    for name in names {
+        let algorithm = Algorithm::parse(name).ok_or_else(|| {
+            field(
+                at,
+                format!("'{name}' is not a digest algorithm (MD5 or SHA-256)"),
+            )
+        })?;
+        if out.contains(&algorithm) {
+            return Err(field(at, format!("'{name}' is listed twice")));
+        }
+        out.push(algorithm);
+    }
+    if out.is_empty() {
+        return Err(field(at, "names at least one algorithm (MD5 or SHA-256)"));
+    }
+    Ok(out)
 }
 
 /// A configuration error: the field and the reason.
@@ -348,6 +691,19 @@ impl Config {
                 "sip.min_expires",
                 "must be at least 1 and at most sip.max_expires",
             ));
+        }
+        let default_algorithms = algorithms(&self.sip.auth.algorithms, "sip.auth.algorithms")?;
+        self.check_sip()?;
+        let tls_files = match &self.sip.tls {
+            Some(tls) => TlsPem::read(tls)?,
+            None => None,
+        };
+        let mut agent_algorithms = HashMap::new();
+        for agent in &self.agents {
+            if let Some(names) = &agent.digest_algorithms {
+                let at = format!("agents[{}].digest_algorithms", agent.name);
+                agent_algorithms.insert(agent.name.clone(), algorithms(names, &at)?);
+            }
         }
 
         let acd = AcdConfig {
@@ -515,12 +871,24 @@ impl Config {
                     ));
                 }
             }
+            if trunk.max_calls == Some(0) {
+                return Err(field(
+                    format!("{prefix}.max_calls"),
+                    "must be at least 1 (leave it out for no limit)",
+                ));
+            }
+            let trunk_algorithms = match &trunk.digest_algorithms {
+                Some(names) => Some(algorithms(names, &format!("{prefix}.digest_algorithms"))?),
+                None => None,
+            };
             trunks.push(amico_sip::Trunk {
                 name: trunk.name.clone(),
                 sources,
                 credentials,
                 dids: trunk.dids.clone().into_iter().collect(),
                 gateway: trunk.gateway,
+                max_calls: trunk.max_calls,
+                algorithms: trunk_algorithms,
             });
         }
         // The menu offers a callback (key 1): the queue's callers must come over a trunk
@@ -540,17 +908,98 @@ impl Config {
         Ok(Validated {
             acd,
             trunks,
+            algorithms: default_algorithms,
+            agent_algorithms,
+            tls_files,
             config: self,
         })
+    }
+
+    /// `[sip]`'s names, `[sip.auth]` and `[sip.limits]`: numbers in range.
+    fn check_sip(&self) -> Result<(), ConfigError> {
+        let sip = &self.sip;
+        if sip.user_agent.chars().any(char::is_control) {
+            return Err(field("sip.user_agent", "must be one line of text"));
+        }
+        if sip.call_id_host.is_empty()
+            || !sip
+                .call_id_host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
+            return Err(field(
+                "sip.call_id_host",
+                format!("'{}' is not a host name", sip.call_id_host),
+            ));
+        }
+        let auth = &sip.auth;
+        if !(auth.nonce_lifetime.is_finite() && auth.nonce_lifetime >= 1.0) {
+            return Err(field(
+                "sip.auth.nonce_lifetime",
+                "must be at least 1 second",
+            ));
+        }
+        for (name, value) in [
+            ("failures_per_user", u64::from(auth.failures_per_user)),
+            ("failures_per_source", u64::from(auth.failures_per_source)),
+            ("failure_window", auth.failure_window),
+            ("ban", auth.ban),
+        ] {
+            if value == 0 {
+                return Err(field(format!("sip.auth.{name}"), "must be at least 1"));
+            }
+        }
+        if auth.max_ban < auth.ban {
+            return Err(field("sip.auth.max_ban", "must be at least sip.auth.ban"));
+        }
+        let limits = &sip.limits;
+        for (kind, rates) in [("stranger", &limits.stranger), ("trusted", &limits.trusted)] {
+            for (method, rate) in [
+                ("invite", rates.invite),
+                ("register", rates.register),
+                ("options", rates.options),
+            ] {
+                if !(rate.is_finite() && rate >= 0.0) {
+                    return Err(field(
+                        format!("sip.limits.{kind}.{method}"),
+                        "must be requests a second, 0 for no limit",
+                    ));
+                }
+            }
+        }
+        for (name, value, least) in [
+            ("max_headers", limits.max_headers, 16),
+            ("max_header_length", limits.max_header_length, 256),
+            ("max_body", limits.max_body, 1024),
+        ] {
+            if value < least {
+                return Err(field(
+                    format!("sip.limits.{name}"),
+                    format!("must be at least {least}, or phones cannot register"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
 impl Validated {
     /// The SIP edge's settings.
-    pub(crate) fn edge(&self) -> amico_sip::EdgeConfig {
+    /// The SIP edge's settings, with the TLS certificate `tls` (see [`Validated::tls`]).
+    pub(crate) fn edge(&self, tls: Option<TlsPem>) -> amico_sip::EdgeConfig {
+        let sip = &self.config.sip;
         amico_sip::EdgeConfig {
-            listen: self.config.sip.listen,
-            realm: self.config.sip.realm.clone(),
+            listen: sip.listen,
+            tls: sip
+                .tls
+                .as_ref()
+                .zip(tls)
+                .map(|(section, pem)| amico_sip::TlsSettings {
+                    listen: section.listen,
+                    certificate: pem.certificate,
+                    private_key: pem.private_key,
+                }),
+            realm: sip.realm.clone(),
             agents: self
                 .config
                 .agents
@@ -558,7 +1007,10 @@ impl Validated {
                 .map(|a| {
                     (
                         a.sip_username.clone().unwrap_or_else(|| a.name.clone()),
-                        a.sip_password.clone(),
+                        Account {
+                            password: a.sip_password.clone(),
+                            algorithms: self.agent_algorithms.get(&a.name).cloned(),
+                        },
                     )
                 })
                 .collect(),
@@ -568,11 +1020,37 @@ impl Validated {
                 max_expires: self.config.sip.max_expires,
                 default_expires: 600
                     .clamp(self.config.sip.min_expires, self.config.sip.max_expires),
+                algorithms: self.algorithms.clone(),
             },
-            nonce_lifetime: Duration::from_secs(300),
+            nonce_lifetime: Duration::from_secs_f64(sip.auth.nonce_lifetime),
             probe_interval: (self.config.sip.probe_interval > 0.0)
                 .then(|| Duration::from_secs_f64(self.config.sip.probe_interval)),
             probe_timeout: Duration::from_secs_f64(self.config.sip.probe_timeout),
+            security: SecurityConfig {
+                stranger_rates: sip.limits.stranger.into(),
+                trusted_rates: sip.limits.trusted.into(),
+                failures_per_user: sip.auth.failures_per_user,
+                failures_per_source: sip.auth.failures_per_source,
+                failure_window: Duration::from_secs(sip.auth.failure_window),
+                ban: Duration::from_secs(sip.auth.ban),
+                max_ban: Duration::from_secs(sip.auth.max_ban),
+            },
+            limits: Limits {
+                max_headers: sip.limits.max_headers,
+                max_header_length: sip.limits.max_header_length,
+                max_body: sip.limits.max_body,
+            },
+            user_agent: sip.user_agent.clone(),
+            call_id_host: sip.call_id_host.clone(),
+        }
+    }
+
+    /// The TLS certificate to start with: the files', or a new self-signed one.
+    pub(crate) fn tls(&self) -> anyhow::Result<Option<TlsPem>> {
+        match (&self.config.sip.tls, &self.tls_files) {
+            (Some(_), Some(files)) => Ok(Some(files.clone())),
+            (Some(section), None) => TlsPem::self_signed(section.listen).map(Some),
+            (None, _) => Ok(None),
         }
     }
 }
@@ -589,7 +1067,10 @@ mod tests {
     fn the_demo_config_is_valid() {
         let validated = Config::parse(DEMO).unwrap();
         assert!(!validated.acd.queues.is_empty());
-        assert_eq!(validated.edge().agents.len(), validated.config.agents.len());
+        assert_eq!(
+            validated.edge(None).agents.len(),
+            validated.config.agents.len()
+        );
     }
 
     #[test]

@@ -389,6 +389,41 @@ impl Collector for AmicoCollector {
             "Malformed SIP requests answered 400 or 501.",
             &[(vec![], sip.malformed_answered_total())],
         )?;
+        counter(
+            &mut encoder,
+            "amico_sip_auth_failures",
+            "Failed digest authentications: wrong passwords, unknown users, replays.",
+            &[(vec![], sip.auth_failures_total())],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_user_blocks",
+            "Users blocked from a source address after repeated failed authentication.",
+            &[(vec![], sip.user_blocks_total())],
+        )?;
+        counter(
+            &mut encoder,
+            "amico_sip_bans",
+            "Source addresses banned after repeated failed authentication.",
+            &[(vec![], sip.bans_total())],
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_sip_banned_sources",
+            "Source addresses banned now (everything they send is dropped).",
+            &[(vec![], sip.banned_sources() as f64)],
+        )?;
+        let refusals: Vec<(Labels, u64)> = sip
+            .refusals()
+            .map(|(reason, n)| (vec![("reason", reason.to_owned())], n))
+            .collect();
+        counter(
+            &mut encoder,
+            "amico_sip_refused",
+            "SIP requests refused before handling: over a source's rate, a user blocked \
+             from its source, a trunk at its call limit (503), a banned source (dropped).",
+            &refusals,
+        )?;
         gauge(
             &mut encoder,
             "amico_sip_transactions",

@@ -147,7 +147,18 @@ impl Reloader {
         };
         let routing = routing(&validated.config, prompts, queue_id, agent_id)
             .map_err(|e| ReloadError::Refused(format!("{e:#}")))?;
-        self.apply(validated, routing, path)
+        // The certificate files were read and checked with the rest of the file; a
+        // self-signed certificate stays the one made at start.
+        let tls = validated.tls_files.clone();
+        let reloaded = self.apply(validated, routing, path)?;
+        if let Some(pem) = tls {
+            self.edge
+                .reload_tls(pem.certificate, pem.private_key)
+                .await
+                .map_err(|e| ReloadError::Refused(format!("sip.tls: {e}")))?;
+            info!("TLS certificate reloaded");
+        }
+        Ok(reloaded)
     }
 
     fn apply(
@@ -156,7 +167,7 @@ impl Reloader {
         routing: crate::callflow::Routing,
         path: &std::path::Path,
     ) -> Result<Reloaded, ReloadError> {
-        let edge = validated.edge();
+        let edge = validated.edge(None);
         let unregistered = self.edge.reconfigure(edge.agents, edge.trunks);
         self.calls.reroute(routing);
         let config = validated.config;

@@ -18,7 +18,8 @@ use crate::config::Validated;
 use crate::runner::{self, Clock};
 
 /// Runs the server until `shutdown`. Prints one JSON line to stdout once every listener is
-/// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}` (tests wait for it).
+/// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}`, with `"sip_tls":…`
+/// when TLS is on (tests wait for it).
 pub(crate) async fn run(
     validated: Validated,
     path: Option<std::path::PathBuf>,
@@ -37,7 +38,8 @@ pub(crate) async fn run(
     let sip_counters = Arc::new(SipCounters::default());
     let media_counters = Arc::new(MediaCounters::default());
 
-    let edge = SipEdge::bind(validated.edge(), sip_counters.clone())
+    let tls = validated.tls().context("sip.tls")?;
+    let edge = SipEdge::bind(validated.edge(tls), sip_counters.clone())
         .await
         .context("sip.listen")?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
@@ -188,12 +190,16 @@ pub(crate) async fn run(
             .await
     });
 
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "event": "listening",
         "sip_udp": edge.udp_addr().to_string(),
         "sip_tcp": edge.tcp_addr().to_string(),
         "http": http_addr.to_string(),
     });
+    if let Some(tls) = edge.tls_addr() {
+        line["sip_tls"] = tls.to_string().into();
+        info!(sip_tls = %tls, self_signed = validated.tls_files.is_none(), "SIP over TLS");
+    }
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")?;
     stdout.flush()?;

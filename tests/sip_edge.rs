@@ -199,26 +199,30 @@ fn agents_register_with_digest_credentials() {
     let challenge = probe.final_response();
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let challenges = header(&challenge, "WWW-Authenticate");
-    assert_eq!(challenges.len(), 2, "SHA-256 then MD5 (RFC 8760)");
-    assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"));
+    assert_eq!(
+        challenges.len(),
+        1,
+        "MD5 alone by default, which every phone reads"
+    );
+    assert!(challenges[0].contains("algorithm=MD5"), "{challenge}");
 
-    let md5 = challenges[1];
+    let md5 = challenges[0];
     let (realm, nonce) = (param(md5, "realm"), param(md5, "nonce"));
-    let answer = |password: &str| {
+    let answer = |password: &str, nc: u32| {
         let ha1 = md5_hex(&format!("agent1:{realm}:{password}"));
         let ha2 = md5_hex(&format!("REGISTER:{registrar}"));
-        let response = md5_hex(&format!("{ha1}:{nonce}:00000001:abcd:auth:{ha2}"));
+        let response = md5_hex(&format!("{ha1}:{nonce}:{nc:08x}:abcd:auth:{ha2}"));
         format!(
-            "Authorization: Digest username=\"agent1\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{registrar}\", response=\"{response}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abcd\"\r\nExpires: 120\r\n"
+            "Authorization: Digest username=\"agent1\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{registrar}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"abcd\"\r\nExpires: 120\r\n"
         )
     };
-    probe.send(&register("r2", &answer("wrong")));
+    probe.send(&register("r2", &answer("wrong", 1)));
     assert!(
         probe.final_response().starts_with("SIP/2.0 401"),
         "a wrong password is challenged again"
     );
 
-    probe.send(&register("r3", &answer("secret-1")));
+    probe.send(&register("r3", &answer("secret-1", 1)));
     let ok = probe.final_response();
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(header(&ok, "Contact")[0].contains("expires=120"), "{ok}");
@@ -236,7 +240,8 @@ fn agents_register_with_digest_credentials() {
 
     probe.send(&register(
         "r4",
-        &answer("secret-1").replace("Expires: 120", "Expires: 0"),
+        // The phone's next request on the same nonce counts up (RFC 7616 §3.4).
+        &answer("secret-1", 2).replace("Expires: 120", "Expires: 0"),
     ));
     assert!(probe.final_response().starts_with("SIP/2.0 200"));
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -790,5 +795,586 @@ fn a_trunk_from_elsewhere_authenticates_with_digest() {
         "amico_queue_waiting_callers{queue=\"comune\"}",
         |v| v == 1.0,
         Duration::from_secs(5),
+    );
+}
+
+/// The test configuration with 127.0.0.1 a stranger: its trunk is trusted from elsewhere.
+fn stranger_config(agents: usize) -> String {
+    server::config(agents, "").replace("sources = [\"127.0.0.1\"]", "sources = [\"10.0.0.0/8\"]")
+}
+
+/// `config` with `lines` added to its `[sip]` table (sub-tables may follow them).
+fn with_sip(config: &str, lines: &str) -> String {
+    config.replacen(
+        "[sip]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[sip]\nlisten = \"127.0.0.1:0\"\n{lines}\n"),
+        1,
+    )
+}
+
+/// What a response tells its reader about the server: the status line and every header
+/// but those that echo the request (Via, From, To, Call-ID, CSeq), nonces blanked (each
+/// challenge has a new one).
+fn shape(response: &str) -> Vec<String> {
+    response
+        .lines()
+        .filter(|line| {
+            !["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                .iter()
+                .any(|echo| line.starts_with(echo))
+        })
+        .map(|line| match line.find("nonce=\"") {
+            Some(start) => {
+                let end = start + 7 + line[start + 7..].find('"').unwrap();
+                format!("{}nonce=\"\"{}", &line[..start], &line[end + 1..])
+            }
+            None => line.to_owned(),
+        })
+        .collect()
+}
+
+/// A REGISTER for `user` from `socket`, with `extra` headers.
+fn register_from(
+    socket: &UdpSocket,
+    server: &Server,
+    user: &str,
+    call_id: &str,
+    extra: &str,
+) -> String {
+    let port = socket.local_addr().unwrap().port();
+    let ip = socket.local_addr().unwrap().ip();
+    format!(
+        "REGISTER sip:{registrar} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{port};branch=z9hG4bK-{call_id};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r{call_id}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\nContact: <sip:{user}@{ip}:{port}>\r\nExpires: 300\r\n{extra}Content-Length: 0\r\n\r\n",
+        registrar = server.sip,
+    )
+}
+
+/// An `Authorization` answering `challenge` for `user` with `password`, MD5, qop=auth and
+/// nonce count `nc`.
+fn digest_answer(challenge: &str, server: &Server, user: &str, password: &str, nc: u32) -> String {
+    let md5 = header(challenge, "WWW-Authenticate")
+        .into_iter()
+        .find(|c| c.contains("MD5"))
+        .unwrap_or_else(|| panic!("no MD5 challenge in {challenge}"))
+        .to_owned();
+    let (realm, nonce) = (param(&md5, "realm"), param(&md5, "nonce"));
+    let uri = format!("sip:{}", server.sip);
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc:08x}:c0ffee:auth:{ha2}"));
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc:08x}, cnonce=\"c0ffee\"\r\n"
+    )
+}
+
+/// Sends `message` from `socket` and returns the final response (5 s deadline).
+fn exchange(socket: &UdpSocket, server: &Server, message: &str) -> String {
+    socket.send_to(message.as_bytes(), server.sip).unwrap();
+    recv_until(socket, |m| {
+        m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1")
+    })
+    .0
+}
+
+fn socket_at(ip: &str) -> UdpSocket {
+    let socket = UdpSocket::bind((ip, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+}
+
+#[test]
+fn strangers_learn_nothing_about_who_exists() {
+    let config = stranger_config(1).replace(
+        "sources = [\"10.0.0.0/8\"]",
+        "sources = [\"10.0.0.0/8\"]\nusername = \"pbx\"\npassword = \"trunk-secret\"",
+    );
+    let server = Server::start(&config);
+    let phone = socket_at("127.0.0.1");
+    let agent = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "e1", ""),
+    );
+    let nobody = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "mallory", "e2", ""),
+    );
+    assert!(agent.starts_with("SIP/2.0 401"), "{agent}");
+    assert_eq!(shape(&agent), shape(&nobody), "{agent}\n---\n{nobody}");
+    assert_eq!(header(&agent, "WWW-Authenticate").len(), 1, "{agent}");
+
+    // A wrong password and an unknown user: the same answer.
+    let wrong = digest_answer(&agent, &server, "agent1", "guess", 1);
+    let wrong = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "e3", &wrong),
+    );
+    let unknown = digest_answer(&nobody, &server, "mallory", "guess", 1);
+    let unknown = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "mallory", "e4", &unknown),
+    );
+    assert!(wrong.starts_with("SIP/2.0 401"), "{wrong}");
+    assert_eq!(shape(&wrong), shape(&unknown), "{wrong}\n---\n{unknown}");
+
+    // Other methods, addressed to an agent or to nobody: the same answers.
+    let probe = Probe::new(&server);
+    for method in ["OPTIONS", "INVITE", "SUBSCRIBE", "MESSAGE"] {
+        let extra = if method == "SUBSCRIBE" {
+            "Event: presence\r\n"
+        } else {
+            ""
+        };
+        probe.send(&probe.request(
+            method,
+            &format!("sip:agent1@{}", server.sip),
+            &format!("{method}-a"),
+            extra,
+            "",
+        ));
+        let agent = probe.final_response();
+        probe.send(&probe.request(
+            method,
+            &format!("sip:mallory@{}", server.sip),
+            &format!("{method}-m"),
+            extra,
+            "",
+        ));
+        let nobody = probe.final_response();
+        assert_eq!(
+            shape(&agent),
+            shape(&nobody),
+            "{method}: {agent}\n---\n{nobody}"
+        );
+    }
+    assert_eq!(server.metric("amico_sip_auth_failures_total"), 2.0);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("SIP authentication failed source=127.0.0.1 method=REGISTER reason=wrong-password user=\"agent1\""),
+        "one stable line per failure"
+    );
+    assert!(log.contains("SIP authentication failed source=127.0.0.1 method=REGISTER reason=unknown-user user=\"mallory\""));
+}
+
+#[test]
+fn an_overheard_register_cannot_be_replayed() {
+    let server = Server::start(&stranger_config(1));
+    let phone = socket_at("127.0.0.1");
+    let challenge = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "p1", ""),
+    );
+    let authorization = digest_answer(&challenge, &server, "agent1", "secret-1", 1);
+    let ok = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "p2", &authorization),
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    // The same Authorization from another socket, with a new Call-ID and its own Contact;
+    // then from the phone's own socket again.
+    let thief = socket_at("127.0.0.1");
+    let stolen = exchange(
+        &thief,
+        &server,
+        &register_from(&thief, &server, "agent1", "p3", &authorization),
+    );
+    assert!(stolen.starts_with("SIP/2.0 401"), "{stolen}");
+    let again = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "p4", &authorization),
+    );
+    assert!(again.starts_with("SIP/2.0 401"), "{again}");
+
+    // The phone's next request on its nonce counts up and is fine: the binding is still
+    // the phone's.
+    let query = register_from(
+        &phone,
+        &server,
+        "agent1",
+        "p5",
+        &digest_answer(&challenge, &server, "agent1", "secret-1", 2),
+    )
+    .replace(
+        &format!(
+            "Contact: <sip:agent1@127.0.0.1:{}>\r\n",
+            phone.local_addr().unwrap().port()
+        ),
+        "",
+    );
+    let bindings = exchange(&phone, &server, &query);
+    assert!(bindings.starts_with("SIP/2.0 200"), "{bindings}");
+    let contact = header(&bindings, "Contact");
+    assert_eq!(contact.len(), 1, "{bindings}");
+    assert!(
+        contact[0].contains(&format!("127.0.0.1:{}", phone.local_addr().unwrap().port())),
+        "{bindings}"
+    );
+    assert_eq!(
+        server.metric("amico_sip_auth_failures_total"),
+        1.0,
+        "the replay from the phone's own address"
+    );
+}
+
+#[test]
+fn guessing_is_blocked_then_banned_and_the_agent_still_registers() {
+    let server = Server::start(&stranger_config(1));
+    let attacker = socket_at("127.0.0.1");
+    let guess = |user: &str, n: usize| {
+        let challenge = exchange(
+            &attacker,
+            &server,
+            &register_from(&attacker, &server, user, &format!("g{n}a"), ""),
+        );
+        assert!(challenge.starts_with("SIP/2.0 401"), "{n}: {challenge}");
+        let wrong = digest_answer(&challenge, &server, user, &format!("guess-{n}"), 1);
+        exchange(
+            &attacker,
+            &server,
+            &register_from(&attacker, &server, user, &format!("g{n}b"), &wrong),
+        )
+    };
+    for n in 0..5 {
+        let answer = guess("agent1", n);
+        assert!(answer.starts_with("SIP/2.0 401"), "{n}: {answer}");
+    }
+    // Five failures for agent1 from this address: agent1 is blocked from it.
+    let blocked = exchange(
+        &attacker,
+        &server,
+        &register_from(&attacker, &server, "agent1", "g-blocked", ""),
+    );
+    assert!(blocked.starts_with("SIP/2.0 503"), "{blocked}");
+    let retry: u64 = header(&blocked, "Retry-After")[0].parse().unwrap();
+    assert!((1..=60).contains(&retry), "{blocked}");
+
+    // The agent, from its own address, is not locked out.
+    let phone = socket_at("127.0.0.2");
+    let challenge = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "a1", ""),
+    );
+    let ok = exchange(
+        &phone,
+        &server,
+        &register_from(
+            &phone,
+            &server,
+            "agent1",
+            "a2",
+            &digest_answer(&challenge, &server, "agent1", "secret-1", 1),
+        ),
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    // Spraying other names: twenty failures from one address ban it.
+    for n in 5..20 {
+        let answer = guess(&format!("user{n}"), n);
+        assert!(answer.starts_with("SIP/2.0 401"), "{n}: {answer}");
+    }
+    assert_eq!(server.metric("amico_sip_auth_failures_total"), 20.0);
+    assert_eq!(server.metric("amico_sip_user_blocks_total"), 1.0);
+    assert_eq!(server.metric("amico_sip_bans_total"), 1.0);
+    server.wait_metric(
+        "amico_sip_banned_sources",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+
+    // Whatever it sends now is dropped unanswered; the agent's address still gets answers.
+    attacker
+        .send_to(
+            register_from(&attacker, &server, "agent1", "g-banned", "").as_bytes(),
+            server.sip,
+        )
+        .unwrap();
+    server.wait_metric(
+        "amico_sip_refused_total{reason=\"banned\"}",
+        |v| v >= 1.0,
+        Duration::from_secs(5),
+    );
+    let options = exchange(
+        &phone,
+        &server,
+        &register_from(&phone, &server, "agent1", "a3", "").replace("REGISTER", "OPTIONS"),
+    );
+    assert!(options.starts_with("SIP/2.0 200"), "{options}");
+    attacker.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        attacker.recv_from(&mut buf).is_err(),
+        "a banned source gets no answer"
+    );
+}
+
+#[test]
+fn floods_get_503_with_retry_after_and_calls_in_progress_go_on() {
+    let config = with_sip(
+        &server::config(1, ""),
+        "[sip.limits]\nstranger = { options = 0.5 }",
+    )
+    .replace(
+        "[[trunks]]\nname = \"pbx\"",
+        "[[trunks]]\nname = \"pbx\"\nmax_calls = 1",
+    );
+    let server = Server::start(&config);
+
+    // The trunk's address (127.0.0.1) is not rate-limited by default: 100 OPTIONS pass.
+    let trunk = Probe::new(&server);
+    let uri = format!("sip:amico@{}", server.sip);
+    for n in 0..100 {
+        trunk.send(&trunk.request("OPTIONS", &uri, &format!("t{n}"), "", ""));
+        let answer = trunk.final_response();
+        assert!(answer.starts_with("SIP/2.0 200"), "{n}: {answer}");
+    }
+    // A stranger at one OPTIONS every two seconds gets its one, then 503 with Retry-After.
+    let stranger = socket_at("127.0.0.3");
+    let answers: Vec<String> = (0..15)
+        .map(|n| {
+            exchange(
+                &stranger,
+                &server,
+                &register_from(&stranger, &server, "x", &format!("s{n}"), "")
+                    .replace("REGISTER", "OPTIONS"),
+            )
+        })
+        .collect();
+    let refused: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.starts_with("SIP/2.0 503"))
+        .collect();
+    assert!(answers[0].starts_with("SIP/2.0 200"), "{}", answers[0]);
+    assert!(refused.len() >= 13, "{answers:?}");
+    let retry: u64 = header(refused[0], "Retry-After")[0].parse().unwrap();
+    assert!((1..=2).contains(&retry), "{}", refused[0]);
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"rate\"}"),
+        refused.len() as f64
+    );
+
+    // The trunk may have one call at a time: the second gets 503, the first goes on.
+    let invite = |call_id: &str| {
+        trunk.request(
+            "INVITE",
+            &format!("sip:100@{}", server.sip),
+            call_id,
+            "Content-Type: application/sdp\r\n",
+            SDP,
+        )
+    };
+    trunk.send(&invite("m1"));
+    let first = trunk.final_response();
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+    let to = header(&first, "To")[0].to_owned();
+    let in_dialog = |method: &str, cseq: u32| {
+        trunk
+            .request(method, &format!("sip:amico@{}", server.sip), "m1", "", "")
+            .replace(
+                &format!("To: <sip:amico@{}>", server.sip),
+                &format!("To: {to}"),
+            )
+            .replace(
+                &format!("CSeq: 1 {method}"),
+                &format!("CSeq: {cseq} {method}"),
+            )
+            .replace("branch=z9hG4bK-m1", &format!("branch=z9hG4bK-m1-{method}"))
+    };
+    trunk.send(&in_dialog("ACK", 1));
+    trunk.send(&invite("m2"));
+    let second = trunk.final_response();
+    assert!(second.starts_with("SIP/2.0 503"), "{second}");
+    assert!(!header(&second, "Retry-After").is_empty(), "{second}");
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"trunk_calls\"}"),
+        1.0
+    );
+    trunk.send(&in_dialog("BYE", 2));
+    let bye = trunk.final_response();
+    assert!(
+        bye.starts_with("SIP/2.0 200"),
+        "the call in progress is untouched: {bye}"
+    );
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    trunk.send(&invite("m3"));
+    let third = trunk.final_response();
+    assert!(
+        third.starts_with("SIP/2.0 200"),
+        "the place is free again: {third}"
+    );
+}
+
+#[test]
+fn requests_that_rfc_3261_refuses_get_400_or_513_naming_the_problem() {
+    let server = Server::start(&server::config(1, ""));
+    let probe = Probe::new(&server);
+    let uri = format!("sip:100@{}", server.sip);
+    let invite = |call_id: &str| {
+        probe.request(
+            "INVITE",
+            &uri,
+            call_id,
+            "Content-Type: application/sdp\r\n",
+            SDP,
+        )
+    };
+    for (call_id, line, header_name) in [
+        ("d-cseq", "CSeq: 1 INVITE\r\n", "CSeq"),
+        ("d-callid", "Call-ID: another@127.0.0.1\r\n", "Call-ID"),
+        ("d-from", "From: <sip:mallory@127.0.0.1>;tag=m\r\n", "From"),
+    ] {
+        let twice = invite(call_id).replacen("Max-Forwards", &format!("{line}Max-Forwards"), 1);
+        probe.send(&twice);
+        let response = probe.final_response();
+        assert!(
+            response.starts_with(&format!(
+                "SIP/2.0 400 Bad Request (2 {header_name} headers, only one allowed)"
+            )),
+            "{response}"
+        );
+    }
+    let port = probe.port();
+    let without_contact =
+        invite("d-contact").replace(&format!("Contact: <sip:probe@127.0.0.1:{port}>\r\n"), "");
+    probe.send(&without_contact);
+    let response = probe.final_response();
+    assert!(
+        response.starts_with("SIP/2.0 400 Bad Request (missing Contact)"),
+        "{response}"
+    );
+
+    let crowd: String = (0..120).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    probe.send(&invite("d-many").replacen("Max-Forwards", &format!("{crowd}Max-Forwards"), 1));
+    let response = probe.final_response();
+    assert!(
+        response.starts_with("SIP/2.0 400 Bad Request (129 header fields, at most 100)"),
+        "{response}"
+    );
+
+    // 9,000 bytes over UDP: read whole, and answered 513 (RFC 3261 §18.1.1: use TCP).
+    let padding = "a=x-padding:".to_owned() + &"p".repeat(60) + "\r\n";
+    let big_sdp = SDP.to_owned() + &padding.repeat(8800 / padding.len());
+    let big = invite("d-big").replace(SDP, &big_sdp).replace(
+        &format!("Content-Length: {}", SDP.len()),
+        &format!("Content-Length: {}", big_sdp.len()),
+    );
+    assert!(big.len() > 9000, "{}", big.len());
+    probe.send(&big);
+    let response = probe.final_response();
+    assert!(
+        response.starts_with("SIP/2.0 513 Message Too Large ("),
+        "{response}"
+    );
+    assert_eq!(header(&response, "Call-ID"), ["d-big"]);
+
+    // The same checks hold over TCP, where the 9,000-byte INVITE is fine.
+    let mut tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let over_tcp = |message: &str| {
+        message
+            .replace(
+                &format!("SIP/2.0/UDP 127.0.0.1:{port}"),
+                &format!("SIP/2.0/TCP {local}"),
+            )
+            .replace(
+                &format!("<sip:probe@127.0.0.1:{port}>"),
+                &format!("<sip:probe@{local};transport=tcp>"),
+            )
+    };
+    let read_final = |tcp: &mut std::net::TcpStream| -> String {
+        use std::io::Read;
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).expect("a response over TCP within 5 s");
+            assert!(n > 0, "connection closed: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // Skip provisional responses; stop at the first final one's end of headers.
+            while let Some(start) = seen.find("SIP/2.0 ") {
+                let rest = &seen[start..];
+                let Some(end) = rest.find("\r\n\r\n") else {
+                    break;
+                };
+                let message = rest[..end].to_owned();
+                seen = rest[end + 4..].to_owned();
+                if !message.starts_with("SIP/2.0 1") {
+                    return message;
+                }
+            }
+        }
+    };
+    use std::io::Write;
+    tcp.write_all(
+        over_tcp(&invite("t-cseq").replacen("Max-Forwards", "CSeq: 1 INVITE\r\nMax-Forwards", 1))
+            .as_bytes(),
+    )
+    .unwrap();
+    let response = read_final(&mut tcp);
+    assert!(
+        response.starts_with("SIP/2.0 400 Bad Request (2 CSeq headers, only one allowed)"),
+        "{response}"
+    );
+    tcp.write_all(over_tcp(&big.replace("d-big", "t-big")).as_bytes())
+        .unwrap();
+    let response = read_final(&mut tcp);
+    assert!(response.starts_with("SIP/2.0 200"), "{response}");
+}
+
+#[test]
+fn amico_names_itself_as_configured_and_without_its_version() {
+    let server = Server::start(&with_sip(&server::config(1, ""), "probe_interval = 1"));
+    let probe = Probe::new(&server);
+    probe.send(&probe.request(
+        "OPTIONS",
+        &format!("sip:amico@{}", server.sip),
+        "n1",
+        "",
+        "",
+    ));
+    let response = probe.final_response();
+    assert_eq!(header(&response, "Server"), ["Amico"], "{response}");
+    assert!(header(&response, "User-Agent").is_empty(), "{response}");
+    // Its own requests: the OPTIONS probe of a registered phone.
+    let phone = register_raw_agent(&server);
+    let (probe_request, _) = recv_until(&phone, |m| m.starts_with("OPTIONS "));
+    assert_eq!(
+        header(&probe_request, "User-Agent"),
+        ["Amico"],
+        "{probe_request}"
+    );
+    assert!(
+        header(&probe_request, "Call-ID")[0].ends_with("@amico"),
+        "{probe_request}"
+    );
+
+    let server = Server::start(&with_sip(
+        &server::config(1, ""),
+        "probe_interval = 1\nuser_agent = \"Centralino\"\ncall_id_host = \"pbx.example\"",
+    ));
+    let probe = Probe::new(&server);
+    probe.send(&probe.request(
+        "OPTIONS",
+        &format!("sip:amico@{}", server.sip),
+        "n2",
+        "",
+        "",
+    ));
+    assert_eq!(header(&probe.final_response(), "Server"), ["Centralino"]);
+    let phone = register_raw_agent(&server);
+    let (probe_request, _) = recv_until(&phone, |m| m.starts_with("OPTIONS "));
+    assert_eq!(header(&probe_request, "User-Agent"), ["Centralino"]);
+    assert!(
+        header(&probe_request, "Call-ID")[0].ends_with("@pbx.example"),
+        "{probe_request}"
     );
 }

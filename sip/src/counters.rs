@@ -21,7 +21,22 @@ pub struct SipCounters {
     malformed: AtomicU64,
     /// Of the malformed ones, those answered (400 or 501).
     malformed_answered: AtomicU64,
+    /// Failed authentications (wrong password, unknown user, replay, other user).
+    pub(crate) auth_failures: AtomicU64,
+    /// Users blocked from a source after repeated failures.
+    pub(crate) user_blocks: AtomicU64,
+    /// Sources banned after repeated failures.
+    pub(crate) bans: AtomicU64,
+    /// Sources banned right now.
+    pub(crate) banned_sources: AtomicU64,
+    /// Requests refused, by reason (`REFUSALS` order).
+    refused: [AtomicU64; REFUSALS.len()],
 }
+
+/// Why a request was refused before it was handled: over its source's rate, a user
+/// blocked from the source, a trunk at its concurrent-call limit (all answered 503
+/// with Retry-After), or a banned source (dropped).
+pub const REFUSALS: [&str; 4] = ["rate", "user_blocked", "trunk_calls", "banned"];
 
 fn method_index(method: &str) -> usize {
     COUNTED_METHODS
@@ -99,6 +114,41 @@ impl SipCounters {
             .iter()
             .zip(&self.responses_sent)
             .map(|(m, c)| (*m, c.load(Ordering::Relaxed)))
+    }
+
+    /// A request refused for `reason` (one of [`REFUSALS`]).
+    pub fn refused(&self, reason: &str) {
+        if let Some(i) = REFUSALS.iter().position(|r| *r == reason) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests refused, by reason.
+    pub fn refusals(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REFUSALS
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+    }
+
+    /// Failed authentications.
+    pub fn auth_failures_total(&self) -> u64 {
+        self.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Users blocked from a source.
+    pub fn user_blocks_total(&self) -> u64 {
+        self.user_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Sources banned.
+    pub fn bans_total(&self) -> u64 {
+        self.bans.load(Ordering::Relaxed)
+    }
+
+    /// Sources banned now.
+    pub fn banned_sources(&self) -> u64 {
+        self.banned_sources.load(Ordering::Relaxed)
     }
 
     /// Messages that could not be taken.

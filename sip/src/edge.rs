@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -18,8 +19,10 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::*;
 use rsipstack::sip::{Header, Method, SipMessage, StatusCode};
 use rsipstack::transaction::Endpoint;
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::endpoint::MessageInspector;
 use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
 use tokio::sync::mpsc;
@@ -27,11 +30,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::counters::SipCounters;
-use crate::digest::{Credentials, DigestAuth, DigestError, unix_now};
+use crate::digest::{Account, Algorithm, Credentials, DigestAuth, Scope, Verdict, unix_now};
 use crate::guard::GuardedSocket;
 use crate::registrar::{
     Binding, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig, Transport, uri_user,
 };
+use crate::security::{Admission, Limited, Security, SecurityConfig};
+use crate::strict::Limits;
 use crate::{ALLOWED_METHODS, SipError};
 
 /// A PBX trunk allowed to send calls.
@@ -47,6 +52,31 @@ pub struct Trunk {
     pub dids: HashMap<String, String>,
     /// Where calls out through this trunk go (queued callbacks); none: no callbacks.
     pub gateway: Option<SocketAddr>,
+    /// Calls in progress from this trunk at most; the next gets 503 with Retry-After.
+    pub max_calls: Option<u32>,
+    /// The digest algorithms this trunk's credentials are checked with, in order; `None`:
+    /// the edge's default.
+    pub algorithms: Option<Vec<Algorithm>>,
+}
+
+/// SIP over TLS (RFC 3261 §26): where and with which certificate.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// The TLS listener (port 0: an ephemeral one).
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM, leaf first.
+    pub certificate: Vec<u8>,
+    /// Its private key, PEM (PKCS#8 or PKCS#1).
+    pub private_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("TlsSettings")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the edge runs.
@@ -54,10 +84,12 @@ pub struct Trunk {
 pub struct EdgeConfig {
     /// UDP and TCP listen on this address (port 0: an ephemeral port, the same for both).
     pub listen: SocketAddr,
+    /// SIP over TLS, if enabled.
+    pub tls: Option<TlsSettings>,
     /// Digest realm.
     pub realm: String,
-    /// Agents' SIP usernames and passwords.
-    pub agents: HashMap<String, String>,
+    /// Agents' accounts by SIP username.
+    pub agents: HashMap<String, Account>,
     /// Trunks.
     pub trunks: Vec<Trunk>,
     /// Registration limits.
@@ -68,6 +100,14 @@ pub struct EdgeConfig {
     pub probe_interval: Option<Duration>,
     /// How long a probe waits for any answer before the phone is declared gone.
     pub probe_timeout: Duration,
+    /// Rates, failure throttles and bans.
+    pub security: SecurityConfig,
+    /// Bounds on a request's headers and body.
+    pub limits: Limits,
+    /// The User-Agent of our requests and the Server of our responses; empty: none.
+    pub user_agent: String,
+    /// The host part of the Call-IDs we make (`RANDOM@host`).
+    pub call_id_host: String,
 }
 
 /// What the edge reports to the application.
@@ -293,6 +333,29 @@ fn end_reason(reason: &TerminatedReason) -> EndReason {
 /// The trunk side of a call: we are the UAS.
 pub struct ServerLeg {
     leg: Leg,
+    /// The call's place in its trunk's concurrent-call count, given back on drop.
+    _slot: CallSlot,
+}
+
+/// One call counted against its trunk's `max_calls`; dropping it frees the place.
+struct CallSlot(Arc<AtomicU32>);
+
+impl CallSlot {
+    /// Takes a place in `count` if it holds fewer than `max` (no limit: always).
+    fn take(count: &Arc<AtomicU32>, max: Option<u32>) -> Option<CallSlot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                max.is_none_or(|max| n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| CallSlot(count.clone()))
+    }
+}
+
+impl Drop for CallSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ServerLeg {
@@ -464,8 +527,13 @@ struct Identity {
     remote: Option<String>,
 }
 
-/// The inspector handed to the stack, sharing the table with the edge.
-struct IdentityInspector(Arc<IdentityRelay>);
+/// The inspector handed to the stack: it shares the identity table with the edge, and
+/// names us as configured.
+struct IdentityInspector {
+    relay: Arc<IdentityRelay>,
+    /// Our User-Agent (requests) and Server (responses); empty: neither.
+    user_agent: String,
+}
 
 /// `value` with the tag of `current`, if it has one.
 fn with_tag_of(value: &str, current: &str) -> String {
@@ -485,11 +553,23 @@ impl MessageInspector for IdentityInspector {
             SipMessage::Request(request) => (&mut request.headers, true),
             SipMessage::Response(response) => (&mut response.headers, false),
         };
+        // The stack writes User-Agent everywhere; a response names its sender in Server
+        // (RFC 3261 §20.35, §20.41).
+        if self.user_agent.is_empty() {
+            headers.retain(|h| !matches!(h, Header::UserAgent(_)));
+        } else if !is_request {
+            for header in headers.iter_mut() {
+                if matches!(header, Header::UserAgent(_)) {
+                    *header = Header::Server(self.user_agent.clone().into());
+                }
+            }
+        }
         let call_id = headers.iter().find_map(|h| match h {
             Header::CallId(id) => Some(id.value().to_owned()),
             _ => None,
         });
-        let Some(identity) = call_id.and_then(|id| self.0.identities.get(&id).map(|i| i.clone()))
+        let Some(identity) =
+            call_id.and_then(|id| self.relay.identities.get(&id).map(|i| i.clone()))
         else {
             return msg;
         };
@@ -560,10 +640,19 @@ pub struct SipEdge {
     probe_timeout: Duration,
     /// Phones with a probe in flight.
     probing: DashMap<String, ()>,
+    security: Arc<Security>,
+    limits: Limits,
+    /// Digest algorithms offered by default (agents' and trunks' own lists aside).
+    algorithms: Vec<Algorithm>,
+    /// Calls in progress per trunk name.
+    trunk_calls: DashMap<String, Arc<AtomicU32>>,
+    call_id_host: String,
+    tls: Option<(TlsListenerConnection, SocketAddr)>,
 }
 
 impl SipEdge {
-    /// Binds UDP and TCP and builds the stack. Nothing is served until [`SipEdge::serve`].
+    /// Binds UDP, TCP and TLS and builds the stack. Nothing is served until
+    /// [`SipEdge::serve`].
     pub async fn bind(
         config: EdgeConfig,
         counters: Arc<SipCounters>,
@@ -574,9 +663,12 @@ impl SipEdge {
             addr: config.listen,
             source,
         })?;
+        let security = Arc::new(Security::new(config.security.clone(), counters.clone()));
         let transport_layer = TransportLayer::new(cancel.clone());
+        // A banned source's TCP and TLS connections are refused at accept.
+        transport_layer.set_whitelist(BanList(security.clone()));
         let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> =
-            Arc::new(GuardedSocket::new(udp, counters.clone()));
+            Arc::new(GuardedSocket::new(udp, counters.clone(), security.clone()));
         let udp = UdpConnection::from_socket(guarded, None, Some(cancel.child_token()))
             .await
             .map_err(SipError::stack)?;
@@ -585,23 +677,51 @@ impl SipEdge {
             .await
             .map_err(SipError::stack)?;
         transport_layer.add_transport(tcp.into());
+        let tls = match &config.tls {
+            Some(settings) => {
+                let addr = free_tcp_port(settings.listen)?;
+                let listener = TlsListenerConnection::new(
+                    addr,
+                    None,
+                    TlsConfig {
+                        cert: Some(settings.certificate.clone()),
+                        key: Some(settings.private_key.clone()),
+                        ..TlsConfig::default()
+                    },
+                )
+                .await
+                .map_err(SipError::stack)?;
+                transport_layer.add_transport(listener.clone().into());
+                Some((listener, addr))
+            }
+            None => None,
+        };
 
         let identities = Arc::new(IdentityRelay::default());
-        let endpoint = EndpointBuilder::new()
+        let mut builder = EndpointBuilder::new();
+        builder
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
-            .with_user_agent(&format!("Amico/{}", env!("CARGO_PKG_VERSION")))
-            .with_inspector(Box::new(IdentityInspector(identities.clone())))
+            .with_user_agent(&config.user_agent)
+            .with_option(EndpointOption {
+                callid_suffix: Some(config.call_id_host.clone()),
+                ..EndpointOption::default()
+            })
+            .with_inspector(Box::new(IdentityInspector {
+                relay: identities.clone(),
+                user_agent: config.user_agent.clone(),
+            }))
             .with_allows(
                 ALLOWED_METHODS
                     .iter()
                     .filter_map(|m| Method::try_from(*m).ok())
                     .collect(),
-            )
-            .build();
+            );
+        let endpoint = builder.build();
         let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (probe_interval, probe_timeout) = (config.probe_interval, config.probe_timeout);
         let auth = DigestAuth::new(config.realm.clone(), config.nonce_lifetime);
+        let algorithms = config.registrar.algorithms.clone();
         let registrar = Registrar::new(config.agents, auth, config.registrar);
         Ok(Arc::new(SipEdge {
             endpoint,
@@ -618,16 +738,43 @@ impl SipEdge {
             probe_interval,
             probe_timeout,
             probing: DashMap::new(),
+            security,
+            limits: config.limits,
+            algorithms,
+            trunk_calls: DashMap::new(),
+            call_id_host: config.call_id_host,
+            tls,
         }))
     }
 
     /// Takes new agents' credentials and trunks (a configuration reload): calls in
     /// progress go on; new INVITEs and REGISTERs meet the new ones. Returns the agents whose
     /// registration was dropped because they are no longer configured.
-    pub fn reconfigure(&self, agents: HashMap<String, String>, trunks: Vec<Trunk>) -> Vec<String> {
+    pub fn reconfigure(&self, agents: HashMap<String, Account>, trunks: Vec<Trunk>) -> Vec<String> {
         self.trunks
             .store(Arc::new(trunks.into_iter().map(Arc::new).collect()));
-        self.registrar.set_passwords(agents)
+        self.registrar.set_accounts(agents)
+    }
+
+    /// Takes a new TLS certificate and key (a configuration reload): new connections get
+    /// them, connections already up keep theirs.
+    pub async fn reload_tls(
+        &self,
+        certificate: Vec<u8>,
+        private_key: Vec<u8>,
+    ) -> Result<(), SipError> {
+        match &self.tls {
+            Some((listener, _)) => listener
+                .reload_tls_config(certificate, private_key)
+                .await
+                .map_err(SipError::stack),
+            None => Err(SipError::Stack("TLS is not enabled".into())),
+        }
+    }
+
+    /// The TLS address, if TLS is enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The UDP address.
@@ -671,6 +818,8 @@ impl SipEdge {
                 _ = shutdown.cancelled() => break,
                 _ = &mut serve => break,
                 _ = expiry.tick() => {
+                    self.security.sweep(std::time::Instant::now());
+                    self.registrar.auth().sweep(unix_now());
                     for user in self.registrar.expire(tokio::time::Instant::now()) {
                         info!(%user, "registration expired");
                         events.send(EdgeEvent::AgentUnregistered { user, reason: Unregistered::Expired }).await.ok();
@@ -708,14 +857,57 @@ impl SipEdge {
     }
 
     async fn handle(self: Arc<Self>, mut tx: Transaction, events: mpsc::Sender<EdgeEvent>) {
-        // In-dialog requests (BYE, re-INVITE, ACK, INFO, CANCEL) go to their dialog.
+        let (source, _) = source_of(&tx);
+        let now = std::time::Instant::now();
+        // A banned source's UDP is dropped before parsing and its new connections at
+        // accept; this catches what it still sends on a connection opened before.
+        if self.security.banned(source.ip(), now) {
+            self.counters.refused("banned");
+            return;
+        }
+        let method = tx.original.method;
+        if let Err(refusal) = crate::strict::check(&tx.original, &self.limits) {
+            info!(%source, %method, status = refusal.status, reason = %refusal.reason, "request refused");
+            if method != Method::Ack
+                && let Err(error) =
+                    refuse(&mut tx, refusal.status, Some(refusal.reason), vec![]).await
+            {
+                debug!(%error, "could not refuse a request");
+            }
+            return;
+        }
+        // In-dialog requests (BYE, re-INVITE, ACK, INFO, CANCEL) go to their dialog: never
+        // limited, so that calls in progress are untouched.
         if let Some(Dialog::Invite(mut dialog)) = self.dialog_layer.match_dialog(&tx) {
             if let Err(error) = dialog.handle(&mut tx).await {
                 debug!(%error, "in-dialog request");
             }
             return;
         }
-        let method = tx.original.method;
+        let limited = match method {
+            Method::Invite => Some(Limited::Invite),
+            Method::Register => Some(Limited::Register),
+            Method::Options => Some(Limited::Options),
+            _ => None,
+        };
+        if let Some(limited) = limited {
+            let trusted = self.trusted(source.ip());
+            match self.security.admit(source.ip(), limited, trusted, now) {
+                Admission::Pass => {}
+                Admission::Banned => {
+                    self.counters.refused("banned");
+                    return;
+                }
+                Admission::Limited(wait) => {
+                    self.counters.refused("rate");
+                    debug!(%source, %method, "over the source's rate");
+                    if let Err(error) = unavailable(&mut tx, wait).await {
+                        debug!(%error, "could not refuse a request");
+                    }
+                    return;
+                }
+            }
+        }
         let result = match method {
             Method::Options => {
                 let headers = vec![
@@ -764,6 +956,11 @@ impl SipEdge {
                 .and_then(|h| h.value().trim().parse().ok()),
         };
         let (source, transport) = source_of(tx);
+        let now = std::time::Instant::now();
+        if let Some(wait) = self.security.user_blocked(source.ip(), &register.user, now) {
+            self.counters.refused("user_blocked");
+            return unavailable(tx, wait).await;
+        }
         let outcome = self.registrar.register(
             &register,
             source,
@@ -771,21 +968,40 @@ impl SipEdge {
             tokio::time::Instant::now(),
             unix_now(),
         );
+        let failure = match &outcome {
+            RegisterOutcome::Challenge { failure, .. } => *failure,
+            RegisterOutcome::Forbidden(failure) => Some(*failure),
+            RegisterOutcome::Registered { .. }
+            | RegisterOutcome::Unregistered { .. }
+            | RegisterOutcome::Query(_) => {
+                self.security.auth_succeeded(source.ip(), &register.user);
+                None
+            }
+            RegisterOutcome::BadRequest(_) | RegisterOutcome::IntervalTooBrief(_) => None,
+        };
+        if let Some(failure) = failure {
+            let trusted = self.trusted(source.ip());
+            self.security.auth_failed(
+                source.ip(),
+                &register.user,
+                "REGISTER",
+                failure,
+                trusted,
+                now,
+            );
+        }
         match outcome {
-            RegisterOutcome::Challenge(challenges) => {
+            RegisterOutcome::Challenge { challenges, .. } => {
                 let headers = challenges
                     .into_iter()
                     .map(|c| Header::WwwAuthenticate(c.into()))
                     .collect();
                 tx.reply_with(StatusCode::Unauthorized, headers, None).await
             }
-            RegisterOutcome::Forbidden(why) => {
-                info!(user = %register.user, %source, why, "REGISTER refused");
-                tx.reply(StatusCode::Forbidden).await
-            }
+            RegisterOutcome::Forbidden(_) => tx.reply(StatusCode::Forbidden).await,
             RegisterOutcome::BadRequest(why) => {
                 info!(user = %register.user, %source, %why, "REGISTER refused");
-                tx.reply(StatusCode::BadRequest).await
+                refuse(tx, 400, Some(why), vec![]).await
             }
             RegisterOutcome::IntervalTooBrief(min) => {
                 tx.reply_with(
@@ -847,7 +1063,7 @@ impl SipEdge {
         mut tx: Transaction,
         events: &mpsc::Sender<EdgeEvent>,
     ) -> rsipstack::Result<()> {
-        let (source, _) = source_of(&tx);
+        let (source, transport) = source_of(&tx);
         let request = tx.original.clone();
         // RFC 3261 §8.2.2.1: the Request-URI user, as written (the stack keeps it raw).
         let did = request
@@ -856,30 +1072,44 @@ impl SipEdge {
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
-        let trunk = match self.admit(&request, source.ip()) {
+        let trunk = match self.admit(&request, source) {
             Ok(trunk) => trunk,
-            Err(Admission::Challenge(stale)) => {
+            Err(Refused::Challenge { stale }) => {
+                let scope = invite_scope(source);
                 let headers = self
                     .registrar
                     .auth()
-                    .challenges(unix_now(), stale)
+                    .challenges(unix_now(), &scope, &self.algorithms, stale)
                     .into_iter()
                     .map(|c| Header::WwwAuthenticate(c.into()))
                     .collect();
                 return tx.reply_with(StatusCode::Unauthorized, headers, None).await;
             }
-            Err(Admission::Forbidden) => {
+            Err(Refused::Forbidden) => {
                 // An untrusted source learns nothing else.
                 info!(%source, %did, "INVITE from an untrusted source refused");
                 return tx.reply(StatusCode::Forbidden).await;
             }
+            Err(Refused::BadRequest(reason)) => {
+                return refuse(&mut tx, 400, Some(reason.into()), vec![]).await;
+            }
+        };
+        let count = self
+            .trunk_calls
+            .entry(trunk.name.clone())
+            .or_default()
+            .clone();
+        let Some(slot) = CallSlot::take(&count, trunk.max_calls) else {
+            self.counters.refused("trunk_calls");
+            info!(%source, trunk = %trunk.name, "trunk at its concurrent-call limit: 503");
+            return unavailable(&mut tx, Duration::from_secs(5)).await;
         };
         let Some(queue) = lookup_did(&trunk, &did) else {
             info!(%source, trunk = %trunk.name, %did, "INVITE to an unknown number");
             return tx.reply(StatusCode::NotFound).await;
         };
         let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
-        let contact = self.local_contact();
+        let contact = self.local_contact_over(transport);
         let dialog = match self.dialog_layer.get_or_create_server_invite(
             &tx,
             state_sender,
@@ -918,6 +1148,7 @@ impl SipEdge {
                     ended: false,
                     _identity: identity,
                 },
+                _slot: slot,
             },
         };
         if events.send(EdgeEvent::IncomingCall(call)).await.is_err() {
@@ -933,10 +1164,12 @@ impl SipEdge {
         let Ok(uri) = rsipstack::sip::Uri::try_from(binding.contact.as_str()) else {
             return false;
         };
-        let (transport, local) = match binding.transport {
-            Transport::Udp => (rsipstack::sip::Transport::Udp, self.udp_addr),
-            Transport::Tcp => (rsipstack::sip::Transport::Tcp, self.tcp_addr),
+        let local = match binding.transport {
+            Transport::Udp => self.udp_addr,
+            Transport::Tcp => self.tcp_addr,
+            Transport::Tls => self.tls_addr().unwrap_or(self.tcp_addr),
         };
+        let transport = binding.transport.stack();
         let inner = &self.endpoint.inner;
         let Ok(via) = inner.get_via(
             Some(SipAddr {
@@ -949,7 +1182,7 @@ impl SipEdge {
         };
         let from = rsipstack::sip::typed::From {
             display_name: None,
-            uri: self.local_contact(),
+            uri: self.local_contact_over(binding.transport),
             params: vec![],
         }
         .with_tag(rand_u64().to_string().into());
@@ -988,60 +1221,113 @@ impl SipEdge {
         )
     }
 
+    /// Whether `source` is a trusted trunk's address.
+    fn trusted(&self, source: IpAddr) -> bool {
+        self.trunks
+            .load()
+            .iter()
+            .any(|t| t.sources.iter().any(|net| net.contains(&source)))
+    }
+
+    /// The trunk an INVITE comes from: by its source address, else by its digest
+    /// credentials (RFC 3261 §22.2). A stranger gets the same answer whatever name it
+    /// tries; every wrong answer is a counted failure.
     fn admit(
         &self,
         request: &rsipstack::sip::Request,
-        source: IpAddr,
-    ) -> Result<Arc<Trunk>, Admission> {
+        source: SocketAddr,
+    ) -> Result<Arc<Trunk>, Refused> {
         let trunks = self.trunks.load();
         if let Some(trunk) = trunks
             .iter()
-            .find(|t| t.sources.iter().any(|net| net.contains(&source)))
+            .find(|t| t.sources.iter().any(|net| net.contains(&source.ip())))
         {
             return Ok(trunk.clone());
         }
-        let authorization = request
+        if !trunks.iter().any(|t| t.credentials.is_some()) {
+            return Err(Refused::Forbidden);
+        }
+        let credentials = request
             .headers
             .iter()
             .find(|h| {
                 h.name().eq_ignore_ascii_case("authorization")
                     || h.name().eq_ignore_ascii_case("proxy-authorization")
             })
-            .map(|h| h.value().to_owned());
-        let with_credentials = || trunks.iter().filter(|t| t.credentials.is_some());
-        if with_credentials().next().is_none() {
-            return Err(Admission::Forbidden);
+            .and_then(|h| Credentials::parse(h.value()));
+        let user = credentials
+            .as_ref()
+            .map(|c| c.username.as_str())
+            .unwrap_or_default();
+        let now = std::time::Instant::now();
+        if !user.is_empty() && self.security.user_blocked(source.ip(), user, now).is_some() {
+            self.counters.refused("user_blocked");
+            return Err(Refused::Forbidden);
         }
-        let Some(credentials) = authorization.as_deref().and_then(Credentials::parse) else {
-            return Err(Admission::Challenge(false));
-        };
-        let trunk = with_credentials()
-            .find(|t| {
-                t.credentials
-                    .as_ref()
-                    .is_some_and(|(user, _)| *user == credentials.username)
+        let trunk = trunks
+            .iter()
+            .find(|t| t.credentials.as_ref().is_some_and(|(name, _)| name == user));
+        let account = trunk.and_then(|t| {
+            t.credentials.as_ref().map(|(_, password)| Account {
+                password: password.clone(),
+                algorithms: t.algorithms.clone(),
             })
-            .ok_or(Admission::Forbidden)?;
-        let (_, password) = trunk.credentials.as_ref().expect("filtered");
-        match self
-            .registrar
-            .auth()
-            .verify(&credentials, "INVITE", password, unix_now())
-        {
-            Ok(()) => Ok(trunk.clone()),
-            Err(DigestError::Stale) => Err(Admission::Challenge(true)),
-            Err(_) => Err(Admission::Forbidden),
+        });
+        let verdict = self.registrar.auth().check(
+            credentials.as_ref(),
+            &invite_scope(source),
+            account.as_ref(),
+            &self.algorithms,
+            unix_now(),
+        );
+        match (verdict, trunk) {
+            (Verdict::Accepted, Some(trunk)) => {
+                self.security.auth_succeeded(source.ip(), user);
+                Ok(trunk.clone())
+            }
+            (Verdict::Accepted, None) => Err(Refused::Forbidden),
+            (Verdict::Challenge { stale }, _) => Err(Refused::Challenge { stale }),
+            (Verdict::Failed(failure), _) => {
+                self.security
+                    .auth_failed(source.ip(), user, "INVITE", failure, false, now);
+                Err(Refused::Forbidden)
+            }
+            (Verdict::Malformed(reason), _) => Err(Refused::BadRequest(reason)),
         }
     }
 
+    /// Our Contact on UDP (trunk calls, callbacks, probes over UDP).
     fn local_contact(&self) -> rsipstack::sip::Uri {
+        self.local_contact_over(Transport::Udp)
+    }
+
+    /// Our Contact for a dialog over `transport`: the listener of that transport, so that
+    /// the other side's in-dialog requests come back the same way (RFC 3261 §8.1.1.8;
+    /// over TLS, RFC 3261 §26.2 wants the secure path kept).
+    fn local_contact_over(&self, transport: Transport) -> rsipstack::sip::Uri {
+        let (address, params) = match (transport, self.tls_addr()) {
+            (Transport::Tls, Some(tls)) => (
+                tls,
+                vec![rsipstack::sip::Param::Transport(
+                    rsipstack::sip::Transport::Tls,
+                )],
+            ),
+            (Transport::Tcp, _) => (
+                self.tcp_addr,
+                vec![rsipstack::sip::Param::Transport(
+                    rsipstack::sip::Transport::Tcp,
+                )],
+            ),
+            _ => (self.udp_addr, vec![]),
+        };
         rsipstack::sip::Uri {
             scheme: Some(rsipstack::sip::Scheme::Sip),
             auth: Some(rsipstack::sip::Auth {
                 user: "amico".into(),
                 password: None,
             }),
-            host_with_port: self.udp_addr.into(),
+            host_with_port: address.into(),
+            params,
             ..Default::default()
         }
     }
@@ -1060,15 +1346,12 @@ impl SipEdge {
             .ok_or_else(|| SipError::NotRegistered(user.to_owned()))?;
         let callee = rsipstack::sip::Uri::try_from(binding.contact.as_str())
             .map_err(|_| SipError::BadContact(binding.contact.clone()))?;
-        let transport = match binding.transport {
-            Transport::Udp => rsipstack::sip::Transport::Udp,
-            Transport::Tcp => rsipstack::sip::Transport::Tcp,
-        };
         let destination = SipAddr {
-            r#type: Some(transport),
+            r#type: Some(binding.transport.stack()),
             addr: binding.source.into(),
         };
-        self.place_call(callee, destination, without_tag(from), sdp)
+        let contact = self.local_contact_over(binding.transport);
+        self.place_call(callee, destination, contact, without_tag(from), sdp)
     }
 
     /// Calls a number out through a trunk's gateway (a queued callback): `sip:NUMBER@gateway`
@@ -1090,17 +1373,23 @@ impl SipEdge {
             addr: gateway.into(),
         };
         let from = format!("<sip:{from_user}@{}>", self.udp_addr);
-        self.place_call(callee, destination, from, sdp)
+        self.place_call(callee, destination, self.local_contact(), from, sdp)
     }
 
     fn place_call(
         self: &Arc<Self>,
         callee: rsipstack::sip::Uri,
         destination: SipAddr,
+        contact: rsipstack::sip::Uri,
         from: String,
         sdp: String,
     ) -> Result<ClientLeg, SipError> {
-        let call_id = format!("{:016x}@amico", rand_u64());
+        let call_id = format!(
+            "{:016x}{:016x}@{}",
+            rand_u64(),
+            rand_u64(),
+            self.call_id_host
+        );
         self.identities.identities.insert(
             call_id.clone(),
             Identity {
@@ -1118,7 +1407,7 @@ impl SipEdge {
             destination: Some(destination),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
-            contact: self.local_contact(),
+            contact,
             call_id: Some(call_id),
             ..Default::default()
         };
@@ -1151,9 +1440,52 @@ impl SipEdge {
     }
 }
 
-enum Admission {
-    Challenge(bool),
+/// Answers a request with `status`, our own reason phrase if given, and `headers`
+/// (RFC 3261 §8.2.6: a To tag added to a final response).
+async fn refuse(
+    tx: &mut Transaction,
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<Header>,
+) -> rsipstack::Result<()> {
+    if status >= 200
+        && let Ok(to) = tx.original.to_header()
+        && matches!(to.tag(), Ok(None))
+    {
+        let tagged = to.clone().with_tag(rsipstack::transaction::make_tag());
+        tx.original.headers.unique_push(tagged.into());
+    }
+    // The stack writes a status's standard phrase; a phrase of our own rides in `Other`,
+    // which keeps the code (and so the kind of response) the same.
+    let status = match reason {
+        Some(reason) => StatusCode::Other(status, reason),
+        None => StatusCode::from(status),
+    };
+    let mut response = tx.endpoint_inner.make_response(&tx.original, status, None);
+    response.headers.extend(headers);
+    tx.respond(response).await
+}
+
+/// 503 with `Retry-After` (RFC 3261 §21.5.4, §20.33): over a limit, come back later.
+async fn unavailable(tx: &mut Transaction, wait: Duration) -> rsipstack::Result<()> {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    refuse(
+        tx,
+        503,
+        None,
+        vec![Header::RetryAfter(seconds.to_string().into())],
+    )
+    .await
+}
+
+/// Why a trunk INVITE is not admitted.
+enum Refused {
+    /// 401 with a challenge (`stale`), or a fresh one after a failed attempt.
+    Challenge { stale: bool },
+    /// 403.
     Forbidden,
+    /// 400 with this reason (credentials that cannot be checked).
+    BadRequest(&'static str),
 }
 
 fn lookup_did<'a>(trunk: &'a Trunk, did: &str) -> Option<&'a str> {
@@ -1162,6 +1494,15 @@ fn lookup_did<'a>(trunk: &'a Trunk, did: &str) -> Option<&'a str> {
         .get(did)
         .or_else(|| trunk.dids.get(&percent_decode(did)))
         .map(String::as_str)
+}
+
+/// What a trunk's INVITE challenge is issued for: its source, before any name is known.
+fn invite_scope(source: SocketAddr) -> Scope<'static> {
+    Scope {
+        source,
+        method: "INVITE",
+        user: "",
+    }
 }
 
 /// `%2B39` → `+39`, so that a DID configured as `+390521...` matches either spelling
@@ -1198,6 +1539,7 @@ fn source_of(tx: &Transaction) -> (SocketAddr, Transport) {
     let connection = tx.connection.as_ref();
     let transport = match connection.map(|c| c.transport()) {
         Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
         _ => Transport::Udp,
     };
     let addr = connection
@@ -1207,9 +1549,40 @@ fn source_of(tx: &Transaction) -> (SocketAddr, Transport) {
     (addr, transport)
 }
 
+/// 64 unguessable bits, for tags and Call-IDs (RFC 3261 §19.3: "cryptographically
+/// random" tags; a guessable Call-ID would help a stranger forge in-dialog requests).
 fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
+    let mut bytes = [0u8; 8];
+    crate::digest::fill_random(&mut bytes);
+    u64::from_be_bytes(bytes)
+}
+
+/// Refuses TCP and TLS connections from banned sources at accept.
+struct BanList(Arc<Security>);
+
+#[async_trait::async_trait]
+impl rsipstack::transport::TransportWhitelist for BanList {
+    async fn allow(&self, ip: IpAddr) -> bool {
+        let banned = self.0.banned(ip, std::time::Instant::now());
+        if banned {
+            self.0.counters().refused("banned");
+        }
+        !banned
+    }
+}
+
+/// `listen`, with a free port chosen when it asks for port 0 (the stack's TLS listener
+/// binds the address it is given and does not report the port it got).
+fn free_tcp_port(listen: SocketAddr) -> Result<SocketAddr, SipError> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    std::net::TcpListener::bind(listen)
+        .and_then(|probe| probe.local_addr())
+        .map_err(|source| SipError::Bind {
+            addr: listen,
+            source,
+        })
 }
 
 /// Binds UDP, then makes sure TCP can take the same port (an ephemeral UDP port may be

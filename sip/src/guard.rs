@@ -1,38 +1,76 @@
-//! The UDP socket the SIP stack reads through: it answers or drops what the stack would
-//! silently lose, and counts every message.
+//! The UDP socket the SIP stack reads through: it drops what banned sources send before
+//! anything is parsed, answers or drops what the stack would silently lose, and counts
+//! every message.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rsipstack::platform::net::UdpSocket;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::counters::{SipCounters, count_start_line};
+use crate::security::Security;
 use crate::sniff::{Sniffed, sniff};
+
+/// The largest UDP payload (65,535 minus the IP and UDP headers, RFC 768): every datagram
+/// is read whole, so that one too large for the stack is answered, not misread.
+const MAX_DATAGRAM: usize = 65_507;
+
+thread_local! {
+    /// Where datagrams land before they are judged: one buffer per runtime thread, used
+    /// only between a readiness and the next await.
+    static DATAGRAM: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_DATAGRAM]);
+}
 
 /// A UDP socket that looks at each datagram before the stack does (see [`crate::sniff`]).
 pub(crate) struct GuardedSocket {
     socket: tokio::net::UdpSocket,
     counters: Arc<SipCounters>,
+    security: Arc<Security>,
 }
 
 impl GuardedSocket {
-    pub(crate) fn new(socket: tokio::net::UdpSocket, counters: Arc<SipCounters>) -> Self {
-        GuardedSocket { socket, counters }
+    pub(crate) fn new(
+        socket: tokio::net::UdpSocket,
+        counters: Arc<SipCounters>,
+        security: Arc<Security>,
+    ) -> Self {
+        GuardedSocket {
+            socket,
+            counters,
+            security,
+        }
     }
-}
 
-#[async_trait::async_trait]
-impl UdpSocket for GuardedSocket {
-    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
-        loop {
-            let (len, from) = self.socket.recv_from(buf).await?;
-            let datagram = &buf[..len];
-            // Keep-alives (RFC 5626 §4.4.1 CRLF) are the stack's business.
-            if datagram.iter().all(u8::is_ascii_whitespace) {
-                return Ok((len, from));
-            }
-            let verdict = match sniff(datagram) {
+    /// Judges one datagram read into `datagram`: how many bytes to hand to the stack
+    /// (copied into `buf`), or a response to send instead.
+    fn judge(&self, datagram: &[u8], from: SocketAddr, buf: &mut [u8]) -> Verdict {
+        if self.security.banned(from.ip(), Instant::now()) {
+            self.counters.refused("banned");
+            debug!(%from, "datagram from a banned source dropped");
+            return Verdict::Drop;
+        }
+        // Keep-alives (RFC 5626 §4.4.1 CRLF) are the stack's business.
+        if datagram.iter().all(u8::is_ascii_whitespace) {
+            let len = datagram.len().min(buf.len());
+            buf[..len].copy_from_slice(&datagram[..len]);
+            return Verdict::Pass(len);
+        }
+        let verdict = if datagram.len() > buf.len() {
+            // RFC 3261 §18.1.1: a request this large belongs on TCP; 513 says so (§21.5.14).
+            crate::sniff::reject_with_status(
+                datagram,
+                513,
+                format!(
+                    "Message Too Large ({} bytes over UDP, at most {}; use TCP)",
+                    datagram.len(),
+                    buf.len()
+                ),
+            )
+        } else {
+            match sniff(datagram) {
                 Sniffed::Pass => match rsipstack::sip::SipMessage::try_from(datagram) {
                     Ok(_) => Sniffed::Pass,
                     // Our first look found nothing wrong but the stack's parser does: say
@@ -42,26 +80,62 @@ impl UdpSocket for GuardedSocket {
                     }
                 },
                 other => other,
+            }
+        };
+        match verdict {
+            Sniffed::Pass => {
+                count_start_line(&self.counters, datagram, false);
+                buf[..datagram.len()].copy_from_slice(datagram);
+                Verdict::Pass(datagram.len())
+            }
+            Sniffed::Reject(rejection) => {
+                warn!(%from, status = rejection.status, reason = %rejection.reason, method = %rejection.method, "malformed SIP request answered");
+                self.counters.request_received(&rejection.method);
+                self.counters.malformed(true);
+                self.counters.response_sent(rejection.status);
+                Verdict::Answer(rejection.to_bytes(&format!("{:x}", rand_tag(datagram))))
+            }
+            Sniffed::Drop(why) => {
+                warn!(%from, len = datagram.len(), why, "SIP datagram dropped");
+                self.counters.malformed(false);
+                Verdict::Drop
+            }
+        }
+    }
+}
+
+/// What becomes of one datagram.
+enum Verdict {
+    /// This many bytes are in the stack's buffer.
+    Pass(usize),
+    /// Send this response back, and read on.
+    Answer(Vec<u8>),
+    /// Read on.
+    Drop,
+}
+
+#[async_trait::async_trait]
+impl UdpSocket for GuardedSocket {
+    async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
+        loop {
+            self.socket.readable().await?;
+            let received = DATAGRAM.with_borrow_mut(|datagram| {
+                let (len, from) = self.socket.try_recv_from(datagram)?;
+                Ok::<_, std::io::Error>((self.judge(&datagram[..len], from, buf), from))
+            });
+            let (verdict, from) = match received {
+                Ok(received) => received,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(error) => return Err(error.into()),
             };
             match verdict {
-                Sniffed::Pass => {
-                    count_start_line(&self.counters, datagram, false);
-                    return Ok((len, from));
-                }
-                Sniffed::Reject(rejection) => {
-                    warn!(%from, status = rejection.status, reason = %rejection.reason, method = %rejection.method, "malformed SIP request answered");
-                    self.counters.request_received(&rejection.method);
-                    self.counters.malformed(true);
-                    let response = rejection.to_bytes(&format!("{:x}", rand_tag(datagram)));
-                    self.counters.response_sent(rejection.status);
+                Verdict::Pass(len) => return Ok((len, from)),
+                Verdict::Answer(response) => {
                     if let Err(error) = self.socket.send_to(&response, from).await {
                         warn!(%from, %error, "could not answer a malformed request");
                     }
                 }
-                Sniffed::Drop(why) => {
-                    warn!(%from, len, why, "SIP datagram dropped");
-                    self.counters.malformed(false);
-                }
+                Verdict::Drop => {}
             }
         }
     }

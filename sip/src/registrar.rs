@@ -12,7 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use crate::digest::{Credentials, DigestAuth, DigestError};
+use crate::digest::{Account, Algorithm, AuthFailure, Credentials, DigestAuth, Scope, Verdict};
 
 /// The transport a message came over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +21,19 @@ pub enum Transport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2).
+    Tls,
+}
+
+impl Transport {
+    /// The stack's name for it.
+    pub(crate) fn stack(self) -> rsipstack::sip::Transport {
+        match self {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+            Transport::Tls => rsipstack::sip::Transport::Tls,
+        }
+    }
 }
 
 /// Where an agent's phone can be reached.
@@ -52,10 +65,17 @@ pub struct RegisterRequest {
 /// What to answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterOutcome {
-    /// 401 with these WWW-Authenticate values.
-    Challenge(Vec<String>),
-    /// 403: the user is not an agent, or the credentials are for another user.
-    Forbidden(&'static str),
+    /// 401 with these WWW-Authenticate values; `failure` when the request was a failed
+    /// attempt (to be counted and throttled), `None` when it merely had no fresh
+    /// credentials. A user that does not exist gets exactly what an agent gets.
+    Challenge {
+        /// WWW-Authenticate values.
+        challenges: Vec<String>,
+        /// Why this was a failed attempt, if it was one.
+        failure: Option<AuthFailure>,
+    },
+    /// 403: the credentials are for another user than the To header's.
+    Forbidden(AuthFailure),
     /// 400 with this reason.
     BadRequest(String),
     /// 423 Interval Too Brief, with the minimum (RFC 3261 §10.3 step 7).
@@ -91,6 +111,9 @@ pub struct RegistrarConfig {
     pub max_expires: u32,
     /// Granted when the phone names none.
     pub default_expires: u32,
+    /// The digest algorithms offered, in order, to agents that name none of their own
+    /// and to names that are not agents.
+    pub algorithms: Vec<Algorithm>,
 }
 
 impl Default for RegistrarConfig {
@@ -99,6 +122,7 @@ impl Default for RegistrarConfig {
             min_expires: 30,
             max_expires: 3600,
             default_expires: 600,
+            algorithms: vec![Algorithm::Md5],
         }
     }
 }
@@ -106,22 +130,22 @@ impl Default for RegistrarConfig {
 /// Agents' credentials and current bindings.
 #[derive(Debug)]
 pub struct Registrar {
-    /// Replaced whole on a configuration reload.
-    passwords: arc_swap::ArcSwap<HashMap<String, String>>,
+    /// Agents' accounts by SIP username; replaced whole on a configuration reload.
+    accounts: arc_swap::ArcSwap<HashMap<String, Account>>,
     bindings: DashMap<String, Binding>,
     auth: DigestAuth,
     config: RegistrarConfig,
 }
 
 impl Registrar {
-    /// A registrar for these users (username → password).
+    /// A registrar for these users (username → account).
     pub fn new(
-        passwords: HashMap<String, String>,
+        accounts: HashMap<String, Account>,
         auth: DigestAuth,
         config: RegistrarConfig,
     ) -> Self {
         Registrar {
-            passwords: arc_swap::ArcSwap::from_pointee(passwords),
+            accounts: arc_swap::ArcSwap::from_pointee(accounts),
             bindings: DashMap::new(),
             auth,
             config,
@@ -130,14 +154,14 @@ impl Registrar {
 
     /// Takes a new set of users (a configuration reload). Users no longer in it lose their
     /// binding; their names are returned so the application can log them out.
-    pub fn set_passwords(&self, passwords: HashMap<String, String>) -> Vec<String> {
+    pub fn set_accounts(&self, accounts: HashMap<String, Account>) -> Vec<String> {
         let gone: Vec<String> = self
             .bindings
             .iter()
             .map(|b| b.key().clone())
-            .filter(|user| !passwords.contains_key(user))
+            .filter(|user| !accounts.contains_key(user))
             .collect();
-        self.passwords.store(std::sync::Arc::new(passwords));
+        self.accounts.store(std::sync::Arc::new(accounts));
         for user in &gone {
             self.bindings.remove(user);
         }
@@ -145,6 +169,9 @@ impl Registrar {
     }
 
     /// Handles a REGISTER from `source` at `now` (`unix_now` for nonces).
+    ///
+    /// A name that is not an agent is challenged and refused exactly as an agent with a
+    /// wrong password: a stranger learns nothing about who exists.
     pub fn register(
         &self,
         request: &RegisterRequest,
@@ -153,43 +180,41 @@ impl Registrar {
         now: Instant,
         unix_now: u64,
     ) -> RegisterOutcome {
-        let passwords = self.passwords.load();
-        let Some(password) = passwords.get(&request.user) else {
-            return RegisterOutcome::Forbidden("not an agent of this ACD");
+        let accounts = self.accounts.load();
+        let account = accounts.get(&request.user);
+        let scope = Scope {
+            source,
+            method: "REGISTER",
+            user: &request.user,
         };
-        let Some(credentials) = request
+        let algorithms = account
+            .and_then(|a| a.algorithms.as_deref())
+            .unwrap_or(&self.config.algorithms);
+        let challenge = |stale, failure| RegisterOutcome::Challenge {
+            challenges: self.auth.challenges(unix_now, &scope, algorithms, stale),
+            failure,
+        };
+        let credentials = request
             .authorization
             .as_deref()
-            .and_then(Credentials::parse)
-        else {
-            return RegisterOutcome::Challenge(self.auth.challenges(unix_now, false));
-        };
-        if credentials.username != request.user {
-            return RegisterOutcome::Forbidden("credentials for another user");
-        }
-        match self
-            .auth
-            .verify(&credentials, "REGISTER", password, unix_now)
+            .and_then(Credentials::parse);
+        if credentials
+            .as_ref()
+            .is_some_and(|c| c.username != request.user)
         {
-            Ok(()) => {}
-            Err(DigestError::Stale) => {
-                return RegisterOutcome::Challenge(self.auth.challenges(unix_now, true));
-            }
-            Err(
-                DigestError::WrongResponse | DigestError::UnknownNonce | DigestError::WrongRealm,
-            ) => {
-                return RegisterOutcome::Challenge(self.auth.challenges(unix_now, false));
-            }
-            Err(DigestError::UnsupportedAlgorithm) => {
-                return RegisterOutcome::BadRequest(
-                    "Bad Request (unsupported digest algorithm)".into(),
-                );
-            }
-            Err(DigestError::Incomplete) => {
-                return RegisterOutcome::BadRequest(
-                    "Bad Request (qop without cnonce or nc)".into(),
-                );
-            }
+            return RegisterOutcome::Forbidden(AuthFailure::OtherUser);
+        }
+        match self.auth.check(
+            credentials.as_ref(),
+            &scope,
+            account,
+            &self.config.algorithms,
+            unix_now,
+        ) {
+            Verdict::Accepted => {}
+            Verdict::Challenge { stale } => return challenge(stale, None),
+            Verdict::Failed(failure) => return challenge(false, Some(failure)),
+            Verdict::Malformed(reason) => return RegisterOutcome::BadRequest(reason.into()),
         }
 
         let contacts: Vec<Contact> = request
@@ -300,14 +325,14 @@ impl Registrar {
 
 /// One contact of a Contact header.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Contact {
-    uri: String,
-    expires: Option<u32>,
+pub(crate) struct Contact {
+    pub(crate) uri: String,
+    pub(crate) expires: Option<u32>,
 }
 
 /// Splits `"Anna" <sip:anna@h;ob>;expires=60, <sip:b@h>` into contacts, respecting quotes
 /// and angle brackets (RFC 3261 §20.10).
-fn split_contacts(value: &str) -> Vec<Contact> {
+pub(crate) fn split_contacts(value: &str) -> Vec<Contact> {
     let mut parts = Vec::new();
     let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
     for (i, c) in value.char_indices() {
@@ -408,12 +433,48 @@ mod tests {
     }
 
     fn registrar() -> Registrar {
-        let passwords = HashMap::from([("anna".to_owned(), "secret".to_owned())]);
+        let accounts = HashMap::from([(
+            "anna".to_owned(),
+            Account {
+                password: "secret".into(),
+                algorithms: None,
+            },
+        )]);
         Registrar::new(
-            passwords,
+            accounts,
             DigestAuth::new("amico", Duration::from_secs(300)),
             RegistrarConfig::default(),
         )
+    }
+
+    const SOURCE: &str = "127.0.0.1:5062";
+
+    /// A REGISTER answering a fresh challenge as a phone would: MD5 with qop=auth.
+    fn answered(
+        registrar: &Registrar,
+        user: &str,
+        password: &str,
+        contacts: &[&str],
+        expires: Option<u32>,
+    ) -> RegisterRequest {
+        let scope = Scope {
+            source: SOURCE.parse().unwrap(),
+            method: "REGISTER",
+            user,
+        };
+        let nonce = registrar.auth().nonce(unix_now(), &scope);
+        let md5 = |text: String| hex::encode(<md5::Md5 as sha2::Digest>::digest(text.as_bytes()));
+        let ha1 = md5(format!("{user}:amico:{password}"));
+        let ha2 = md5("REGISTER:sip:127.0.0.1".into());
+        let response = md5(format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        RegisterRequest {
+            user: user.into(),
+            authorization: Some(format!(
+                r#"Digest username="{user}", realm="amico", nonce="{nonce}", uri="sip:127.0.0.1", response="{response}", qop=auth, nc=00000001, cnonce="c0ffee""#
+            )),
+            contacts: contacts.iter().map(|c| (*c).to_owned()).collect(),
+            expires,
+        }
     }
 
     fn authorized(
@@ -421,45 +482,104 @@ mod tests {
         contacts: &[&str],
         expires: Option<u32>,
     ) -> RegisterRequest {
-        // Answer the challenge as a phone would, MD5 with qop=auth.
-        let nonce = registrar.auth().nonce(unix_now());
-        let ha1 = hex::encode(<md5::Md5 as sha2::Digest>::digest(b"anna:amico:secret"));
-        let ha2 = hex::encode(<md5::Md5 as sha2::Digest>::digest(
-            b"REGISTER:sip:127.0.0.1",
-        ));
-        let response = hex::encode(<md5::Md5 as sha2::Digest>::digest(
-            format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}").as_bytes(),
-        ));
-        RegisterRequest {
-            user: "anna".into(),
-            authorization: Some(format!(
-                r#"Digest username="anna", realm="amico", nonce="{nonce}", uri="sip:127.0.0.1", response="{response}", qop=auth, nc=00000001, cnonce="c0ffee""#
-            )),
-            contacts: contacts.iter().map(|c| (*c).to_owned()).collect(),
-            expires,
+        answered(registrar, "anna", "secret", contacts, expires)
+    }
+
+    /// The challenge's headers without the nonce, which is new each time.
+    fn without_nonce(outcome: &RegisterOutcome) -> (Vec<String>, Option<AuthFailure>) {
+        match outcome {
+            RegisterOutcome::Challenge {
+                challenges,
+                failure,
+            } => (
+                challenges
+                    .iter()
+                    .map(|c| {
+                        let start = c.find("nonce=\"").unwrap();
+                        let end = start + 7 + c[start + 7..].find('"').unwrap();
+                        format!("{}{}", &c[..start], &c[end + 1..])
+                    })
+                    .collect(),
+                *failure,
+            ),
+            other => panic!("expected a challenge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn strangers_get_what_agents_get() {
+        let registrar = registrar();
+        let source: SocketAddr = SOURCE.parse().unwrap();
+        let now = Instant::now();
+        let ask = |user: &str| RegisterRequest {
+            user: user.into(),
+            contacts: vec![format!("<sip:{user}@{SOURCE}>")],
+            ..Default::default()
+        };
+        let agent = registrar.register(&ask("anna"), source, Transport::Udp, now, unix_now());
+        let stranger = registrar.register(&ask("mallory"), source, Transport::Udp, now, unix_now());
+        assert_eq!(without_nonce(&agent), without_nonce(&stranger));
+        assert_eq!(without_nonce(&agent).1, None);
+
+        let wrong = answered(&registrar, "anna", "guess", &["<sip:anna@h>"], None);
+        let unknown = answered(&registrar, "mallory", "guess", &["<sip:mallory@h>"], None);
+        let wrong = registrar.register(&wrong, source, Transport::Udp, now, unix_now());
+        let unknown = registrar.register(&unknown, source, Transport::Udp, now, unix_now());
+        assert_eq!(without_nonce(&wrong).0, without_nonce(&unknown).0);
+        assert_eq!(without_nonce(&wrong).1, Some(AuthFailure::WrongPassword));
+        assert_eq!(without_nonce(&unknown).1, Some(AuthFailure::UnknownUser));
+    }
+
+    #[test]
+    fn an_overheard_register_cannot_be_replayed() {
+        let registrar = registrar();
+        let source: SocketAddr = SOURCE.parse().unwrap();
+        let now = Instant::now();
+        let request = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>"], None);
+        assert!(matches!(
+            registrar.register(&request, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::Registered { .. }
+        ));
+        // The same Authorization with another Contact, from another socket and from the
+        // phone's own address.
+        let mut stolen = request.clone();
+        stolen.contacts = vec!["<sip:anna@127.0.0.1:6666>".into()];
+        let elsewhere: SocketAddr = "127.0.0.1:6666".parse().unwrap();
+        assert_eq!(
+            without_nonce(&registrar.register(&stolen, elsewhere, Transport::Udp, now, unix_now()))
+                .1,
+            None,
+            "a nonce from elsewhere is just not ours: challenged"
+        );
+        assert_eq!(
+            without_nonce(&registrar.register(&stolen, source, Transport::Udp, now, unix_now())).1,
+            Some(AuthFailure::Replayed)
+        );
+        assert_eq!(
+            registrar.binding("anna").unwrap().contact,
+            "sip:anna@127.0.0.1:5062"
+        );
     }
 
     #[test]
     fn register_refresh_expire_and_remove() {
         let registrar = registrar();
-        let source: SocketAddr = "127.0.0.1:5062".parse().unwrap();
+        let source: SocketAddr = SOURCE.parse().unwrap();
         let now = Instant::now();
         let unanswered = RegisterRequest {
             user: "anna".into(),
             contacts: vec!["<sip:anna@127.0.0.1:5062>".into()],
             ..Default::default()
         };
-        assert!(
-            matches!(registrar.register(&unanswered, source, Transport::Udp, now, unix_now()), RegisterOutcome::Challenge(c) if c.len() == 2)
-        );
-        let stranger = RegisterRequest {
-            user: "mallory".into(),
-            ..unanswered.clone()
-        };
+        assert!(matches!(
+            registrar.register(&unanswered, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::Challenge { challenges, failure: None } if challenges.len() == 1
+        ));
+        let mut other = authorized(&registrar, &["<sip:anna@h>"], None);
+        other.user = "bruno".into();
         assert_eq!(
-            registrar.register(&stranger, source, Transport::Udp, now, unix_now()),
-            RegisterOutcome::Forbidden("not an agent of this ACD")
+            registrar.register(&other, source, Transport::Udp, now, unix_now()),
+            RegisterOutcome::Forbidden(AuthFailure::OtherUser)
         );
 
         let request = authorized(&registrar, &["<sip:anna@127.0.0.1:5062>;expires=120"], None);

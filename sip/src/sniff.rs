@@ -41,7 +41,7 @@ pub enum Sniffed {
 /// A response to build for a request the stack would drop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// 400 or 501.
+    /// 400, 501 or 513.
     pub status: u16,
     /// The reason phrase, naming the problem.
     pub reason: String,
@@ -231,6 +231,13 @@ fn sniff_text(text: &str) -> Sniffed {
 /// A 400 with `reason` for a request that passed [`sniff`] but that the stack cannot parse;
 /// a drop if it cannot be answered.
 pub fn reject_with(datagram: &[u8], reason: String) -> Sniffed {
+    reject_with_status(datagram, 400, reason)
+}
+
+/// A `status` with `reason` for a request that will not be taken as it is (400: the stack
+/// cannot parse it; 513: it is too large); a drop if it cannot be answered (a response,
+/// an ACK, no Via).
+pub fn reject_with_status(datagram: &[u8], status: u16, reason: String) -> Sniffed {
     let text = String::from_utf8_lossy(datagram);
     let head = text.split("\r\n\r\n").next().unwrap_or_default();
     let mut lines = head.lines();
@@ -246,7 +253,7 @@ pub fn reject_with(datagram: &[u8], reason: String) -> Sniffed {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (full_name(name.trim()).to_owned(), value.trim().to_owned()))
         .collect();
-    reject_or_drop(400, reason, method, routing_headers(&headers))
+    reject_or_drop(status, reason, method, routing_headers(&headers))
 }
 
 fn is_token(word: &str) -> bool {
