@@ -1108,6 +1108,71 @@ mod tests {
             )),
             "reports.time_zone: 'Europe/Parma' is not a time zone (an IANA name such as Europe/Rome)"
         );
+        let sip = |lines: &str| {
+            DEMO.replacen(
+                "realm = \"amico\"\n",
+                &format!("realm = \"amico\"\n{lines}\n"),
+                1,
+            )
+        };
+        assert_eq!(
+            error(&sip("[sip.auth]\nalgorithms = [\"SHA-512\"]")),
+            "sip.auth.algorithms: 'SHA-512' is not a digest algorithm (MD5 or SHA-256)"
+        );
+        assert_eq!(
+            error(&sip("[sip.auth]\nalgorithms = []")),
+            "sip.auth.algorithms: names at least one algorithm (MD5 or SHA-256)"
+        );
+        assert_eq!(
+            error(&sip("[sip.auth]\nban = 600\nmax_ban = 60")),
+            "sip.auth.max_ban: must be at least sip.auth.ban"
+        );
+        assert_eq!(
+            error(&sip("[sip.limits]\nstranger = { invite = -1 }")),
+            "sip.limits.stranger.invite: must be requests a second, 0 for no limit"
+        );
+        assert_eq!(
+            error(&sip("[sip.limits]\nmax_body = 10")),
+            "sip.limits.max_body: must be at least 1024, or phones cannot register"
+        );
+        assert_eq!(
+            error(&sip("call_id_host = \"a b\"")),
+            "sip.call_id_host: 'a b' is not a host name"
+        );
+        assert_eq!(
+            error(&sip("[sip.tls]\nlisten = \"127.0.0.1:5061\"")),
+            "sip.tls.certificate: a PEM file is needed (or self_signed = true for development)"
+        );
+        assert_eq!(
+            error(&sip(
+                "[sip.tls]\nlisten = \"127.0.0.1:5061\"\nself_signed = true\ncertificate = \"c.pem\""
+            )),
+            "sip.tls.self_signed: either certificate and private_key files, or self_signed, not both"
+        );
+        let missing = error(&sip(
+            "[sip.tls]\nlisten = \"127.0.0.1:5061\"\ncertificate = \"/nonexistent/c.pem\"\nprivate_key = \"/nonexistent/k.pem\"",
+        ));
+        assert!(
+            missing.starts_with("sip.tls.certificate: /nonexistent/c.pem: "),
+            "{missing}"
+        );
+        assert_eq!(
+            error(&DEMO.replace(
+                "sip_password = \"anna-secret\"",
+                "sip_password = \"anna-secret\"\ndigest_algorithms = [\"MD5\", \"MD5\"]"
+            )),
+            "agents[anna].digest_algorithms: 'MD5' is listed twice"
+        );
+        assert_eq!(
+            error(&DEMO.replace("name = \"pbx\"", "name = \"pbx\"\nmax_calls = 0")),
+            "trunks[pbx].max_calls: must be at least 1 (leave it out for no limit)"
+        );
+        let self_signed = Config::parse(&sip(
+            "[sip.tls]\nlisten = \"127.0.0.1:5061\"\nself_signed = true",
+        ))
+        .expect("self-signed is enough");
+        let pem = self_signed.tls().unwrap().expect("a certificate");
+        pem.check().expect("one rustls takes");
         let zone = Config::parse(&format!("{DEMO}\n[reports]\ntime_zone = \"Europe/Rome\"\n"))
             .expect("a known zone")
             .config

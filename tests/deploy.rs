@@ -749,3 +749,56 @@ fn metric_names_are_found_where_they_stand() {
     }
     assert!(!exported.contains("amico_a"));
 }
+
+/// The fail2ban filter in deploy/fail2ban finds the address in Amico's own failure lines,
+/// checked by fail2ban's `fail2ban-regex` against a real server's log.
+#[test]
+fn the_fail2ban_filter_matches_amicos_failure_lines() {
+    let config =
+        server::config(1, "").replace("sources = [\"127.0.0.1\"]", "sources = [\"10.0.0.0/8\"]");
+    let server = Server::start(&config);
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let port = phone.local_addr().unwrap().port();
+    // A REGISTER for a name that is not an agent, with credentials: a failure.
+    let register = format!(
+        "REGISTER sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-f2b;rport\r\nMax-Forwards: 70\r\nFrom: <sip:mallory@127.0.0.1>;tag=m\r\nTo: <sip:mallory@127.0.0.1>\r\nCall-ID: f2b\r\nCSeq: 1 REGISTER\r\nContact: <sip:mallory@127.0.0.1:{port}>\r\nAuthorization: Digest username=\"mallory\", realm=\"amico\", nonce=\"0.0.0\", uri=\"sip:{sip}\", response=\"00\"\r\nContent-Length: 0\r\n\r\n",
+        sip = server.sip
+    );
+    // An invented nonce is not a guess: it is challenged, not counted. Answer the
+    // challenge wrongly instead.
+    phone.send_to(register.as_bytes(), server.sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let (len, _) = phone.recv_from(&mut buf).expect("a challenge");
+    let challenge = String::from_utf8_lossy(&buf[..len]).into_owned();
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a nonce");
+    let guess = register
+        .replace("nonce=\"0.0.0\"", &format!("nonce=\"{nonce}\""))
+        .replace("z9hG4bK-f2b", "z9hG4bK-f2b2");
+    phone.send_to(guess.as_bytes(), server.sip).unwrap();
+    phone.recv_from(&mut buf).expect("a second challenge");
+    server.wait_metric(
+        "amico_sip_auth_failures_total",
+        |v| v == 1.0,
+        std::time::Duration::from_secs(5),
+    );
+
+    let output = Command::new("fail2ban-regex")
+        .arg(&server.log)
+        .arg(deploy_path("fail2ban/filter.d/amico.conf"))
+        .output()
+        .expect("fail2ban-regex runs (Debian fail2ban; scripts/test installs it)");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}");
+    let lines = report
+        .lines()
+        .find(|l| l.starts_with("Lines: "))
+        .unwrap_or_else(|| panic!("no summary in: {report}"));
+    assert!(lines.contains(", 1 matched,"), "{lines}\n{report}");
+}

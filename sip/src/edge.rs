@@ -1109,7 +1109,8 @@ impl SipEdge {
             return tx.reply(StatusCode::NotFound).await;
         };
         let (state_sender, states) = self.dialog_layer.new_dialog_state_channel();
-        let contact = self.local_contact_over(transport);
+        let secure = request.uri.scheme == Some(rsipstack::sip::Scheme::Sips);
+        let contact = self.local_contact_over(transport, secure);
         let dialog = match self.dialog_layer.get_or_create_server_invite(
             &tx,
             state_sender,
@@ -1182,7 +1183,7 @@ impl SipEdge {
         };
         let from = rsipstack::sip::typed::From {
             display_name: None,
-            uri: self.local_contact_over(binding.transport),
+            uri: self.local_contact_over(binding.transport, is_sips(&binding.contact)),
             params: vec![],
         }
         .with_tag(rand_u64().to_string().into());
@@ -1298,13 +1299,25 @@ impl SipEdge {
 
     /// Our Contact on UDP (trunk calls, callbacks, probes over UDP).
     fn local_contact(&self) -> rsipstack::sip::Uri {
-        self.local_contact_over(Transport::Udp)
+        self.local_contact_over(Transport::Udp, false)
     }
 
     /// Our Contact for a dialog over `transport`: the listener of that transport, so that
-    /// the other side's in-dialog requests come back the same way (RFC 3261 §8.1.1.8;
-    /// over TLS, RFC 3261 §26.2 wants the secure path kept).
-    fn local_contact_over(&self, transport: Transport) -> rsipstack::sip::Uri {
+    /// the other side's in-dialog requests come back the same way (RFC 3261 §8.1.1.8). A
+    /// dialog with a SIPS URI gets a SIPS Contact (RFC 3261 §12.1.1: phones refuse
+    /// anything else, "SIPS Required").
+    fn local_contact_over(&self, transport: Transport, secure: bool) -> rsipstack::sip::Uri {
+        if secure && let Some(tls) = self.tls_addr() {
+            return rsipstack::sip::Uri {
+                scheme: Some(rsipstack::sip::Scheme::Sips),
+                auth: Some(rsipstack::sip::Auth {
+                    user: "amico".into(),
+                    password: None,
+                }),
+                host_with_port: tls.into(),
+                ..Default::default()
+            };
+        }
         let (address, params) = match (transport, self.tls_addr()) {
             (Transport::Tls, Some(tls)) => (
                 tls,
@@ -1350,7 +1363,7 @@ impl SipEdge {
             r#type: Some(binding.transport.stack()),
             addr: binding.source.into(),
         };
-        let contact = self.local_contact_over(binding.transport);
+        let contact = self.local_contact_over(binding.transport, is_sips(&binding.contact));
         self.place_call(callee, destination, contact, without_tag(from), sdp)
     }
 
@@ -1494,6 +1507,13 @@ fn lookup_did<'a>(trunk: &'a Trunk, did: &str) -> Option<&'a str> {
         .get(did)
         .or_else(|| trunk.dids.get(&percent_decode(did)))
         .map(String::as_str)
+}
+
+/// Whether a URI as written is a SIPS URI (RFC 3261 §19.1).
+fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
 }
 
 /// What a trunk's INVITE challenge is issued for: its source, before any name is known.
