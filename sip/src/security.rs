@@ -248,6 +248,19 @@ impl Source {
     }
 }
 
+/// Bytes of a user name kept as a key and in logs: a stranger's names are unbounded
+/// otherwise (a header may be kilobytes long), agents' names are short.
+const USER_KEY: usize = 64;
+
+/// `user` cut to [`USER_KEY`] bytes, at a character boundary.
+fn user_key(user: &str) -> String {
+    let mut end = user.len().min(USER_KEY);
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    user[..end].to_owned()
+}
+
 /// Rates, failures, blocks and bans, shared by every transport.
 #[derive(Debug)]
 pub struct Security {
@@ -289,29 +302,30 @@ impl Security {
             &self.config.stranger_rates
         };
         let rate = rates.of(method);
+        let take = |source: &mut Source| {
+            if rate <= 0.0 {
+                return Admission::Pass;
+            }
+            match source.buckets[method.index()].take(rate, now) {
+                Ok(()) => Admission::Pass,
+                Err(wait) => Admission::Limited(wait),
+            }
+        };
         if let Some(mut entry) = self.sources.get_mut(&source) {
             if entry.offender.blocked(now).is_some() {
                 return Admission::Banned;
             }
-            if rate <= 0.0 {
-                return Admission::Pass;
-            }
-            return match entry.buckets[method.index()].take(rate, now) {
-                Ok(()) => Admission::Pass,
-                Err(wait) => Admission::Limited(wait),
-            };
+            return take(&mut entry);
         }
         if rate <= 0.0 {
+            // Nothing to remember about a source that is not limited.
             return Admission::Pass;
         }
         if self.sources.len() >= MAX_SOURCES {
             return Admission::Limited(Duration::from_secs(1));
         }
         let mut fresh = Source::new(rates, now);
-        let verdict = match fresh.buckets[method.index()].take(rate, now) {
-            Ok(()) => Admission::Pass,
-            Err(wait) => Admission::Limited(wait),
-        };
+        let verdict = take(&mut fresh);
         self.sources.insert(source, fresh);
         verdict
     }
@@ -319,7 +333,7 @@ impl Security {
     /// How long `user` stays blocked from `source`, if it is.
     pub fn user_blocked(&self, source: IpAddr, user: &str, now: Instant) -> Option<Duration> {
         self.pairs
-            .get(&(source, user.to_owned()))
+            .get(&(source, user_key(user)))
             .and_then(|pair| pair.blocked(now))
     }
 
@@ -338,23 +352,23 @@ impl Security {
         trusted: bool,
         now: Instant,
     ) {
+        let user = user_key(user);
         warn!(
             "SIP authentication failed source={source} method={method} reason={} user={user:?}",
             failure.as_str()
         );
         self.counters.auth_failures.fetch_add(1, Ordering::Relaxed);
         let config = &self.config;
-        let pair_key = (source, user.to_owned());
-        if let Some(mut pair) = self.pairs.get_mut(&pair_key) {
-            if let Some(length) = pair.fail(config.failures_per_user, config, now) {
-                self.blocked(source, user, length);
+        let pair_key = (source, user.clone());
+        if self.pairs.len() < MAX_PAIRS || self.pairs.contains_key(&pair_key) {
+            let block = self
+                .pairs
+                .entry(pair_key)
+                .or_insert_with(|| Offender::new(now))
+                .fail(config.failures_per_user, config, now);
+            if let Some(length) = block {
+                self.user_was_blocked(source, &user, length);
             }
-        } else if self.pairs.len() < MAX_PAIRS {
-            let mut pair = Offender::new(now);
-            if let Some(length) = pair.fail(config.failures_per_user, config, now) {
-                self.blocked(source, user, length);
-            }
-            self.pairs.insert(pair_key, pair);
         }
         if trusted {
             return;
@@ -378,7 +392,7 @@ impl Security {
         }
     }
 
-    fn blocked(&self, source: IpAddr, user: &str, length: Duration) {
+    fn user_was_blocked(&self, source: IpAddr, user: &str, length: Duration) {
         warn!(
             "SIP user blocked source={source} seconds={} user={user:?}",
             length.as_secs()
@@ -390,7 +404,7 @@ impl Security {
     /// a mistyped password that is fixed starts afresh).
     pub fn auth_succeeded(&self, source: IpAddr, user: &str) {
         self.pairs
-            .remove_if(&(source, user.to_owned()), |_, pair| pair.offences == 0);
+            .remove_if(&(source, user_key(user)), |_, pair| pair.offences == 0);
     }
 
     /// Forgets what is over and quiet, and publishes how many sources are banned.
