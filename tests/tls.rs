@@ -498,6 +498,15 @@ fn contact_is_tls(contact: &Value) -> bool {
     uri.starts_with("sips:") || contact.contains(";transport=tls")
 }
 
+/// Whether a Contact (as PJSIP reports it) is a sips: URI.
+fn contact_is_sips(contact: &Value) -> bool {
+    let contact = contact.as_str().unwrap_or_default().to_ascii_lowercase();
+    let uri = contact
+        .split_once('<')
+        .map_or(contact.as_str(), |(_, uri)| uri);
+    uri.starts_with("sips:")
+}
+
 // ---------------------------------------------------------------------------------------
 // The tests
 
@@ -646,11 +655,11 @@ fn a_trunk_over_tls_reaches_an_agent_on_udp_with_two_way_audio() {
 }
 
 #[test]
-fn sips_uris_work_for_agents_and_trunks() {
-    let pki = Pki::new("tls-sips");
+fn an_agent_registered_with_a_sips_uri_is_called_at_it() {
+    let pki = Pki::new("tls-sips-agent");
     pki.install(&pki.leaf("amico-test-1", KeyKind::EcdsaPkcs8));
     let (server, tls) = start_tls(&config(1, &pki.section()));
-    let tones = Tones::new("tls-sips-audio");
+    let tones = Tones::new("tls-sips-agent-audio");
     let ca = pki.ca.to_string_lossy().into_owned();
     // REGISTER sips:127.0.0.1:PORT with a sips: AOR and a sips: Contact.
     let registrar = format!("sips:{tls}");
@@ -660,14 +669,18 @@ fn sips_uris_work_for_agents_and_trunks() {
     assert_eq!(registered["via_transport"], "TLS", "{registered}");
     server.wait_logged_in(1);
 
-    // INVITE sips:100@127.0.0.1:PORT. PJSIP answers 480 "SIPS Required" to a sips:
-    // request whose dialog cannot be secure, so both legs must stay sips: end to end.
-    let to = format!("sips:100@{tls}");
-    let mut extra = vec!["--transport", "tls", "--sips", "--ca-file", &ca];
-    extra.extend(tones.caller());
-    let mut caller = caller("trunk-sips", &to, &extra);
+    let to = format!("sip:100@{}", server.sip);
+    let mut caller = caller("caller-to-sips", &to, &tones.caller());
+    if let Err(e) = agent.wait_for(event("incoming"), STEP) {
+        panic!(
+            "agent1, registered with a sips: Contact, was never offered the call. PJSIP \
+             answers a sips: INVITE whose Contact (or Record-Route) is not sips: with 480 \
+             and Warning 381 \"SIPS Required\" before the application sees it: the \
+             server's Contact on a sips: dialog must be a sips: URI (RFC 3261 §12.1.1, \
+             §8.1.1.8).\n{e}"
+        )
+    }
     let call = two_way_call(&server, &mut caller, &mut agent);
-
     let request_uri = call.incoming["request_uri"].as_str().unwrap_or_default();
     assert!(
         request_uri.starts_with("sips:"),
@@ -677,16 +690,52 @@ fn sips_uris_work_for_agents_and_trunks() {
     assert_eq!(
         call.incoming["source"],
         tls.to_string(),
-        "{}",
+        "over the agent's own connection: {}",
         call.incoming
     );
-    for confirmed in [&call.agent_confirmed, &call.caller_confirmed] {
-        assert!(
-            contact_is_tls(&confirmed["remote_contact"]),
-            "the server's Contact on a sips: dialog is a sips: URI (RFC 3261 §12.1.1): \
-             {confirmed}"
+    assert!(
+        contact_is_sips(&call.agent_confirmed["remote_contact"]),
+        "the server's Contact on a sips: dialog is a sips: URI: {}",
+        call.agent_confirmed
+    );
+}
+
+#[test]
+fn a_trunk_calling_a_sips_uri_reaches_an_agent() {
+    let pki = Pki::new("tls-sips-trunk");
+    pki.install(&pki.leaf("amico-test-1", KeyKind::EcdsaPkcs8));
+    let (server, tls) = start_tls(&config(1, &pki.section()));
+    let tones = Tones::new("tls-sips-trunk-audio");
+    let registrar = server.sip.to_string();
+    let (mut agent, _) = agent("agent-udp-for-sips", &registrar, 1, &tones.agent());
+    server.wait_logged_in(1);
+
+    // INVITE sips:100@127.0.0.1:PORT from a sips: From and Contact.
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let to = format!("sips:100@{tls}");
+    let mut extra = vec!["--transport", "tls", "--sips", "--ca-file", &ca];
+    extra.extend(tones.caller());
+    let mut caller = caller("trunk-sips", &to, &extra);
+    let first = ok(caller.wait_for(
+        |e| e["event"] == "confirmed" || e["event"] == "disconnected",
+        STEP,
+    ));
+    if first["event"] == "disconnected" {
+        panic!(
+            "{}",
+            caller.failure(
+                "the trunk's sips: call ended before it was confirmed. PJSIP ends a sips: \
+                 dialog whose 200 has a Contact (or Record-Route) that is not sips: \
+                 (\"Secure dialog requires SIPS scheme\", then BYE): the server's Contact \
+                 must be a sips: URI (RFC 3261 §12.1.1)"
+            )
         );
     }
+    assert!(
+        contact_is_sips(&first["remote_contact"]),
+        "the server's Contact in its 200 to a sips: INVITE is a sips: URI: {first}"
+    );
+    two_way_call(&server, &mut caller, &mut agent);
 }
 
 #[test]
