@@ -12,6 +12,10 @@
 //! | `announce_round_seconds` | the estimated wait is rounded to this (30 s by default) |
 //! | `periodic_announce` | prompts played in turn (or at random) every `periodic_announce_frequency` |
 //!
+//! `welcome` is not among them: it is what every caller hears as soon as its call is
+//! answered ([`Experience::entry_prompts`]), whole, also when an agent is free; the caller
+//! joins the queue when it ends, so the welcome is never queue wait.
+//!
 //! Time is the call's own: seconds since it joined the queue. The call task asks
 //! [`Schedule::next_due`] when to wake, and [`Schedule::due`] what is due then; an
 //! announcement of position and wait needs the ACD's estimate, which the call task
@@ -57,7 +61,8 @@ pub(crate) enum AnnounceHoldtime {
 pub(crate) struct Experience {
     /// Prompt language: `it` or `en`.
     pub(crate) language: String,
-    /// Play the welcome prompt on entry.
+    /// Play the welcome prompt to every caller as its call is answered, whole, before it
+    /// joins the queue (also when an agent is free).
     pub(crate) welcome: bool,
     /// Music on hold: a file under `prompts/music/` without `.wav`, or a path to a WAV.
     pub(crate) music: String,
@@ -111,6 +116,16 @@ impl Default for Experience {
 }
 
 impl Experience {
+    /// What every caller hears as soon as its call is answered, before it joins the queue:
+    /// the welcome, if the queue has one.
+    pub(crate) fn entry_prompts(&self) -> Vec<String> {
+        if self.welcome {
+            vec!["welcome".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Why the settings cannot work, naming the field.
     pub(crate) fn check(&self) -> Result<Language, (&'static str, String)> {
         let language = self
@@ -428,6 +443,51 @@ mod tests {
             schedule.position_prompts(1, Some(s(300))).is_empty(),
             "once"
         );
+    }
+
+    #[test]
+    fn the_welcome_is_heard_on_entry_and_never_in_a_position_announcement() {
+        let experience = Experience::default();
+        assert_eq!(experience.entry_prompts(), ["welcome"]);
+        let mut schedule = Schedule::new(experience, Language::Italian, 1);
+        for (position, wait) in [(1, None), (1, Some(s(30))), (7, Some(s(400)))] {
+            let prompts = schedule.position_prompts(position, wait);
+            assert!(!prompts.is_empty());
+            assert!(!prompts.iter().any(|p| p == "welcome"), "{prompts:?}");
+        }
+        let without = Experience {
+            welcome: false,
+            ..Experience::default()
+        };
+        assert!(without.entry_prompts().is_empty());
+    }
+
+    #[test]
+    fn the_settings_of_earlier_configurations_still_read() {
+        // Every field a configuration may already hold, as the demo and deploy/ write them.
+        let text = r#"
+            language = "it"
+            welcome = true
+            music = "default"
+            announce_frequency = 60
+            min_announce_frequency = 15
+            announce_position = "more"
+            announce_position_limit = 10
+            announce_holdtime = "once"
+            announce_round_seconds = 30
+            periodic_announce = ["periodic-1", "periodic-2"]
+            periodic_announce_frequency = 45
+            random_periodic_announce = false
+            menu = true
+            survey = true
+            survey_timeout = 8
+        "#;
+        let experience: Experience = toml::from_str(text).expect("the fields read");
+        assert!(experience.welcome && experience.menu && experience.survey);
+        assert_eq!(experience.entry_prompts(), ["welcome"]);
+        // A misspelt field is still refused, by name.
+        let error = toml::from_str::<Experience>("welcome_always = true").unwrap_err();
+        assert!(error.to_string().contains("welcome_always"), "{error}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The call flow: one task per trunk call ties the trunk leg, the ACD and an agent leg.
 //!
 //! ```text
-//! trunk INVITE ─► answer 200 (SDP) ─► comfort stream ─► CallArrived ─► ACD
+//! trunk INVITE ─► answer 200 (SDP) ─► welcome (whole) ─► CallArrived ─► ACD
 //!          ACD ─► Ring ─► INVITE agent ─► 180 … 200 ─► OfferAnswered ─► ACD
 //!          ACD ─► CallConnected ─► bridge RTP
 //!     BYE either side ─► Hangup ─► ACD (abandon while waiting, completion once talking)
@@ -9,10 +9,12 @@
 //! The ACD decides; a leg only reports. An agent that answers after the ACD withdrew the
 //! offer (ring timeout) gets a BYE, not the caller.
 //!
-//! While the caller waits it hears its queue's experience ([`crate::announce`]): the
-//! welcome, its position and estimated wait (from the ACD's estimate), periodic
-//! announcements, music between. After the agent hangs up, a queue with a survey keeps the
-//! caller on the line for a rating (1, 2 or 3) before saying goodbye.
+//! A queue with a welcome plays it to every caller as soon as the call is answered, whole,
+//! and only then does the caller join the ACD's queue (see [`CallTask::start`]). While the
+//! caller waits it hears its queue's experience ([`crate::announce`]): its position and
+//! estimated wait (from the ACD's estimate), the menu, periodic announcements, music
+//! between. After the agent hangs up, a queue with a survey keeps the caller on the line
+//! for a rating (1, 2 or 3) before saying goodbye.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ const FAREWELL: u64 = 3;
 const CALLBACK_CONFIRM: u64 = 4;
 const CALLBACK_INTRO: u64 = 5;
 const CALLBACK_NUMBER: u64 = 6;
+const WELCOME: u64 = 7;
 
 /// How long a called-back caller's phone may ring.
 const CALLBACK_RING: Duration = Duration::from_secs(30);
@@ -56,6 +59,10 @@ const CALLBACK_RING: Duration = Duration::from_secs(30);
 const FAREWELL_LIMIT: Duration = Duration::from_secs(15);
 /// How long the caller may pause between keys of its callback number.
 const KEY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A welcome that does not finish within its own length and this much (the caller holds
+/// the call, which pauses playback, RFC 3264 §8.4) no longer keeps the caller out of the
+/// queue.
+const WELCOME_SLACK: Duration = Duration::from_secs(10);
 
 /// Codecs we answer and offer with, in our order of preference.
 const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
@@ -350,6 +357,9 @@ struct AgentSide {
 /// Where a call stands, for the caller's ears.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
+    /// Answered, hearing the welcome; not in the ACD's queue yet. The caller joins it when
+    /// the welcome ends, or at the deadline if it never does.
+    Welcome { deadline: tokio::time::Instant },
     /// In the queue: announcements and music.
     Queued,
     /// Talking to an agent.
@@ -387,6 +397,9 @@ struct CallTask {
     first_announcement: bool,
     /// The ACD was told the call ended.
     acd_told: bool,
+    /// Why the call ended, for its record (`call_ended`): `ended` once it was in the
+    /// queue (the ACD's events say the rest), else what ended it during the welcome.
+    cause: &'static str,
     /// Where a callback would be dialled out; none: no callbacks for this call.
     gateway: Option<std::net::SocketAddr>,
     /// The number the caller dialled (the callback comes from it).
@@ -473,12 +486,7 @@ impl CallTask {
         trunk_trace.answered_us = Some(crate::events::utc_now_us());
         let (media, media_events) =
             MediaSession::start(socket, caller_format, calls.session, calls.media.clone());
-        info!(%id, %trunk, %did, %from, "call answered and queued");
-        calls.acd.send(Input::CallArrived {
-            call: id,
-            queue,
-            priority: 0,
-        });
+        info!(%id, %trunk, %did, %from, "call answered");
         let routing = calls.routing.load_full();
         let (experience, language) = routing
             .experiences
@@ -503,12 +511,14 @@ impl CallTask {
             prompts: routing.prompts.clone(),
             first_announcement: true,
             acd_told: false,
+            cause: "ended",
             gateway,
             did,
             entry: NumberEntry::default(),
             callback_number: None,
             next_leg: 1,
         };
+        task.start();
         let callback = task.serve(leg, session, commands).await;
         // The caller's leg is over, whether the call goes on as a callback or not.
         drop(trunk_trace);
@@ -541,7 +551,56 @@ impl CallTask {
             };
             callback.serve(commands).await;
         }
-        "ended"
+        task.cause
+    }
+
+    /// The call is answered: a queue with a welcome plays it whole, and the caller joins
+    /// the ACD's queue when it ends ([`CallTask::join`]); without one, the caller joins at
+    /// once.
+    ///
+    /// Why after the welcome, as an Asterisk dialplan's `Playback()` before `Queue()`: the
+    /// welcome (a privacy notice, say) is the same for every caller, so it is not time
+    /// spent waiting for an agent and must not count in the queue's waits, service level
+    /// or abandonment; and no agent is rung before the caller can hear one, so no agent
+    /// sits on a line that is still playing a notice, and no agent's greeting is lost.
+    /// The cost is the welcome's length added to a caller's time to an agent when one is
+    /// free. A caller who hangs up during the welcome was never offered to the queue: the
+    /// ACD never hears of it, and its record is its `call_arrived` and its `call_ended`
+    /// with the cause `hung_up_in_welcome` (the CDR's outcome), once.
+    fn start(&mut self) {
+        let names = self.experience.entry_prompts();
+        if names.is_empty() {
+            self.join();
+            return;
+        }
+        let length: Duration = self
+            .prompts
+            .clips(self.schedule.language(), &names)
+            .iter()
+            .map(amico_media::Clip::duration)
+            .sum();
+        self.phase = Phase::Welcome {
+            deadline: tokio::time::Instant::now() + length + WELCOME_SLACK,
+        };
+        self.play(&names, WELCOME);
+    }
+
+    /// The caller joins its queue: from now on the ACD counts its wait, and its
+    /// announcements run from here.
+    fn join(&mut self) {
+        self.phase = Phase::Queued;
+        self.joined = tokio::time::Instant::now();
+        info!(call = %self.id, "the caller joins the queue");
+        self.calls.acd.send(Input::CallArrived {
+            call: self.id,
+            queue: self.queue,
+            priority: 0,
+        });
+    }
+
+    /// The ACD knows the call and has not been told it ended.
+    fn in_acd(&self) -> bool {
+        !self.acd_told && !matches!(self.phase, Phase::Welcome { .. })
     }
 
     async fn serve(
@@ -556,8 +615,10 @@ impl CallTask {
                 event = trunk.next() => match event {
                     None | Some(LegEvent::Ended(_)) => {
                         info!(call = %self.id, "caller hung up");
-                        if let Phase::Survey { agent, .. } = self.phase {
-                            self.vote(agent, None);
+                        match self.phase {
+                            Phase::Survey { agent, .. } => self.vote(agent, None),
+                            Phase::Welcome { .. } => self.cause = "hung_up_in_welcome",
+                            _ => {}
                         }
                         Flow::End
                     }
@@ -603,8 +664,11 @@ impl CallTask {
                     Some(CallCommand::DialCaller(_)) => Flow::Continue,
                     Some(CallCommand::HangUp) => {
                         info!(call = %self.id, "a supervisor hangs the call up");
-                        // Before an answer a removal, not the caller's abandon.
-                        if !self.acd_told {
+                        // Before an answer a removal, not the caller's abandon; during the
+                        // welcome the ACD has nothing to remove.
+                        if matches!(self.phase, Phase::Welcome { .. }) {
+                            self.cause = "removed_in_welcome";
+                        } else if self.in_acd() {
                             self.calls.acd.send(Input::RemoveCall { call: self.id });
                             self.acd_told = true;
                         }
@@ -621,6 +685,9 @@ impl CallTask {
                 event = self.media_events.recv() => match event {
                     Some(MediaEvent::RtpTimeout { leg }) => {
                         warn!(call = %self.id, ?leg, "no RTP: the call is ended");
+                        if matches!(self.phase, Phase::Welcome { .. }) {
+                            self.cause = "no_rtp_in_welcome";
+                        }
                         Flow::End
                     }
                     Some(MediaEvent::Dtmf { leg: MediaLeg::Caller, digit, .. }) => self.key(digit),
@@ -633,6 +700,9 @@ impl CallTask {
             match flow {
                 Flow::Continue => {}
                 Flow::End => {
+                    if matches!(self.phase, Phase::Welcome { .. }) && self.cause == "ended" {
+                        self.cause = "ended_in_welcome";
+                    }
                     self.end(trunk);
                     return None;
                 }
@@ -652,7 +722,8 @@ impl CallTask {
             Phase::Queued => self.schedule.next_due().map(|due| self.joined + due),
             Phase::Talking => None,
             Phase::Survey { deadline, .. } => deadline,
-            Phase::Farewell { deadline }
+            Phase::Welcome { deadline }
+            | Phase::Farewell { deadline }
             | Phase::CallbackNumber { deadline }
             | Phase::CallbackConfirm { deadline } => Some(deadline),
         }
@@ -660,6 +731,11 @@ impl CallTask {
 
     fn timer(&mut self) -> Flow {
         match self.phase {
+            Phase::Welcome { .. } => {
+                info!(call = %self.id, "the welcome did not end in time: the caller joins the queue");
+                self.join();
+                Flow::Continue
+            }
             Phase::Queued => {
                 match self.schedule.due(self.joined.elapsed()) {
                     Some(Due::Position) => {
@@ -698,11 +774,8 @@ impl CallTask {
         if self.phase != Phase::Queued {
             return;
         }
-        let mut names = Vec::new();
-        if self.first_announcement && self.experience.welcome {
-            names.push("welcome".to_owned());
-        }
-        names.extend(self.schedule.position_prompts(position, estimated_wait));
+        // The welcome is not part of it: every caller heard it before joining the queue.
+        let mut names = self.schedule.position_prompts(position, estimated_wait);
         if self.first_announcement && self.experience.menu {
             names.push("menu".to_owned());
         }
@@ -730,6 +803,8 @@ impl CallTask {
     fn key(&mut self, digit: char) -> Flow {
         debug!(call = %self.id, %digit, phase = ?self.phase, "caller key");
         match self.phase {
+            // The welcome plays whole; the menu is offered once the caller is in the queue.
+            Phase::Welcome { .. } => Flow::Continue,
             Phase::Queued if self.experience.menu && digit == '0' => {
                 info!(call = %self.id, "the caller leaves the queue");
                 self.calls.acd.send(Input::LeaveQueue { call: self.id });
@@ -804,6 +879,10 @@ impl CallTask {
                     agent,
                     deadline: Some(tokio::time::Instant::now() + timeout),
                 };
+                Flow::Continue
+            }
+            (Phase::Welcome { .. }, WELCOME) => {
+                self.join();
                 Flow::Continue
             }
             (Phase::Farewell { .. }, FAREWELL) => Flow::End,
@@ -985,8 +1064,9 @@ impl CallTask {
 
     /// Ends everything: tells the ACD first, stops the media, and ends both legs at once.
     fn end(&mut self, mut trunk: amico_sip::ServerLeg) {
-        // The ACD knows whether this was an abandon or the end of a conversation.
-        if !self.acd_told {
+        // The ACD knows whether this was an abandon or the end of a conversation (and of a
+        // caller who left during the welcome, nothing).
+        if self.in_acd() {
             self.calls.acd.send(Input::Hangup { call: self.id });
             self.acd_told = true;
         }

@@ -281,3 +281,18 @@ fn report_refuses_bad_input_with_the_reason() {
         "a report never creates a database"
     );
 }
+
+#[test]
+fn help_promises_only_the_edge_that_exists() {
+    let output = amico(&["--help"]);
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("SIP") && help.contains("RTP"),
+        "the SIP and RTP edge is named: {help}"
+    );
+    assert!(
+        !help.to_ascii_lowercase().contains("webrtc"),
+        "no WebRTC edge yet: {help}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The caller's experience end to end, with PJSIP phones: what a waiting caller hears
 //! (found in its recording by cross-correlation with the prompt files, not by packet
-//! counts), periodic announcements at their interval, and the post-call survey.
+//! counts), the welcome every caller hears before joining the queue, periodic
+//! announcements at their interval, and the post-call survey.
 
 #[path = "support/peers.rs"]
 mod peers;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use peers::{Ua, event};
 use serde_json::Value;
 use server::Server;
+use sqlx::Row;
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -75,6 +77,106 @@ fn caller(server: &Server, label: &str, dir: &Path, extra: &[&str]) -> Ua {
     ok(Ua::spawn(label, &args))
 }
 
+/// agent1, registered and logged in, answering at once; `extra` flags for `ua.py`.
+fn logged_in_agent(server: &Server, label: &str, extra: &[&str]) -> Ua {
+    let registrar = server.sip.to_string();
+    let mut args = vec![
+        "--role",
+        "agent",
+        "--registrar",
+        &registrar,
+        "--user",
+        "agent1",
+        "--password",
+        "secret-1",
+        "--answer",
+        "auto",
+        "--calls",
+        "1",
+        "--timeout",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    let mut agent = ok(Ua::spawn(label, &args));
+    ok(agent.wait_for(event("registered"), STEP));
+    server.wait_logged_in(1);
+    agent
+}
+
+/// Runs `f` against the server's SQLite store (the server keeps writing it meanwhile).
+fn with_store<T>(server: &Server, f: impl AsyncFnOnce(&sqlx::AnyPool) -> T) -> T {
+    sqlx::any::install_default_drivers();
+    let path = server
+        .database
+        .strip_prefix("sqlite:")
+        .expect("a SQLite store");
+    let url = format!("sqlite://{path}?mode=rw");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let result = f(&pool).await;
+        pool.close().await;
+        result
+    })
+}
+
+/// Each call's CDR, by call id: its outcome and whether it joined a queue, once `count`
+/// calls have ended in the store; fails after `within`.
+fn ended_calls(server: &Server, count: usize, within: Duration) -> Vec<(i64, String, bool)> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let rows = with_store(server, async |pool| {
+            sqlx::query(
+                "SELECT call_id, outcome, queued_us IS NOT NULL AS queued FROM calls \
+                 WHERE ended_us IS NOT NULL ORDER BY call_id",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("the calls table")
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<i64, _>(0),
+                    row.get::<Option<String>, _>(1).unwrap_or_default(),
+                    row.get::<i64, _>(2) != 0,
+                )
+            })
+            .collect::<Vec<_>>()
+        });
+        if rows.len() >= count {
+            return rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} ended calls expected in the store, found {rows:?}\n{}",
+            server.log_tail(30)
+        );
+        // Polling with a deadline: a test has no push channel into the store.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The kinds of a call's records in the queue log, in order.
+fn records_of(server: &Server, call: i64) -> Vec<String> {
+    with_store(server, async |pool| {
+        sqlx::query("SELECT kind FROM queue_log WHERE call_id = $1 ORDER BY seq")
+            .bind(call)
+            .fetch_all(pool)
+            .await
+            .expect("the queue log")
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .collect()
+    })
+}
+
 fn with_experience(agents: usize, experience: &str) -> String {
     format!(
         "{}\n[experience.comune]\n{experience}\n",
@@ -103,6 +205,127 @@ fn a_waiting_caller_hears_the_italian_welcome_and_its_position() {
     // English prompts were not played.
     let english = heard(&recording, &[prompt("en", "welcome")]);
     assert_eq!(english["found"], false, "{english}");
+}
+
+#[test]
+fn with_an_agent_free_the_caller_hears_the_whole_welcome_before_the_agent() {
+    let server = Server::start(&with_experience(
+        1,
+        "language = \"it\"\nwelcome = true\nperiodic_announce_frequency = 0",
+    ));
+    // The agent's voice: an English prompt, which this Italian queue never plays, looped.
+    let voice = prompt("en", "periodic-2");
+    let voice_arg = voice.to_string_lossy().into_owned();
+    let mut agent = logged_in_agent(
+        &server,
+        "welcome-agent",
+        &["--play", &voice_arg, "--hangup-after", "9"],
+    );
+    let dir = peers::scratch_dir("welcome-agent-free");
+    let mut caller = caller(&server, "welcome-caller", &dir, &[]);
+    ok(agent.wait_for(event("confirmed"), STEP));
+    let ended = ok(caller.wait_for(event("disconnected"), STEP));
+    assert_eq!(ended["by"], "remote", "the agent hung up: {ended}");
+    let recording = recording(&mut caller);
+    let result = heard(&recording, &[prompt("it", "welcome"), voice]);
+    assert_eq!(
+        result["found"], true,
+        "the welcome and the agent were heard: {result}"
+    );
+    assert_eq!(result["in_order"], true, "the welcome first: {result}");
+    let welcome_end = result["matches"][0]["end_secs"].as_f64().expect("end_secs");
+    let agent_first = result["matches"][1]["occurrences"][0]
+        .as_f64()
+        .expect("an occurrence");
+    assert!(
+        welcome_end <= agent_first,
+        "the welcome ended before the agent was heard: {result}"
+    );
+    // An agent was free: the caller was not told its place in a queue it did not wait in.
+    let position = heard(&recording, &[prompt("it", "you-are-number")]);
+    assert_eq!(position["found"], false, "{position}");
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_queue_offered_total{queue=\"comune\"}"),
+        1.0
+    );
+    assert_eq!(
+        server.metric("amico_queue_abandoned_total{queue=\"comune\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_the_welcome_is_recorded_once_and_never_queued() {
+    let server = Server::start(&with_experience(
+        0,
+        "language = \"it\"\nperiodic_announce_frequency = 0",
+    ));
+    let dir = peers::scratch_dir("welcome-hangup");
+    // One caller hangs up as soon as it is answered, inside the welcome.
+    let mut early = caller(&server, "welcome-leaver", &dir, &[]);
+    ok(early.wait_for(event("confirmed"), STEP));
+    ok(early.send("hangup"));
+    ok(early.wait_for(event("disconnected"), STEP));
+    // Another hears the welcome, joins the queue, and hangs up there: an abandon.
+    let mut late = caller(&server, "queue-leaver", &dir, &[]);
+    ok(late.wait_for(event("confirmed"), STEP));
+    server.wait_metric(
+        "amico_queue_waiting_callers{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    ok(late.send("hangup"));
+    ok(late.wait_for(event("disconnected"), STEP));
+    server.wait_metric("amico_calls_active", |v| v == 0.0, STEP);
+
+    // The ACD counts the second caller only, once.
+    server.wait_metrics(
+        &[
+            "amico_queue_offered_total{queue=\"comune\"}",
+            "amico_queue_abandoned_total{queue=\"comune\"}",
+            "amico_queue_waiting_callers{queue=\"comune\"}",
+        ],
+        |v| v == [1.0, 1.0, 0.0],
+        STEP,
+    );
+    // The store keeps both: the first as a call that ended in the welcome, with its
+    // arrival, its leg and its end and nothing from the ACD; the second as an abandon.
+    let calls = ended_calls(&server, 2, STEP);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let (first, outcome, queued) = &calls[0];
+    assert_eq!(
+        (outcome.as_str(), *queued),
+        ("hung_up_in_welcome", false),
+        "{calls:?}"
+    );
+    assert_eq!(
+        records_of(&server, *first),
+        ["call_arrived", "leg_ended", "call_ended"]
+    );
+    let (second, outcome, queued) = &calls[1];
+    assert_eq!(
+        (outcome.as_str(), *queued),
+        ("abandoned", true),
+        "{calls:?}"
+    );
+    let kinds = records_of(&server, *second);
+    for kind in [
+        "call_arrived",
+        "call_queued",
+        "call_abandoned",
+        "call_ended",
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind} once in {kinds:?}"
+        );
+    }
 }
 
 #[test]
