@@ -88,7 +88,10 @@ fn audio_of(ua: &mut Ua) -> Value {
 
 #[test]
 fn a_trunk_call_reaches_an_agent_with_two_way_audio() {
-    let server = Server::start(&server::config(1, "ring_timeout = 15"));
+    let server = Server::start(&server::without_welcome(&server::config(
+        1,
+        "ring_timeout = 15",
+    )));
     let dir = peers::scratch_dir("two-way");
     let (caller_tone, agent_tone) = (tone(&dir, CALLER_HZ), tone(&dir, AGENT_HZ));
     let record = dir.to_string_lossy().into_owned();
@@ -160,7 +163,7 @@ fn a_trunk_call_reaches_an_agent_with_two_way_audio() {
 
 #[test]
 fn a_caller_who_hangs_up_while_queued_is_counted_as_abandoned() {
-    let server = Server::start(&server::config(1, ""));
+    let server = Server::start(&server::without_welcome(&server::config(1, "")));
     let mut caller = caller(&server, "abandon", &["--hangup-after", "2", "--calls", "1"]);
     ok(caller.wait_for(event("confirmed"), STEP));
     server.wait_metric(
@@ -183,7 +186,7 @@ fn a_caller_who_hangs_up_while_queued_is_counted_as_abandoned() {
 
 #[test]
 fn a_cancel_racing_the_answer_leaves_nothing_behind() {
-    let server = Server::start(&server::config(1, ""));
+    let server = Server::start(&server::without_welcome(&server::config(1, "")));
     // PJSIP cancels if our 200 has not come yet, else it hangs up half a second later.
     let mut caller = caller(
         &server,
@@ -218,7 +221,10 @@ fn a_cancel_racing_the_answer_leaves_nothing_behind() {
 
 #[test]
 fn ring_no_answer_sends_the_call_back_and_rings_the_next_agent() {
-    let server = Server::start(&server::config(2, "ring_timeout = 3\nretry_after = 60"));
+    let server = Server::start(&server::without_welcome(&server::config(
+        2,
+        "ring_timeout = 3\nretry_after = 60",
+    )));
     let mut silent = agents(&server, "silent", &[1], &["--answer", "ignore"]);
     server.wait_logged_in(1);
     let mut answering = agents(
@@ -253,7 +259,7 @@ fn ring_no_answer_sends_the_call_back_and_rings_the_next_agent() {
 
 #[test]
 fn twenty_simultaneous_calls_with_five_agents_all_complete() {
-    let mut config = server::config(5, "ring_timeout = 10");
+    let mut config = server::without_welcome(&server::config(5, "ring_timeout = 10"));
     // One password for all five, so that one PJSIP process can hold several accounts.
     for i in 1..=5 {
         config = config.replace(
@@ -298,7 +304,10 @@ fn twenty_simultaneous_calls_with_five_agents_all_complete() {
 
 #[test]
 fn calls_work_over_tcp_too() {
-    let server = Server::start(&server::config(1, "ring_timeout = 15"));
+    let server = Server::start(&server::without_welcome(&server::config(
+        1,
+        "ring_timeout = 15",
+    )));
     let dir = peers::scratch_dir("tcp");
     let (caller_tone, agent_tone) = (tone(&dir, CALLER_HZ), tone(&dir, AGENT_HZ));
     let record = dir.to_string_lossy().into_owned();
@@ -353,7 +362,7 @@ fn calls_work_over_tcp_too() {
 
 #[test]
 fn a_dead_phone_is_found_by_options_probes_and_logged_out() {
-    let config = server::config(2, "").replace(
+    let config = server::without_welcome(&server::config(2, "")).replace(
         "listen = \"127.0.0.1:0\"\n\n[http]",
         "listen = \"127.0.0.1:0\"\nprobe_interval = 1\nprobe_timeout = 1\n\n[http]",
     );
@@ -375,7 +384,10 @@ fn a_dead_phone_is_found_by_options_probes_and_logged_out() {
 
 #[test]
 fn a_rejected_offer_goes_to_the_next_agent() {
-    let server = Server::start(&server::config(2, "ring_timeout = 15\nretry_after = 60"));
+    let server = Server::start(&server::without_welcome(&server::config(
+        2,
+        "ring_timeout = 15\nretry_after = 60",
+    )));
     let mut busy = agents(
         &server,
         "busy",

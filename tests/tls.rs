@@ -314,7 +314,7 @@ fn start_tls(config: &str) -> (Server, SocketAddr) {
 fn config(agents: usize, tls: &str) -> String {
     format!(
         "{}\n[[api.tokens]]\nname = \"boss\"\ntoken = \"{SUPERVISOR}\"\nscope = \"supervisor\"\n{tls}",
-        server::config(agents, "ring_timeout = 15")
+        server::without_welcome(&server::config(agents, "ring_timeout = 15"))
     )
 }
 

@@ -90,6 +90,13 @@ skills = [{{ skill = "general", min_level = 1 }}]
     text
 }
 
+/// `config` with its queue's welcome off: for tests of call handling, where ~4 s of
+/// welcome before each caller joins the queue only slows them (tests/experience.rs hears
+/// it).
+pub(crate) fn without_welcome(config: &str) -> String {
+    format!("{config}\n[experience.comune]\nwelcome = false\n")
+}
+
 impl Server {
     /// Writes `config` to a file and starts `amico run --config` on it, with a new SQLite
     /// database of its own.
