@@ -137,7 +137,7 @@ pub(crate) struct Routing {
     /// Each queue's caller experience, by queue id.
     pub(crate) experiences: Vec<(Experience, Language)>,
     /// Each trunk's gateway for callbacks, by trunk name.
-    pub(crate) gateways: HashMap<String, std::net::SocketAddr>,
+    pub(crate) gateways: HashMap<String, amico_sip::Gateway>,
 }
 
 /// What the server hands the call flow.
@@ -401,7 +401,7 @@ struct CallTask {
     /// queue (the ACD's events say the rest), else what ended it during the welcome.
     cause: &'static str,
     /// Where a callback would be dialled out; none: no callbacks for this call.
-    gateway: Option<std::net::SocketAddr>,
+    gateway: Option<amico_sip::Gateway>,
     /// The number the caller dialled (the callback comes from it).
     did: String,
     /// The callback number being keyed in.
@@ -1130,7 +1130,7 @@ struct CallbackTask {
     from: String,
     /// The number to call back.
     number: String,
-    gateway: std::net::SocketAddr,
+    gateway: amico_sip::Gateway,
     /// The number the caller dialled: the callback comes from it.
     did: String,
     intro: Vec<amico_media::Clip>,

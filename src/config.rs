@@ -354,6 +354,11 @@ pub(crate) struct TlsSection {
     /// the files. Phones must be told not to verify it.
     #[serde(default)]
     pub(crate) self_signed: bool,
+    /// The certificates (PEM) that TLS gateways' certificates must chain to, e.g.
+    /// `/etc/ssl/certs/ca-certificates.crt`; needed by a trunk whose
+    /// `gateway_transport` is `tls`.
+    #[serde(default)]
+    pub(crate) ca_certificates: Option<std::path::PathBuf>,
 }
 
 fn default_user_agent() -> String {
@@ -426,6 +431,10 @@ pub(crate) struct TrunkSection {
     /// Where queued callbacks are dialled out (`host:port` of the PBX); without it, the
     /// queues this trunk feeds offer no callback.
     pub(crate) gateway: Option<SocketAddr>,
+    /// How the gateway is reached: `udp` (the default), `tcp` or `tls` (its certificate
+    /// checked against `sip.tls.ca_certificates`, for the gateway's address).
+    #[serde(default)]
+    pub(crate) gateway_transport: GatewayTransport,
     /// Calls in progress from this trunk at most; the next gets 503 with Retry-After.
     #[serde(default)]
     pub(crate) max_calls: Option<u32>,
@@ -433,6 +442,29 @@ pub(crate) struct TrunkSection {
     /// (default: `sip.auth.algorithms`).
     #[serde(default)]
     pub(crate) digest_algorithms: Option<Vec<String>>,
+}
+
+/// How a trunk's gateway is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GatewayTransport {
+    /// UDP.
+    #[default]
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS (RFC 3261 §26).
+    Tls,
+}
+
+impl From<GatewayTransport> for amico_sip::Transport {
+    fn from(transport: GatewayTransport) -> Self {
+        match transport {
+            GatewayTransport::Udp => amico_sip::Transport::Udp,
+            GatewayTransport::Tcp => amico_sip::Transport::Tcp,
+            GatewayTransport::Tls => amico_sip::Transport::Tls,
+        }
+    }
 }
 
 /// `[[agents]]`
@@ -473,13 +505,16 @@ pub(crate) struct Validated {
     pub(crate) tls_files: Option<TlsPem>,
 }
 
-/// A certificate chain and its key, PEM, checked to belong together.
+/// A certificate chain and its key, PEM, checked to belong together, and the trust
+/// anchors for gateways.
 #[derive(Clone)]
 pub(crate) struct TlsPem {
     /// The chain.
     pub(crate) certificate: Vec<u8>,
     /// The key.
     pub(crate) private_key: Vec<u8>,
+    /// `ca_certificates`, read.
+    pub(crate) ca_certificates: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsPem {
@@ -495,7 +530,11 @@ impl TlsPem {
         let (certificate, private_key) = match (&tls.certificate, &tls.private_key, tls.self_signed)
         {
             (Some(certificate), Some(private_key), false) => (certificate, private_key),
-            (None, None, true) => return Ok(None),
+            (None, None, true) => {
+                // The certificate is made at start; the trust anchors are still read.
+                TlsPem::read_ca(tls)?;
+                return Ok(None);
+            }
             (_, _, true) => {
                 return Err(field(
                     "sip.tls.self_signed",
@@ -526,6 +565,7 @@ impl TlsPem {
         let pem = TlsPem {
             certificate: read("certificate", certificate)?,
             private_key: read("private_key", private_key)?,
+            ca_certificates: TlsPem::read_ca(tls)?,
         };
         pem.check().map_err(|(name, reason)| {
             let path = if name == "certificate" {
@@ -538,6 +578,29 @@ impl TlsPem {
                 format!("{}: {reason}", path.display()),
             )
         })?;
+        Ok(Some(pem))
+    }
+
+    /// `ca_certificates`, read and checked to hold PEM certificates.
+    fn read_ca(tls: &TlsSection) -> Result<Option<Vec<u8>>, ConfigError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let Some(path) = &tls.ca_certificates else {
+            return Ok(None);
+        };
+        let at = |reason: String| {
+            field(
+                "sip.tls.ca_certificates",
+                format!("{}: {reason}", path.display()),
+            )
+        };
+        let pem = std::fs::read(path).map_err(|e| at(e.to_string()))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| at(format!("not PEM certificates ({e})")))?;
+        if certificates.is_empty() {
+            return Err(at("holds no PEM certificate".into()));
+        }
         Ok(Some(pem))
     }
 
@@ -577,6 +640,7 @@ impl TlsPem {
         Ok(TlsPem {
             certificate: certified.cert.pem().into_bytes(),
             private_key: certified.signing_key.serialize_pem().into_bytes(),
+            ca_certificates: None,
         })
     }
 }
@@ -871,6 +935,18 @@ impl Config {
                     ));
                 }
             }
+            if trunk.gateway_transport == GatewayTransport::Tls
+                && self
+                    .sip
+                    .tls
+                    .as_ref()
+                    .is_none_or(|tls| tls.ca_certificates.is_none())
+            {
+                return Err(field(
+                    format!("{prefix}.gateway_transport"),
+                    "a TLS gateway's certificate is checked against sip.tls.ca_certificates: set it",
+                ));
+            }
             if trunk.max_calls == Some(0) {
                 return Err(field(
                     format!("{prefix}.max_calls"),
@@ -886,7 +962,10 @@ impl Config {
                 sources,
                 credentials,
                 dids: trunk.dids.clone().into_iter().collect(),
-                gateway: trunk.gateway,
+                gateway: trunk.gateway.map(|address| amico_sip::Gateway {
+                    address,
+                    transport: trunk.gateway_transport.into(),
+                }),
                 max_calls: trunk.max_calls,
                 algorithms: trunk_algorithms,
             });
@@ -998,6 +1077,7 @@ impl Validated {
                     listen: section.listen,
                     certificate: pem.certificate,
                     private_key: pem.private_key,
+                    ca_certificates: pem.ca_certificates,
                 }),
             realm: sip.realm.clone(),
             agents: self
@@ -1049,7 +1129,11 @@ impl Validated {
     pub(crate) fn tls(&self) -> anyhow::Result<Option<TlsPem>> {
         match (&self.config.sip.tls, &self.tls_files) {
             (Some(_), Some(files)) => Ok(Some(files.clone())),
-            (Some(section), None) => TlsPem::self_signed(section.listen).map(Some),
+            (Some(section), None) => {
+                let mut pem = TlsPem::self_signed(section.listen)?;
+                pem.ca_certificates = TlsPem::read_ca(section)?;
+                Ok(Some(pem))
+            }
             (None, _) => Ok(None),
         }
     }

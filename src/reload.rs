@@ -153,7 +153,7 @@ impl Reloader {
         let reloaded = self.apply(validated, routing, path)?;
         if let Some(pem) = tls {
             self.edge
-                .reload_tls(pem.certificate, pem.private_key)
+                .reload_tls(pem.certificate, pem.private_key, pem.ca_certificates)
                 .await
                 .map_err(|e| ReloadError::Refused(format!("sip.tls: {e}")))?;
             info!("TLS certificate reloaded");
@@ -289,7 +289,13 @@ pub(crate) fn routing(
     routing.gateways = config
         .trunks
         .iter()
-        .filter_map(|t| Some((t.name.clone(), t.gateway?)))
+        .filter_map(|t| {
+            let gateway = amico_sip::Gateway {
+                address: t.gateway?,
+                transport: t.gateway_transport.into(),
+            };
+            Some((t.name.clone(), gateway))
+        })
         .collect();
     Ok(routing)
 }

@@ -881,3 +881,103 @@ fn a_missing_certificate_file_stops_the_start_with_its_name() {
         ),
     }
 }
+
+#[test]
+fn a_queued_callback_goes_out_to_a_tls_gateway_whose_certificate_is_verified() {
+    let pki = Pki::new("tls-gateway");
+    pki.install(&pki.leaf("amico-test-1", KeyKind::EcdsaPkcs8));
+    let gateway_leaf = pki.leaf("pbx-gateway", KeyKind::EcdsaPkcs8);
+    let (ca, chain, key) = (
+        pki.ca.to_string_lossy().into_owned(),
+        gateway_leaf.chain.to_string_lossy().into_owned(),
+        gateway_leaf.key.to_string_lossy().into_owned(),
+    );
+    // The PBX's gateway: a PJSIP phone on TLS with its own certificate, answering
+    // whatever number Amico calls out to.
+    let mut gateway = ok(Ua::spawn(
+        "tls-gateway",
+        &[
+            "--role",
+            "agent",
+            "--user",
+            "pbx",
+            "--transport",
+            "tls",
+            "--ca-file",
+            &ca,
+            "--tls-cert",
+            &chain,
+            "--tls-key",
+            &key,
+            "--answer",
+            "auto",
+            "--calls",
+            "1",
+            "--timeout",
+            "90",
+        ],
+    ));
+    let gateway_port = ok(gateway.ready_port(STEP));
+    let config = format!(
+        "{}\n[experience.comune]\nlanguage = \"it\"\nwelcome = false\nannounce_position = \"no\"\n\
+         announce_holdtime = \"no\"\nperiodic_announce_frequency = 0\nmenu = true\n{}\
+         ca_certificates = {}\n",
+        server::config(1, "ring_timeout = 15").replace(
+            "dids = {",
+            &format!(
+                "gateway = \"127.0.0.1:{gateway_port}\"\ngateway_transport = \"tls\"\ndids = {{"
+            ),
+        ),
+        pki.section(),
+        toml_path(&pki.ca),
+    );
+    let (server, _) = start_tls(&config);
+
+    // No agent is logged in: the caller asks to be called back on another number.
+    let to = format!("sip:100@{}", server.sip);
+    let mut caller = caller(
+        "callback-caller",
+        &to,
+        &["--dtmf", "10521999#", "--dtmf-delay", "8"],
+    );
+    let ended = ok(caller.wait_for(event("disconnected"), STEP));
+    assert_eq!(
+        ended["by"], "remote",
+        "Amico confirms and hangs up: {ended}"
+    );
+    server.wait_metric(
+        "amico_queue_callbacks_requested_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+
+    // An agent logs in: it is rung first, then the number is called through the gateway
+    // over TLS, the gateway's certificate checked against sip.tls.ca_certificates.
+    let registrar = server.sip.to_string();
+    let (mut agent, _) = agent(
+        "callback-agent",
+        &registrar,
+        1,
+        &["--answer", "auto", "--hangup-after", "4", "--calls", "1"],
+    );
+    ok(agent.wait_for(event("confirmed"), STEP));
+    let called_back = ok(gateway.wait_for(event("incoming"), STEP));
+    assert_eq!(called_back["via_transport"], "TLS", "{called_back}");
+    assert!(
+        called_back["request_uri"]
+            .as_str()
+            .is_some_and(|uri| uri.starts_with("sip:0521999@")),
+        "the keyed-in number is called back: {called_back}"
+    );
+    ok(gateway.wait_for(event("confirmed"), STEP));
+    ok(gateway.wait_for(event("disconnected"), STEP));
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |v| v == 1.0,
+        STEP,
+    );
+    assert_eq!(
+        server.metric("amico_queue_callbacks_unanswered_total{queue=\"comune\"}"),
+        0.0
+    );
+}

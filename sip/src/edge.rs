@@ -51,12 +51,28 @@ pub struct Trunk {
     /// Dialled number (Request-URI user) → queue name.
     pub dids: HashMap<String, String>,
     /// Where calls out through this trunk go (queued callbacks); none: no callbacks.
-    pub gateway: Option<SocketAddr>,
+    pub gateway: Option<Gateway>,
     /// Calls in progress from this trunk at most; the next gets 503 with Retry-After.
     pub max_calls: Option<u32>,
     /// The digest algorithms this trunk's credentials are checked with, in order; `None`:
     /// the edge's default.
     pub algorithms: Option<Vec<Algorithm>>,
+}
+
+/// Where calls out through a trunk go: the PBX's address and the transport to reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gateway {
+    /// The address.
+    pub address: SocketAddr,
+    /// UDP, TCP, or TLS (then its certificate is verified against the edge's
+    /// `TlsSettings::ca_certificates`, with the address as the name).
+    pub transport: Transport,
+}
+
+impl std::fmt::Display for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} over {:?}", self.address, self.transport)
+    }
 }
 
 /// SIP over TLS (RFC 3261 §26): where and with which certificate.
@@ -68,6 +84,9 @@ pub struct TlsSettings {
     pub certificate: Vec<u8>,
     /// Its private key, PEM (PKCS#8 or PKCS#1).
     pub private_key: Vec<u8>,
+    /// The certificates that TLS gateways' certificates must chain to, PEM; none: no
+    /// TLS gateway can be verified (calls to one fail).
+    pub ca_certificates: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsSettings {
@@ -692,6 +711,7 @@ impl SipEdge {
                 .await
                 .map_err(SipError::stack)?;
                 transport_layer.add_transport(listener.clone().into());
+                transport_layer.set_tls_config(client_tls(settings.ca_certificates.clone()));
                 Some((listener, addr))
             }
             None => None,
@@ -756,20 +776,27 @@ impl SipEdge {
         self.registrar.set_accounts(agents)
     }
 
-    /// Takes a new TLS certificate and key (a configuration reload): new connections get
-    /// them, connections already up keep theirs.
+    /// Takes a new TLS certificate and key, and the certificates gateways are verified
+    /// against (a configuration reload): new connections get them, connections already up
+    /// keep theirs.
     pub async fn reload_tls(
         &self,
         certificate: Vec<u8>,
         private_key: Vec<u8>,
+        ca_certificates: Option<Vec<u8>>,
     ) -> Result<(), SipError> {
-        match &self.tls {
-            Some((listener, _)) => listener
-                .reload_tls_config(certificate, private_key)
-                .await
-                .map_err(SipError::stack),
-            None => Err(SipError::Stack("TLS is not enabled".into())),
-        }
+        let Some((listener, _)) = &self.tls else {
+            return Err(SipError::Stack("TLS is not enabled".into()));
+        };
+        listener
+            .reload_tls_config(certificate, private_key)
+            .await
+            .map_err(SipError::stack)?;
+        self.endpoint
+            .inner
+            .transport_layer
+            .set_tls_config(client_tls(ca_certificates));
+        Ok(())
     }
 
     /// The TLS address, if TLS is enabled.
@@ -1371,7 +1398,7 @@ impl SipEdge {
     /// from `sip:FROM_USER@` our address.
     pub fn invite_number(
         self: &Arc<Self>,
-        gateway: SocketAddr,
+        gateway: Gateway,
         number: &str,
         from_user: &str,
         sdp: String,
@@ -1379,14 +1406,22 @@ impl SipEdge {
         // The number as dialled: an escaped `%2B` is a `+` (RFC 3261 §19.1.4), which the
         // stack writes unescaped in a user part.
         let number = percent_decode(number);
-        let callee = rsipstack::sip::Uri::try_from(format!("sip:{number}@{gateway}").as_str())
-            .map_err(|_| SipError::BadContact(number.clone()))?;
-        let destination = SipAddr {
-            r#type: Some(rsipstack::sip::Transport::Udp),
-            addr: gateway.into(),
+        let transport = match gateway.transport {
+            Transport::Udp => String::new(),
+            Transport::Tcp => ";transport=tcp".to_owned(),
+            Transport::Tls => ";transport=tls".to_owned(),
         };
-        let from = format!("<sip:{from_user}@{}>", self.udp_addr);
-        self.place_call(callee, destination, self.local_contact(), from, sdp)
+        let address = gateway.address;
+        let callee =
+            rsipstack::sip::Uri::try_from(format!("sip:{number}@{address}{transport}").as_str())
+                .map_err(|_| SipError::BadContact(number.clone()))?;
+        let destination = SipAddr {
+            r#type: Some(gateway.transport.stack()),
+            addr: address.into(),
+        };
+        let contact = self.local_contact_over(gateway.transport, false);
+        let from = format!("<sip:{from_user}@{}>", contact.host_with_port);
+        self.place_call(callee, destination, contact, from, sdp)
     }
 
     fn place_call(
@@ -1575,6 +1610,14 @@ fn rand_u64() -> u64 {
     let mut bytes = [0u8; 8];
     crate::digest::fill_random(&mut bytes);
     u64::from_be_bytes(bytes)
+}
+
+/// The stack's TLS client settings: the trust anchors for gateways' certificates.
+fn client_tls(ca_certificates: Option<Vec<u8>>) -> TlsConfig {
+    TlsConfig {
+        ca_certs: ca_certificates,
+        ..TlsConfig::default()
+    }
 }
 
 /// Refuses TCP and TLS connections from banned sources at accept.

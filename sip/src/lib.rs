@@ -33,8 +33,8 @@ pub mod strict;
 pub use counters::SipCounters;
 pub use digest::{Account, Algorithm};
 pub use edge::{
-    ClientLeg, EdgeConfig, EdgeEvent, EndReason, IncomingCall, LegEvent, Responder, ServerLeg,
-    SipEdge, TlsSettings, Trunk, Unregistered,
+    ClientLeg, EdgeConfig, EdgeEvent, EndReason, Gateway, IncomingCall, LegEvent, Responder,
+    ServerLeg, SipEdge, TlsSettings, Trunk, Unregistered,
 };
 pub use registrar::{Binding, RegistrarConfig, Transport};
 pub use security::{Rates, SecurityConfig};
