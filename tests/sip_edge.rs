@@ -869,6 +869,16 @@ fn digest_answer(challenge: &str, server: &Server, user: &str, password: &str, n
     )
 }
 
+/// Sends a REGISTER for `user` from `socket` (see [`register_from`]) and returns the final
+/// response.
+fn register(socket: &UdpSocket, server: &Server, user: &str, call_id: &str, extra: &str) -> String {
+    exchange(
+        socket,
+        server,
+        &register_from(socket, server, user, call_id, extra),
+    )
+}
+
 /// Sends `message` from `socket` and returns the final response (5 s deadline).
 fn exchange(socket: &UdpSocket, server: &Server, message: &str) -> String {
     socket.send_to(message.as_bytes(), server.sip).unwrap();
@@ -894,33 +904,17 @@ fn strangers_learn_nothing_about_who_exists() {
     );
     let server = Server::start(&config);
     let phone = socket_at("127.0.0.1");
-    let agent = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "agent1", "e1", ""),
-    );
-    let nobody = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "mallory", "e2", ""),
-    );
+    let agent = register(&phone, &server, "agent1", "e1", "");
+    let nobody = register(&phone, &server, "mallory", "e2", "");
     assert!(agent.starts_with("SIP/2.0 401"), "{agent}");
     assert_eq!(shape(&agent), shape(&nobody), "{agent}\n---\n{nobody}");
     assert_eq!(header(&agent, "WWW-Authenticate").len(), 1, "{agent}");
 
     // A wrong password and an unknown user: the same answer.
     let wrong = digest_answer(&agent, &server, "agent1", "guess", 1);
-    let wrong = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "agent1", "e3", &wrong),
-    );
+    let wrong = register(&phone, &server, "agent1", "e3", &wrong);
     let unknown = digest_answer(&nobody, &server, "mallory", "guess", 1);
-    let unknown = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "mallory", "e4", &unknown),
-    );
+    let unknown = register(&phone, &server, "mallory", "e4", &unknown);
     assert!(wrong.starts_with("SIP/2.0 401"), "{wrong}");
     assert_eq!(shape(&wrong), shape(&unknown), "{wrong}\n---\n{unknown}");
 
@@ -967,33 +961,17 @@ fn strangers_learn_nothing_about_who_exists() {
 fn an_overheard_register_cannot_be_replayed() {
     let server = Server::start(&stranger_config(1));
     let phone = socket_at("127.0.0.1");
-    let challenge = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "agent1", "p1", ""),
-    );
+    let challenge = register(&phone, &server, "agent1", "p1", "");
     let authorization = digest_answer(&challenge, &server, "agent1", "secret-1", 1);
-    let ok = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "agent1", "p2", &authorization),
-    );
+    let ok = register(&phone, &server, "agent1", "p2", &authorization);
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
 
     // The same Authorization from another socket, with a new Call-ID and its own Contact;
     // then from the phone's own socket again.
     let thief = socket_at("127.0.0.1");
-    let stolen = exchange(
-        &thief,
-        &server,
-        &register_from(&thief, &server, "agent1", "p3", &authorization),
-    );
+    let stolen = register(&thief, &server, "agent1", "p3", &authorization);
     assert!(stolen.starts_with("SIP/2.0 401"), "{stolen}");
-    let again = exchange(
-        &phone,
-        &server,
-        &register_from(&phone, &server, "agent1", "p4", &authorization),
-    );
+    let again = register(&phone, &server, "agent1", "p4", &authorization);
     assert!(again.starts_with("SIP/2.0 401"), "{again}");
 
     // The phone's next request on its nonce counts up and is fine: the binding is still
@@ -1032,50 +1010,30 @@ fn guessing_is_blocked_then_banned_and_the_agent_still_registers() {
     let server = Server::start(&stranger_config(1));
     let attacker = socket_at("127.0.0.1");
     let guess = |user: &str, n: usize| {
-        let challenge = exchange(
-            &attacker,
-            &server,
-            &register_from(&attacker, &server, user, &format!("g{n}a"), ""),
-        );
+        let challenge = register(&attacker, &server, user, &format!("g{n}a"), "");
         assert!(challenge.starts_with("SIP/2.0 401"), "{n}: {challenge}");
         let wrong = digest_answer(&challenge, &server, user, &format!("guess-{n}"), 1);
-        exchange(
-            &attacker,
-            &server,
-            &register_from(&attacker, &server, user, &format!("g{n}b"), &wrong),
-        )
+        register(&attacker, &server, user, &format!("g{n}b"), &wrong)
     };
     for n in 0..5 {
         let answer = guess("agent1", n);
         assert!(answer.starts_with("SIP/2.0 401"), "{n}: {answer}");
     }
     // Five failures for agent1 from this address: agent1 is blocked from it.
-    let blocked = exchange(
-        &attacker,
-        &server,
-        &register_from(&attacker, &server, "agent1", "g-blocked", ""),
-    );
+    let blocked = register(&attacker, &server, "agent1", "g-blocked", "");
     assert!(blocked.starts_with("SIP/2.0 503"), "{blocked}");
     let retry: u64 = header(&blocked, "Retry-After")[0].parse().unwrap();
     assert!((1..=60).contains(&retry), "{blocked}");
 
     // The agent, from its own address, is not locked out.
     let phone = socket_at("127.0.0.2");
-    let challenge = exchange(
+    let challenge = register(&phone, &server, "agent1", "a1", "");
+    let ok = register(
         &phone,
         &server,
-        &register_from(&phone, &server, "agent1", "a1", ""),
-    );
-    let ok = exchange(
-        &phone,
-        &server,
-        &register_from(
-            &phone,
-            &server,
-            "agent1",
-            "a2",
-            &digest_answer(&challenge, &server, "agent1", "secret-1", 1),
-        ),
+        "agent1",
+        "a2",
+        &digest_answer(&challenge, &server, "agent1", "secret-1", 1),
     );
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
 
