@@ -47,9 +47,24 @@ impl Refusal {
     fn bad(reason: String) -> Refusal {
         Refusal {
             status: 400,
-            reason: format!("Bad Request ({reason})"),
+            // What it names is copied from the request: keep the reason phrase one line.
+            reason: crate::sniff::one_line(&format!("Bad Request ({reason})")).into_owned(),
         }
     }
+}
+
+/// What a reason phrase may quote of a request: at most 64 characters, none of them a
+/// control character (RFC 3261 §25.1: a Reason-Phrase holds no CR or LF).
+fn quoted(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().nth(64).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Headers that carry a single value (RFC 3261 §7.3.1 and the grammar of §25.1: none of
@@ -78,12 +93,22 @@ pub fn check(request: &Request, limits: &Limits) -> Result<(), Refusal> {
         )));
     }
     for header in headers.iter() {
-        let length = header.value().len();
-        if length > limits.max_header_length {
+        let value = header.value();
+        if value.len() > limits.max_header_length {
             return Err(Refusal::bad(format!(
-                "{} is {length} bytes long, at most {}",
-                header.name(),
+                "{} is {} bytes long, at most {}",
+                quoted(header.name()),
+                value.len(),
                 limits.max_header_length
+            )));
+        }
+        // RFC 3261 §25.1: CR and LF only end lines (folding aside, which the parser has
+        // undone). One left inside a value would split the line wherever it is copied
+        // back (Via, From, To, Call-ID in every response), and NUL ends C strings.
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(Refusal::bad(format!(
+                "{} holds a CR, LF or NUL",
+                quoted(header.name())
             )));
         }
     }
@@ -125,7 +150,8 @@ pub fn check(request: &Request, limits: &Limits) -> Result<(), Refusal> {
             [uri] if uri.starts_with("sip:") || uri.starts_with("sips:") => {}
             [uri] => {
                 return Err(Refusal::bad(format!(
-                    "Contact '{uri}' is not a SIP or SIPS URI"
+                    "Contact '{}' is not a SIP or SIPS URI",
+                    quoted(uri)
                 )));
             }
             more => {
@@ -217,6 +243,33 @@ mod tests {
     }
 
     #[test]
+    fn nothing_the_request_holds_can_split_a_response_line() {
+        // Found by the fuzz target sip_message: a Contact holding NULs was quoted whole
+        // into the reason phrase.
+        let nul = INVITE.replace(
+            "Contact: <sip:caller@127.0.0.1:5070>",
+            &format!("Contact: <tel:{}>", "\0".repeat(100)),
+        );
+        let refusal = refusal(&nul);
+        assert!(
+            !refusal.reason.contains(['\r', '\n', '\0']) && refusal.reason.len() < 120,
+            "{:?}",
+            refusal.reason
+        );
+        let mut request = parse(INVITE);
+        request
+            .headers
+            .push(Header::Other("X-Evil".into(), "a\rSIP/2.0 200 OK".into()));
+        assert_eq!(
+            check(&request, &Limits::default()),
+            Err(Refusal {
+                status: 400,
+                reason: "Bad Request (X-Evil holds a CR, LF or NUL)".into()
+            })
+        );
+    }
+
+    #[test]
     fn limits_are_named() {
         let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
         let crowded = INVITE.replace("Content-Length", &format!("{many}Content-Length"));
@@ -243,6 +296,23 @@ mod tests {
                 status: 513,
                 reason: "Message Too Large (a body of 20000 bytes, at most 16384)".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_reason_naming_the_request_stays_one_line() {
+        // Found by the fuzz target sip_message (minimised): the Contact named in the reason
+        // phrase carried a NUL into the status line.
+        let request = match rsipstack::sip::SipMessage::try_from(
+            &b"INVITE 3 SIP/2\nContact:\0\r\n\r\n"[..],
+        ) {
+            Ok(rsipstack::sip::SipMessage::Request(request)) => request,
+            other => panic!("not a request: {other:?}"),
+        };
+        let refusal = check(&request, &Limits::default()).expect_err("refused");
+        assert_eq!(
+            (refusal.status, refusal.reason.as_str()),
+            (400, "Bad Request (Contact ' ' is not a SIP or SIPS URI)")
         );
     }
 }
