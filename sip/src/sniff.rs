@@ -55,8 +55,9 @@ impl Rejection {
     /// The response, ready to send (RFC 3261 §8.2.6.2: Via, From, To, Call-ID and CSeq
     /// copied; a To tag added; no body).
     pub fn to_bytes(&self, to_tag: &str) -> Vec<u8> {
-        let mut out = format!("SIP/2.0 {} {}\r\n", self.status, self.reason);
+        let mut out = format!("SIP/2.0 {} {}\r\n", self.status, one_line(&self.reason));
         for (name, value) in &self.headers {
+            let value = one_line(value);
             if name.eq_ignore_ascii_case("to") && !value.to_ascii_lowercase().contains(";tag=") {
                 out.push_str(&format!("To: {value};tag={to_tag}\r\n"));
             } else {
@@ -68,6 +69,17 @@ impl Rejection {
         }
         out.push_str("Content-Length: 0\r\n\r\n");
         out.into_bytes()
+    }
+}
+
+/// Text copied from a request into a response line, with CR, LF and NUL made spaces: a
+/// request can carry a bare CR inside a line, and copied back it would end or split the
+/// line at the peer (RFC 3261 §7.3.1, §25.1: CR and LF only end lines).
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['\r', '\n', '\0']) {
+        text.replace(['\r', '\n', '\0'], " ").into()
+    } else {
+        text.into()
     }
 }
 
@@ -420,5 +432,29 @@ mod tests {
         );
         let response = String::from_utf8(r.to_bytes("x")).unwrap();
         assert!(response.contains("\r\nAllow: "), "{response}");
+    }
+
+    #[test]
+    fn nothing_copied_back_splits_a_response_line() {
+        // Found by the fuzz target sip_message (minimised): a bare CR inside the Via was
+        // copied into the 501, where a peer would read it as the end of the line.
+        let r = rejection(sniff(b"I  SIP/2.0\nV:a\rn"));
+        assert_eq!((r.status, r.headers[0].1.as_str()), (501, "a\rn"));
+        let response = String::from_utf8(r.to_bytes("x")).unwrap();
+        assert_eq!(
+            response,
+            format!(
+                "SIP/2.0 501 Not Implemented\r\nVia: a n\r\nAllow: {}\r\nContent-Length: 0\r\n\r\n",
+                crate::ALLOWED_METHODS.join(", ")
+            )
+        );
+        let bad = OPTIONS.replace("Max-Forwards: 70", "Max-Forwards 70\r\0x");
+        let response = String::from_utf8(rejection(sniff(bad.as_bytes())).to_bytes("x")).unwrap();
+        let head = response.strip_suffix("\r\n\r\n").unwrap();
+        assert!(
+            head.split("\r\n")
+                .all(|line| !line.contains(['\r', '\n', '\0'])),
+            "{response:?}"
+        );
     }
 }

@@ -302,7 +302,8 @@ mod tests {
     #[test]
     fn a_reason_naming_the_request_stays_one_line() {
         // Found by the fuzz target sip_message (minimised): the Contact named in the reason
-        // phrase carried a NUL into the status line.
+        // phrase carried a NUL into the status line. Now the NUL itself is refused, and
+        // the reason names the header without copying it.
         let request = match rsipstack::sip::SipMessage::try_from(
             &b"INVITE 3 SIP/2\nContact:\0\r\n\r\n"[..],
         ) {
@@ -312,7 +313,7 @@ mod tests {
         let refusal = check(&request, &Limits::default()).expect_err("refused");
         assert_eq!(
             (refusal.status, refusal.reason.as_str()),
-            (400, "Bad Request (Contact ' ' is not a SIP or SIPS URI)")
+            (400, "Bad Request (Contact holds a CR, LF or NUL)")
         );
     }
 }
