@@ -141,10 +141,16 @@ fn sniff_text(text: &str) -> Sniffed {
 
     // Headers, with folded continuation lines joined (RFC 3261 §7.3.1).
     let mut headers: Vec<(String, String)> = Vec::new();
+    let mut bare_cr = false;
     for line in lines {
         if line.is_empty() {
             continue;
         }
+        // RFC 3261 §25.1: CR only ends a line. A bare one (or a NUL) inside a header would
+        // split the line wherever the stack copies it back, even in the 481 it sends to a
+        // stray CANCEL before Amico sees the request: refused below, once the headers
+        // that route the answer are read.
+        bare_cr |= line.contains(['\r', '\0']);
         if line.starts_with([' ', '\t']) {
             if let Some((_, value)) = headers.last_mut() {
                 value.push(' ');
@@ -168,6 +174,14 @@ fn sniff_text(text: &str) -> Sniffed {
         }
     }
     let routing = routing_headers(&headers);
+    if bare_cr {
+        return reject_or_drop(
+            400,
+            "Bad Request (a CR or NUL inside a header line)".into(),
+            method,
+            routing,
+        );
+    }
     let find = |name: &str| {
         headers
             .iter()
@@ -421,6 +435,16 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_cr_inside_a_header_line_is_refused_before_the_stack_copies_it() {
+        let evil = OPTIONS.replace("Max-Forwards: 70", "Max-Forwards: 70\rSIP/2.0 200 OK");
+        let r = rejection(sniff(evil.as_bytes()));
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (400, "Bad Request (a CR or NUL inside a header line)")
+        );
+    }
+
+    #[test]
     fn an_unknown_method_gets_501_with_allow() {
         let foo = OPTIONS
             .replace("OPTIONS sip", "FOO sip")
@@ -438,15 +462,14 @@ mod tests {
     fn nothing_copied_back_splits_a_response_line() {
         // Found by the fuzz target sip_message (minimised): a bare CR inside the Via was
         // copied into the 501, where a peer would read it as the end of the line.
+        // The bare CR is now refused as such (400), and the Via copied into the refusal
+        // loses it.
         let r = rejection(sniff(b"I  SIP/2.0\nV:a\rn"));
-        assert_eq!((r.status, r.headers[0].1.as_str()), (501, "a\rn"));
+        assert_eq!((r.status, r.headers[0].1.as_str()), (400, "a\rn"));
         let response = String::from_utf8(r.to_bytes("x")).unwrap();
         assert_eq!(
             response,
-            format!(
-                "SIP/2.0 501 Not Implemented\r\nVia: a n\r\nAllow: {}\r\nContent-Length: 0\r\n\r\n",
-                crate::ALLOWED_METHODS.join(", ")
-            )
+            "SIP/2.0 400 Bad Request (a CR or NUL inside a header line)\r\nVia: a n\r\nContent-Length: 0\r\n\r\n"
         );
         let bad = OPTIONS.replace("Max-Forwards: 70", "Max-Forwards 70\r\0x");
         let response = String::from_utf8(rejection(sniff(bad.as_bytes())).to_bytes("x")).unwrap();
