@@ -36,6 +36,7 @@ mod estimator;
 pub mod handoff;
 mod ids;
 mod input;
+pub mod invariants;
 pub mod journal;
 pub mod metrics;
 mod output;

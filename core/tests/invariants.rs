@@ -1,13 +1,8 @@
-//! Property tests: random sequences of operations against the ACD's invariants.
-//!
-//! - no call is offered to two agents at once;
-//! - no agent holds two calls;
-//! - first come, first served within a priority (a one-queue setting where nothing skips);
-//! - every call that entered ends exactly once;
-//! - histogram counts equal the calls they describe, and every offered call is accounted
-//!   for: offered = answered + abandoned + overflowed + transferred + removed + callbacks
-//!   unreached + still queued;
-//! - no call joins a closed queue and no retired agent is rung.
+//! Property tests: random sequences of operations against the ACD's invariants, as
+//! [`amico_core::invariants`] states and checks them (no call offered to two agents, no
+//! agent holding two calls, first come first served within a priority, every call that
+//! entered ending exactly once, the accounts adding up, no call joining a closed queue and
+//! no retired agent rung). The fuzz target `acd` in `fuzz/` checks the same ones.
 //!
 //! The operations include the supervisor's (wrap-up extensions, priorities, moves,
 //! removals, queue updates) and whole reconfigurations, valid and refused.
@@ -15,14 +10,13 @@
 #[path = "support/harness.rs"]
 mod harness;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use amico_core::metrics::Distribution;
+use amico_core::invariants::{self, Checker};
 use amico_core::{
-    AcdConfig, AgentConfig, AgentId, AgentState, CallId, Command, ConfigChange, Event,
-    ExpansionStep, Input, NoAgentsPolicy, OfferFailure, Output, Overflow, OverflowedTo,
-    QueueConfig, QueueId, QueueUpdate, SkillRequirement, Strategy as Routing, Thresholds,
+    AcdConfig, AgentConfig, AgentId, AgentState, CallId, ExpansionStep, Input, NoAgentsPolicy,
+    OfferFailure, Overflow, QueueConfig, QueueId, QueueUpdate, SkillRequirement,
+    Strategy as Routing, Thresholds,
 };
 use harness::Harness;
 use proptest::prelude::*;
@@ -282,219 +276,10 @@ fn fifo_config() -> AcdConfig {
     }
 }
 
-/// What the outputs say, checked as they come.
-#[derive(Default)]
-struct Model {
-    arrived: HashSet<u64>,
-    priority: HashMap<u64, u8>,
-    /// Calls waiting for an agent (not ringing), with their arrival order.
-    waiting: BTreeMap<u64, u8>,
-    ringing: HashMap<u64, u32>,
-    /// Callbacks whose agent answered, the caller being called back.
-    dialing: HashMap<u64, u32>,
-    connected: HashMap<u64, u32>,
-    /// Each agent's call, ringing or connected.
-    agent_call: HashMap<u32, u64>,
-    ended: HashMap<u64, u32>,
-    retired: HashSet<u32>,
-    closed: HashSet<u32>,
-    fifo: bool,
-}
-
-impl Model {
-    fn observe(&mut self, output: &Output) {
-        match output {
-            Output::Command(Command::Ring { call, agent, .. }) => {
-                let (call, agent) = (call.0, agent.0);
-                assert!(
-                    !self.ringing.contains_key(&call),
-                    "{call} offered to two agents"
-                );
-                assert!(
-                    !self.connected.contains_key(&call),
-                    "{call} offered while connected"
-                );
-                assert!(
-                    !self.agent_call.contains_key(&agent),
-                    "agent {agent} offered {call} while holding {:?}",
-                    self.agent_call.get(&agent)
-                );
-                assert!(!self.retired.contains(&agent), "retired agent {agent} rung");
-                if self.fifo {
-                    let mine = self.priority[&call];
-                    for (&other, &priority) in &self.waiting {
-                        assert!(
-                            priority < mine || (priority == mine && other >= call),
-                            "{call} (priority {mine}) rung before {other} (priority {priority})"
-                        );
-                    }
-                }
-                self.waiting.remove(&call);
-                self.ringing.insert(call, agent);
-                self.agent_call.insert(agent, call);
-            }
-            Output::Command(Command::StopRinging { call, agent }) => {
-                assert_eq!(self.ringing.remove(&call.0), Some(agent.0));
-                self.agent_call.remove(&agent.0);
-                self.waiting.insert(call.0, self.priority[&call.0]);
-            }
-            Output::Event(Event::OfferFailed { call, agent, .. }) => {
-                if self.ringing.get(&call.0) == Some(&agent.0) {
-                    self.ringing.remove(&call.0);
-                    self.agent_call.remove(&agent.0);
-                }
-                self.waiting.insert(call.0, self.priority[&call.0]);
-            }
-            Output::Event(Event::CallQueued { call, queue, .. }) => {
-                assert!(
-                    !self.closed.contains(&queue.0),
-                    "{call} joined closed {queue}"
-                );
-                self.waiting.insert(call.0, self.priority[&call.0]);
-            }
-            Output::Event(Event::PriorityChanged { call, priority, .. }) => {
-                self.priority.insert(call.0, *priority);
-                if let Some(waiting) = self.waiting.get_mut(&call.0) {
-                    *waiting = *priority;
-                }
-            }
-            Output::Event(Event::CallTransferred { call, .. }) => {
-                assert!(!self.ringing.contains_key(&call.0), "moved while ringing");
-                assert!(
-                    !self.connected.contains_key(&call.0),
-                    "moved while connected"
-                );
-                self.waiting.remove(&call.0);
-            }
-            Output::Event(Event::QueueConfigured { queue, change, .. }) => {
-                if *change == ConfigChange::Removed {
-                    self.closed.insert(queue.0);
-                } else {
-                    self.closed.remove(&queue.0);
-                }
-            }
-            Output::Event(Event::AgentConfigured { agent, change, .. }) => {
-                if *change == ConfigChange::Removed {
-                    self.retired.insert(agent.0);
-                } else {
-                    self.retired.remove(&agent.0);
-                }
-            }
-            Output::Event(Event::CallConnected { call, agent, .. }) => {
-                let offered = self
-                    .ringing
-                    .remove(&call.0)
-                    .or_else(|| self.dialing.remove(&call.0));
-                assert_eq!(offered, Some(agent.0), "answered unoffered");
-                self.connected.insert(call.0, agent.0);
-            }
-            Output::Event(Event::CallbackDialing { call, agent, .. }) => {
-                assert_eq!(
-                    self.ringing.remove(&call.0),
-                    Some(agent.0),
-                    "dialing unoffered"
-                );
-                self.dialing.insert(call.0, agent.0);
-            }
-            Output::Event(Event::CallbackRequested { call, .. }) => {
-                assert!(!self.connected.contains_key(&call.0));
-            }
-            Output::Event(Event::CallbackRetrying { call, .. }) => {
-                let agent = self
-                    .dialing
-                    .remove(&call.0)
-                    .expect("a retried callback was dialing");
-                assert_eq!(self.agent_call.remove(&agent), Some(call.0));
-                // Out of line until its retry time.
-                self.waiting.remove(&call.0);
-            }
-            Output::Event(Event::CallbackUnanswered { call, .. }) => {
-                if let Some(agent) = self.dialing.remove(&call.0) {
-                    assert_eq!(self.agent_call.remove(&agent), Some(call.0));
-                }
-                assert!(!self.ringing.contains_key(&call.0));
-                self.end(call.0);
-            }
-            Output::Event(Event::CallAbandoned { call, .. }) => {
-                assert!(
-                    !self.ringing.contains_key(&call.0),
-                    "abandoned while still ringing"
-                );
-                self.end(call.0);
-            }
-            Output::Event(Event::CallRemoved { call, .. }) => {
-                assert!(
-                    !self.ringing.contains_key(&call.0),
-                    "removed while still ringing"
-                );
-                assert!(
-                    !self.connected.contains_key(&call.0),
-                    "removed once connected"
-                );
-                // A callback being dialled frees its agent.
-                if let Some(agent) = self.dialing.remove(&call.0) {
-                    assert_eq!(self.agent_call.remove(&agent), Some(call.0));
-                }
-                self.end(call.0);
-            }
-            Output::Event(Event::CallCompleted { call, agent, .. }) => {
-                assert_eq!(self.connected.remove(&call.0), Some(agent.0));
-                assert_eq!(self.agent_call.remove(&agent.0), Some(call.0));
-                self.end(call.0);
-            }
-            Output::Event(Event::CallOverflowed { call, to, .. }) => {
-                self.waiting.remove(&call.0);
-                if !matches!(to, OverflowedTo::Queue(_)) {
-                    self.end(call.0);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn end(&mut self, call: u64) {
-        assert!(
-            self.arrived.contains(&call),
-            "{call} ended without arriving"
-        );
-        self.waiting.remove(&call);
-        *self.ended.entry(call).or_default() += 1;
-        assert_eq!(self.ended[&call], 1, "{call} ended twice");
-    }
-}
-
-fn check_accounts(h: &Harness) {
-    for q in 0..h.acd.queue_count() as u32 {
-        let stats = h.acd.queue_stats(QueueId(q)).unwrap();
-        let c = stats.counters;
-        assert_eq!(stats.wait.count(), c.answered);
-        assert_eq!(stats.ring.count(), c.answered);
-        assert_eq!(stats.abandon.count(), c.abandoned);
-        assert_eq!(stats.talk.count(), c.completed);
-        assert!(stats.wrap_up.count() <= c.completed);
-        let (waiting, ringing) = h.acd.queue_depth(QueueId(q)).unwrap();
-        assert_eq!(
-            c.offered,
-            c.answered
-                + c.abandoned
-                + c.overflowed
-                + c.transferred
-                + c.removed
-                + c.callbacks_unanswered
-                + (waiting + ringing) as u64,
-            "queue {q}: every offered call accounted for"
-        );
-        let interval = h.acd.interval_stats(QueueId(q)).unwrap();
-        let closed: u64 = h
-            .acd
-            .closed_intervals(QueueId(q))
-            .map(|r| r.summary.counters.answered)
-            .sum();
-        assert_eq!(
-            closed + interval.counters.answered,
-            c.answered,
-            "intervals add up"
-        );
+/// The checker's verdict on outputs and accounts, as a test failure.
+fn check(result: Result<(), invariants::Violation>) {
+    if let Err(violation) = result {
+        panic!("invariant broken: {violation}");
     }
 }
 
@@ -505,23 +290,20 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
         (rich_updates(), rich_reconfigs())
     };
     let mut h = Harness::new(config);
-    let mut model = Model {
-        fifo,
-        ..Model::default()
+    let mut checker = if fifo {
+        Checker::first_come_first_served()
+    } else {
+        Checker::new()
     };
     let mut next_call = 0u64;
-    let mut live: Vec<u64> = Vec::new();
     for op in ops {
-        let offers: Vec<(u64, u32)> = model.ringing.iter().map(|(&c, &a)| (c, a)).collect();
-        let mut offers = offers;
-        offers.sort_unstable();
+        // The calls that entered and have not ended, in order of arrival.
+        let live = checker.live_calls();
+        let offers = checker.offers();
         let input = match op {
             Op::Arrive { queue, priority } => {
                 let call = next_call;
                 next_call += 1;
-                model.arrived.insert(call);
-                model.priority.insert(call, priority);
-                live.push(call);
                 let queue = if fifo { 0 } else { queue };
                 Input::CallArrived {
                     call: CallId(call),
@@ -530,23 +312,20 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 }
             }
             Op::Hangup { pick } if !live.is_empty() => Input::Hangup {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
             },
             Op::Remove { pick } if !live.is_empty() => Input::RemoveCall {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
             },
             Op::Answer { pick } if !offers.is_empty() => {
                 let (call, agent) = offers[pick % offers.len()];
-                Input::OfferAnswered {
-                    call: CallId(call),
-                    agent: AgentId(agent),
-                }
+                Input::OfferAnswered { call, agent }
             }
             Op::Fail { pick, reason } if !offers.is_empty() => {
                 let (call, agent) = offers[pick % offers.len()];
                 Input::OfferFailed {
-                    call: CallId(call),
-                    agent: AgentId(agent),
+                    call,
+                    agent,
                     reason,
                 }
             }
@@ -564,18 +343,17 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 agent: AgentId(agent),
             },
             Op::Estimate { pick } if !live.is_empty() => Input::EstimateWait {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
             },
             Op::Leave { pick } if !live.is_empty() => Input::LeaveQueue {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
             },
             Op::Callback { pick } if !live.is_empty() => Input::RequestCallback {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
             },
-            Op::CallbackOutcome { pick, reached } if !model.dialing.is_empty() => {
-                let mut dialing: Vec<u64> = model.dialing.keys().copied().collect();
-                dialing.sort_unstable();
-                let call = CallId(dialing[pick % dialing.len()]);
+            Op::CallbackOutcome { pick, reached } if !checker.dialing().is_empty() => {
+                let dialing = checker.dialing();
+                let call = dialing[pick % dialing.len()];
                 if reached {
                     Input::CallbackAnswered { call }
                 } else {
@@ -602,11 +380,11 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
                 }
             }
             Op::SetPriority { pick, priority } if !live.is_empty() => Input::SetPriority {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
                 priority,
             },
             Op::Move { pick, queue } if !live.is_empty() => Input::MoveCall {
-                call: CallId(live[pick % live.len()]),
+                call: live[pick % live.len()],
                 queue: QueueId(queue),
             },
             Op::Update { queue, variant } => Input::UpdateQueue {
@@ -619,70 +397,27 @@ fn run(config: AcdConfig, ops: Vec<Op>, fifo: bool) {
             Op::Advance { millis } => {
                 h.advance(millis as f64 / 1000.0);
                 for output in h.take() {
-                    model.observe(&output);
+                    check(checker.observe(&output));
                 }
-                check_accounts(&h);
+                check(invariants::check_accounts(&h.acd));
                 continue;
             }
             _ => continue,
         };
         // Refusals are allowed (a late answer, a paused agent logging out...); they must
         // not break any invariant.
-        let arrival = match input {
-            Input::CallArrived { call, .. } => Some(call.0),
-            _ => None,
-        };
-        let refused = h.input(input).is_err();
-        if let Some(call) = arrival.filter(|_| refused) {
-            // Refused at the door (an unknown or closed queue): it never entered.
-            model.arrived.remove(&call);
-            live.retain(|&c| c != call);
+        let arrival = matches!(input, Input::CallArrived { .. }).then(|| input.clone());
+        let accepted = h.input(input).is_ok();
+        if let Some(arrival) = arrival {
+            check(checker.input(&arrival, accepted));
         }
         for output in h.take() {
-            model.observe(&output);
+            check(checker.observe(&output));
         }
-        live.retain(|call| !model.ended.contains_key(call));
-        check_accounts(&h);
+        check(invariants::check_accounts(&h.acd));
     }
     // Everyone hangs up; the ACD winds down.
-    for call in live.clone() {
-        let _ = h.input(Input::Hangup { call: CallId(call) });
-        for output in h.take() {
-            model.observe(&output);
-        }
-    }
-    for _ in 0..10_000 {
-        if h.acd.call_count() == 0 {
-            break;
-        }
-        // A caller put back in line by a withdrawn offer may still be queued: hang up again.
-        for call in model
-            .arrived
-            .iter()
-            .copied()
-            .filter(|c| !model.ended.contains_key(c))
-            .collect::<Vec<_>>()
-        {
-            let _ = h.input(Input::Hangup { call: CallId(call) });
-        }
-        for output in h.take() {
-            model.observe(&output);
-        }
-    }
-    assert_eq!(h.acd.call_count(), 0);
-    for call in &model.arrived {
-        assert_eq!(
-            model.ended.get(call),
-            Some(&1),
-            "{call} must end exactly once"
-        );
-    }
-    assert!(
-        model.agent_call.is_empty(),
-        "no agent keeps a call: {:?}",
-        model.agent_call
-    );
-    check_accounts(&h);
+    check(checker.wind_down(&mut h.acd, h.now));
 }
 
 proptest! {

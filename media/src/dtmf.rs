@@ -178,14 +178,25 @@ impl DtmfSender {
     }
 }
 
-/// Tells, for the packets of one incoming stream, when a key press has just ended.
+/// How far behind the last ended event of its stream an end packet's timestamp may be and
+/// still be taken for a late copy of it: 5 s at 8 kHz. An event further back is a new one
+/// on a stream whose timestamps jumped back (a sender that reset its clock).
+const LATE_WINDOW: u32 = 40_000;
+
+/// Streams (SSRCs) whose last ended event is remembered.
+const STREAMS_REMEMBERED: usize = 4;
+
+/// Tells, for the packets of one incoming leg, when a key press has just ended.
 ///
 /// An event's packets share one RTP timestamp (its start, §2.5.1.2) and its end packet is
-/// sent three times (§2.5.1.4), so the (SSRC, timestamp) of the last reported event is enough
-/// to report each press once, even for the same key pressed twice in a row.
+/// sent three times (§2.5.1.4), so remembering the start of the last ended event of each
+/// stream is enough to report each press once, even for the same key pressed twice in a
+/// row. An end packet at that start or shortly before it is a repeat, or a copy delayed
+/// past the next event by the network (UDP may reorder), never a new press.
 #[derive(Debug, Default)]
 pub(crate) struct DtmfDetector {
-    last_reported: Option<(u32, u32)>,
+    /// (SSRC, start timestamp of its last ended event), the most recent stream last.
+    last_ended: VecDeque<(u32, u32)>,
 }
 
 impl DtmfDetector {
@@ -196,10 +207,24 @@ impl DtmfDetector {
         timestamp: u32,
         event: TelephoneEvent,
     ) -> Option<(char, Duration)> {
-        if !event.end || self.last_reported == Some((ssrc, timestamp)) {
+        if !event.end {
             return None;
         }
-        self.last_reported = Some((ssrc, timestamp));
+        let last = match self.last_ended.iter().position(|&(known, _)| known == ssrc) {
+            Some(index) => self.last_ended.remove(index).map(|(_, last)| last),
+            None => None,
+        };
+        if self.last_ended.len() == STREAMS_REMEMBERED {
+            self.last_ended.pop_front();
+        }
+        match last {
+            // At or shortly before the last ended event: a repeat or a late copy.
+            Some(last) if last.wrapping_sub(timestamp) < LATE_WINDOW => {
+                self.last_ended.push_back((ssrc, last));
+                return None;
+            }
+            _ => self.last_ended.push_back((ssrc, timestamp)),
+        }
         let digit = event_digit(event.event)?;
         Some((
             digit,
@@ -256,6 +281,37 @@ mod tests {
         );
         // Non-DTMF events end silently.
         assert_eq!(detector.handle(7, 5000, packet(36, true, 480)), None);
+    }
+
+    #[test]
+    fn a_late_end_packet_or_another_stream_between_does_not_report_again() {
+        // Found by the fuzz target rfc4733: an end packet of another stream (here a
+        // non-DTMF event) between the repeats of '#' made the detector forget it.
+        let mut detector = DtmfDetector::default();
+        assert!(detector.handle(1, 0, packet(11, true, 800)).is_some());
+        assert_eq!(detector.handle(0, 0, packet(27, true, 800)), None);
+        assert_eq!(detector.handle(1, 0, packet(11, true, 800)), None);
+        // UDP reordering: the third end packet of '5' arrives after '6' ended.
+        assert!(detector.handle(1, 50_000, packet(5, true, 800)).is_some());
+        assert!(detector.handle(1, 51_000, packet(6, true, 800)).is_some());
+        assert_eq!(detector.handle(1, 50_000, packet(5, true, 800)), None);
+        // A stream whose timestamps jumped far back still reports new presses.
+        assert!(
+            detector
+                .handle(1, 51_000 - LATE_WINDOW, packet(7, true, 800))
+                .is_some()
+        );
+        // Timestamps wrap (RFC 3550 §5.1).
+        assert!(
+            detector
+                .handle(2, u32::MAX - 100, packet(1, true, 800))
+                .is_some()
+        );
+        assert!(detector.handle(2, 60, packet(2, true, 800)).is_some());
+        assert_eq!(
+            detector.handle(2, u32::MAX - 100, packet(1, true, 800)),
+            None
+        );
     }
 
     #[test]

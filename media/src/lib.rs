@@ -101,6 +101,8 @@ mod dtmf;
 mod error;
 mod event;
 mod format;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod g711;
 mod playlist;
 mod port_pool;

@@ -274,6 +274,16 @@ pub fn parse(body: &str) -> Result<SessionDescription, MediaError> {
             [kind, b'=', ..] if kind.is_ascii_alphabetic() => (*kind, &line[2..]),
             _ => return Err(invalid("<type>=<value>")),
         };
+        // No SDP text holds NUL, and CR only ends a line (RFC 4566 §9). An answer echoes
+        // parts of the offer (declined m= lines, the telephone-event fmtp), which must not
+        // carry either into our SDP: such a line is refused where Amico relies on it, and
+        // skipped like any attribute it does not need elsewhere.
+        if value.contains(['\0', '\r']) {
+            match kind {
+                b'm' | b'c' => return Err(invalid("a line without NUL or CR inside")),
+                _ => continue,
+            }
+        }
         match kind {
             b'o' => {
                 let mut fields = value.split_whitespace().skip(1);
@@ -1104,6 +1114,35 @@ mod tests {
             accept_answer(&parse(&declined).unwrap(), &ours),
             Err(MediaError::AudioDeclined)
         ));
+    }
+
+    #[test]
+    fn nul_or_cr_inside_a_line_never_reaches_our_answer() {
+        // Found by the fuzz target sdp (minimised): a NUL in a declined m= line was echoed
+        // into the answer.
+        let declined = "m=audio 4 RTP/AVP 0\nc=IN IP4 9.6.1.0\nm=a 0 R\0";
+        assert!(matches!(
+            parse(declined),
+            Err(MediaError::SdpInvalidLine { line: 3, .. })
+        ));
+        // In an attribute it is skipped, like any attribute Amico does not need.
+        let offer = body(&[
+            "v=0",
+            "o=- 1 1 IN IP4 192.0.2.5",
+            "s=-",
+            "c=IN IP4 192.0.2.5",
+            "t=0 0",
+            "m=audio 4000 RTP/AVP 0 101",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15\ra=injected\0",
+        ]);
+        let (answer, remote) = answer(&parse(&offer).unwrap(), local(), &BOTH, &session()).unwrap();
+        assert_eq!(remote.format.telephone_event, Some(101));
+        assert!(answer.contains("a=fmtp:101 0-16\r\n"), "{answer}");
+        assert!(
+            !answer.contains(['\0']) && !answer.contains("injected"),
+            "{answer}"
+        );
     }
 
     #[test]

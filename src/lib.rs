@@ -1,0 +1,41 @@
+//! The `amico` application: configuration, the server (SIP, media, the ACD core, HTTP API,
+//! metrics, storage), reports, the simulator and the staffing calculator, behind the
+//! command line of the `amico` binary ([`main`]).
+//!
+//! Everything here is the binary's; the library target exists so that tools outside the
+//! package (the fuzz targets in `fuzz/`) can reach the few entry points made public:
+//! [`main`] and [`check_config`].
+
+mod announce;
+mod api;
+mod benchstore;
+mod callflow;
+mod cli;
+mod config;
+mod events;
+mod history;
+mod http;
+mod keypad;
+mod metrics;
+mod phrases;
+mod prompts;
+mod reload;
+mod report;
+mod runner;
+mod server;
+mod store;
+mod stream;
+mod today;
+mod web;
+
+pub use cli::main;
+// report.rs names the staffing arguments from the crate root, where the binary had them.
+pub(crate) use cli::StaffArgs;
+
+/// Parses and validates a configuration file's text, as `amico check-config` and the server
+/// do before binding any port; the error names the field and the reason.
+pub fn check_config(text: &str) -> Result<(), String> {
+    config::Config::parse(text)
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
