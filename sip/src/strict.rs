@@ -47,8 +47,8 @@ impl Refusal {
     fn bad(reason: String) -> Refusal {
         Refusal {
             status: 400,
-            // What it names is copied from the request: keep the reason phrase one line.
-            reason: crate::sniff::one_line(&format!("Bad Request ({reason})")).into_owned(),
+            // Whatever it copies from the request has passed through `quoted`.
+            reason: format!("Bad Request ({reason})"),
         }
     }
 }
