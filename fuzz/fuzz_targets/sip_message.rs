@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use amico_sip::counters::count_start_line;
 use amico_sip::digest::{Account, Algorithm, DigestAuth};
-use amico_sip::registrar::{RegisterOutcome, RegisterRequest, Registrar, uri_user};
+use amico_sip::registrar::{RegisterOutcome, RegisterRequest, Registrar};
 use amico_sip::sniff::{Sniffed, reject_with, sniff};
 use amico_sip::strict::{self, Limits};
 use amico_sip::{RegistrarConfig, SipCounters, Transport};
@@ -99,23 +99,8 @@ fuzz_target!(|datagram: &[u8]| {
         }
     }
     // What the edge reads of a REGISTER, read the same way, then judged by the registrar.
-    let Some(to) = request.to_header().ok().map(|h| h.value().to_owned()) else {
+    let Some(register) = RegisterRequest::from_request(&request) else {
         return;
-    };
-    let Some(user) = uri_user(&to).map(str::to_owned) else {
-        return;
-    };
-    let register = RegisterRequest {
-        user,
-        authorization: request.authorization_header().map(|h| h.value().to_owned()),
-        contacts: request
-            .contact_headers()
-            .iter()
-            .map(|c| c.value().to_owned())
-            .collect(),
-        expires: request
-            .expires_header()
-            .and_then(|h| h.value().trim().parse().ok()),
     };
     let source: SocketAddr = "192.0.2.7:5060".parse().expect("an address");
     let outcome = registrar().register(

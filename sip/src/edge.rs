@@ -33,7 +33,7 @@ use crate::counters::SipCounters;
 use crate::digest::{Account, Algorithm, Credentials, DigestAuth, Scope, Verdict, unix_now};
 use crate::guard::GuardedSocket;
 use crate::registrar::{
-    Binding, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig, Transport, uri_user,
+    Binding, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig, Transport,
 };
 use crate::security::{Admission, Limited, Security, SecurityConfig};
 use crate::strict::Limits;
@@ -965,22 +965,8 @@ impl SipEdge {
         tx: &mut Transaction,
         events: &mpsc::Sender<EdgeEvent>,
     ) -> rsipstack::Result<()> {
-        let request = &tx.original;
-        let to = request.to_header()?.value().to_owned();
-        let Some(user) = uri_user(&to).map(str::to_owned) else {
+        let Some(register) = RegisterRequest::from_request(&tx.original) else {
             return tx.reply(StatusCode::BadRequest).await;
-        };
-        let register = RegisterRequest {
-            user,
-            authorization: request.authorization_header().map(|h| h.value().to_owned()),
-            contacts: request
-                .contact_headers()
-                .iter()
-                .map(|c| c.value().to_owned())
-                .collect(),
-            expires: request
-                .expires_header()
-                .and_then(|h| h.value().trim().parse().ok()),
         };
         let (source, transport) = source_of(tx);
         let now = std::time::Instant::now();

@@ -62,6 +62,26 @@ pub struct RegisterRequest {
     pub expires: Option<u32>,
 }
 
+impl RegisterRequest {
+    /// What the registrar reads of a REGISTER; `None` when its To has no user part.
+    pub fn from_request(request: &rsipstack::sip::Request) -> Option<RegisterRequest> {
+        use rsipstack::sip::prelude::*;
+        let to = request.to_header().ok()?.value().to_owned();
+        Some(RegisterRequest {
+            user: uri_user(&to)?.to_owned(),
+            authorization: request.authorization_header().map(|h| h.value().to_owned()),
+            contacts: request
+                .contact_headers()
+                .iter()
+                .map(|c| c.value().to_owned())
+                .collect(),
+            expires: request
+                .expires_header()
+                .and_then(|h| h.value().trim().parse().ok()),
+        })
+    }
+}
+
 /// What to answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RegisterOutcome {
