@@ -8,7 +8,10 @@ use amico_core::erlang::{self, StaffingTarget, Thresholds};
 use amico_core::simulator::{self, Arrivals, HandleTime, Scenario, Traffic};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::{benchstore, config, history, report, server, store};
+use crate::records::{bench as benchstore, history, store};
+use crate::{config, server};
+
+mod report;
 
 /// Amico: an automatic call distribution engine.
 #[derive(Debug, Parser)]

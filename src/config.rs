@@ -56,7 +56,7 @@ pub(crate) struct Config {
     /// Each queue's caller experience (announcements, music, menu, survey), by queue
     /// name; a queue not listed gets the defaults.
     #[serde(default)]
-    pub(crate) experience: BTreeMap<String, crate::announce::Experience>,
+    pub(crate) experience: BTreeMap<String, crate::call::announce::Experience>,
 }
 
 /// `[api]`
@@ -701,7 +701,7 @@ impl Config {
     }
 
     fn validate(self) -> Result<Validated, ConfigError> {
-        crate::store::database_url(&self.storage.database)
+        crate::records::store::database_url(&self.storage.database)
             .map_err(|e| field("storage.database", e.to_string()))?;
         if let Some(name) = &self.reports.time_zone {
             jiff::tz::TimeZone::get(name).map_err(|_| {

@@ -6,31 +6,15 @@
 //! package (the fuzz targets in `fuzz/`) can reach the few entry points made public:
 //! [`main`] and [`check_config`].
 
-mod announce;
-mod api;
-mod benchstore;
-mod callflow;
+mod call;
 mod cli;
 mod config;
-mod events;
-mod history;
-mod http;
-mod keypad;
-mod metrics;
-mod phrases;
-mod prompts;
-mod reload;
-mod report;
+mod ops;
+mod records;
 mod runner;
 mod server;
-mod store;
-mod stream;
-mod today;
-mod web;
 
 pub use cli::main;
-// report.rs names the staffing arguments from the crate root, where the binary had them.
-pub(crate) use cli::StaffArgs;
 
 /// Parses and validates a configuration file's text, as `amico check-config` and the server
 /// do before binding any port; the error names the field and the reason.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::callflow::Calls;
+use crate::call::flow::Calls;
 use crate::config::Validated;
 use crate::runner::{self, Clock};
 
@@ -30,7 +30,7 @@ pub(crate) async fn run(
     let config = &validated.config;
     // The store first: a database that cannot be opened stops the server before any port
     // is bound, like a bad configuration.
-    let store = crate::store::Store::open(&config.storage.database)
+    let store = crate::records::store::Store::open(&config.storage.database)
         .await
         .context("storage.database")?;
     let first_seq = store.last_seq().await.context("storage.database")? + 1;
@@ -52,14 +52,14 @@ pub(crate) async fn run(
     );
 
     let clock = Clock::new();
-    let store_counters = Arc::new(crate::events::StoreCounters::default());
-    let names = crate::events::Names {
+    let store_counters = Arc::new(crate::records::log::StoreCounters::default());
+    let names = crate::records::log::Names {
         queues: config.queues.iter().map(|q| q.name.clone()).collect(),
         agents: config.agents.iter().map(|a| a.name.clone()).collect(),
     };
     // The queue log outlives the edges: it stops after them, writing what they handed over.
     let store_shutdown = CancellationToken::new();
-    let (events, feed, store_task) = crate::events::start(
+    let (events, feed, store_task) = crate::records::log::start(
         store,
         first_seq,
         names,
@@ -69,8 +69,8 @@ pub(crate) async fn run(
     );
     // A new ACD starts with every agent logged out and a new statistics interval: reports
     // replaying the log need to know.
-    events.record(crate::store::Entry {
-        at_us: crate::events::utc_now_us(),
+    events.record(crate::records::store::Entry {
+        at_us: crate::records::log::utc_now_us(),
         kind: "acd_started".into(),
         call: None,
         queue: None,
@@ -92,8 +92,8 @@ pub(crate) async fn run(
         ..SessionConfig::default()
     };
     // At start, ids follow the configuration's order.
-    let prompts = crate::reload::load_prompts(config)?;
-    let routing = crate::reload::routing(
+    let prompts = crate::ops::reload::load_prompts(config)?;
+    let routing = crate::ops::reload::routing(
         config,
         prompts,
         |name| {
@@ -111,7 +111,7 @@ pub(crate) async fn run(
                 .map(|i| AgentId(i as u32))
         },
     )?;
-    let calls = Calls::new(crate::callflow::CallsParts {
+    let calls = Calls::new(crate::call::flow::CallsParts {
         acd: acd.clone(),
         edge: edge.clone(),
         ports,
@@ -134,7 +134,7 @@ pub(crate) async fn run(
         let edge = edge.clone();
         Arc::new(move || edge.transactions_in_flight()) as Arc<dyn Fn() -> usize + Send + Sync>
     };
-    let registry = crate::metrics::registry(crate::metrics::Sources {
+    let registry = crate::ops::metrics::registry(crate::ops::metrics::Sources {
         acd: acd.clone(),
         sip: sip_counters,
         transactions,
@@ -142,9 +142,9 @@ pub(crate) async fn run(
         calls: active,
         store: store_counters,
     });
-    let tokens = Arc::new(arc_swap::ArcSwap::from_pointee(crate::api::Tokens::new(
-        &config.api.tokens,
-    )));
+    let tokens = Arc::new(arc_swap::ArcSwap::from_pointee(
+        crate::ops::tokens::Tokens::new(&config.api.tokens),
+    ));
     let thresholds = Arc::new(arc_swap::ArcSwap::from_pointee(
         config
             .queues
@@ -152,24 +152,26 @@ pub(crate) async fn run(
             .map(|q| (q.name.clone(), q.thresholds))
             .collect(),
     ));
-    let reloader = Arc::new(crate::reload::Reloader::new(crate::reload::Parts {
-        path,
-        database,
-        running: config.clone(),
-        acd: acd.clone(),
-        calls: calls.clone(),
-        edge: edge.clone(),
-        tokens: tokens.clone(),
-        thresholds: thresholds.clone(),
-    }));
+    let reloader = Arc::new(crate::ops::reload::Reloader::new(
+        crate::ops::reload::Parts {
+            path,
+            database,
+            running: config.clone(),
+            acd: acd.clone(),
+            calls: calls.clone(),
+            edge: edge.clone(),
+            tokens: tokens.clone(),
+            thresholds: thresholds.clone(),
+        },
+    ));
     let zone = config.reports.zone();
-    let today = crate::today::start(
+    let today = crate::records::today::start(
         feed.clone(),
         zone.clone(),
         thresholds.clone(),
         shutdown.clone(),
     );
-    let state = Arc::new(crate::http::HttpState {
+    let state = Arc::new(crate::ops::state::HttpState {
         registry,
         acd: acd.clone(),
         sip_udp: edge.udp_addr(),
@@ -185,7 +187,7 @@ pub(crate) async fn run(
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, crate::http::router(state))
+        axum::serve(http, crate::ops::http::router(state))
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await
     });

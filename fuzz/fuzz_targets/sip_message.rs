@@ -22,7 +22,6 @@ use amico_sip::strict::{self, Limits};
 use amico_sip::{RegistrarConfig, SipCounters, Transport};
 use libfuzzer_sys::fuzz_target;
 use rsipstack::sip::SipMessage;
-use rsipstack::sip::prelude::*;
 
 fn registrar() -> &'static Registrar {
     static REGISTRAR: OnceLock<Registrar> = OnceLock::new();

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
-use crate::store::{Record, Store};
+use crate::records::store::{Record, Store};
 
 /// How a report is asked for.
 #[derive(Debug)]
@@ -425,7 +425,7 @@ fn agent_row(
 
 /// The queue log from `from_us` on, folded into a [`Tally`] whose clock is local time in
 /// the report's zone (so intervals fall on local quarter hours and midnights). Reports fold
-/// a period and stop; the server's day ([`crate::today`]) goes on with live records.
+/// a period and stop; the server's day (`records::today`) goes on with live records.
 pub(crate) struct Replay {
     pub(crate) tally: Tally,
     ids: Ids,
@@ -749,8 +749,8 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
 
 /// Opens a store that must already exist: a report never creates an empty database.
 async fn open_existing(setting: &str) -> anyhow::Result<Store> {
-    let (backend, url) = crate::store::database_url(setting)?;
-    if backend == crate::store::Backend::Sqlite {
+    let (backend, url) = crate::records::store::database_url(setting)?;
+    if backend == crate::records::store::Backend::Sqlite {
         let path = url
             .trim_start_matches("sqlite://")
             .split('?')
@@ -1093,18 +1093,18 @@ mod tests {
                 change: amico_core::ConfigChange::Added,
             },
         ];
-        let names = crate::events::Names {
+        let names = crate::records::log::Names {
             queues: vec!["comune".into(), "tributi".into()],
             agents: vec!["anna".into()],
         };
         let clock = crate::runner::Clock::new();
         for event in events {
-            let entry = crate::events::acd_entry(0, &event, &names, &clock)
+            let entry = crate::records::log::acd_entry(0, &event, &names, &clock)
                 .unwrap_or_else(|| panic!("{event:?} is kept"));
             let stored = serde_json::to_string(&entry.body).expect("JSON");
             let record = Record {
                 seq: 1,
-                entry: crate::store::Entry {
+                entry: crate::records::store::Entry {
                     body: serde_json::from_str(&stored).expect("JSON"),
                     ..entry
                 },

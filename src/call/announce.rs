@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::phrases::{self, Language};
+use crate::call::phrases::{self, Language};
 
 /// `announce_position`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -16,10 +16,10 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::debug;
 
-use crate::api::{ApiError, Principal};
-use crate::events::Feed;
-use crate::http::HttpState;
-use crate::store::Record;
+use crate::ops::access::{ApiError, Principal};
+use crate::ops::state::HttpState;
+use crate::records::log::Feed;
+use crate::records::store::Record;
 
 /// Records read from the store per query when catching up.
 const PAGE: u32 = 1000;
@@ -44,8 +44,8 @@ pub(crate) struct Resume {
 #[utoipa::path(get, path = "/api/events", tag = "events",
     params(Resume),
     responses((status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 401, body = crate::api::ErrorBody),
-        (status = 403, body = crate::api::ErrorBody)))]
+        (status = 401, body = crate::ops::access::ErrorBody),
+        (status = 403, body = crate::ops::access::ErrorBody)))]
 pub(crate) async fn events(
     who: Principal,
     upgrade: WebSocketUpgrade,

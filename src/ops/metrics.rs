@@ -19,7 +19,7 @@ pub(crate) struct Sources {
     pub(crate) transactions: Arc<dyn Fn() -> usize + Send + Sync>,
     pub(crate) media: Arc<amico_media::MediaCounters>,
     pub(crate) calls: Arc<dyn Fn() -> usize + Send + Sync>,
-    pub(crate) store: Arc<crate::events::StoreCounters>,
+    pub(crate) store: Arc<crate::records::log::StoreCounters>,
 }
 
 impl std::fmt::Debug for Sources {

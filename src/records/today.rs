@@ -5,7 +5,7 @@
 //! for a supervisor's day: a server up for a week would show the week, and one restarted
 //! at noon would forget the morning. So the day is the queue log's: at start, and at each
 //! midnight, the records since midnight are replayed from the store through the core's
-//! [`amico_core::tally::Tally`] ([`crate::history::Replay`], as `amico report` does), then
+//! [`amico_core::tally::Tally`] ([`crate::records::history::Replay`], as `amico report` does), then
 //! every committed record is folded in as it comes. Today's figures are therefore exactly
 //! what `amico report --from TODAY` prints, by the same formulas.
 //!
@@ -27,8 +27,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::events::Feed;
-use crate::history::Replay;
+use crate::records::history::Replay;
+use crate::records::log::Feed;
 
 /// Longest a record waits before today's view shows it.
 const PUBLISH_GAP: Duration = Duration::from_millis(100);
@@ -206,7 +206,7 @@ async fn replay(
 }
 
 impl Day {
-    fn record(&mut self, record: &crate::store::Record) {
+    fn record(&mut self, record: &crate::records::store::Record) {
         self.replay.record(record);
         self.last = record.seq;
     }

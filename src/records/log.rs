@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use crate::store::{Entry, Record, Store};
+use crate::records::store::{Entry, Record, Store};
 
 /// Most entries written in one transaction.
 const BATCH: usize = 512;

@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 /// The page: the layout of each queue's card and the places the script fills in.
-const HTML: &str = include_str!("../web/wallboard.html");
+const HTML: &str = include_str!("../../web/wallboard.html");
 /// The script: fetches, draws, and follows the event stream.
-const SCRIPT: &str = include_str!("../web/wallboard.js");
+const SCRIPT: &str = include_str!("../../web/wallboard.js");
 /// The style sheet.
-const STYLE: &str = include_str!("../web/wallboard.css");
+const STYLE: &str = include_str!("../../web/wallboard.css");
 
 /// The wallboard's routes: `/wallboard`, `/wallboard/wallboard.js` and
 /// `/wallboard/wallboard.css`. Stateless, for merging into any router.

@@ -11,7 +11,7 @@
 //!
 //! A queue with a welcome plays it to every caller as soon as the call is answered, whole,
 //! and only then does the caller join the ACD's queue (see [`CallTask::start`]). While the
-//! caller waits it hears its queue's experience ([`crate::announce`]): its position and
+//! caller waits it hears its queue's experience ([`crate::call::announce`]): its position and
 //! estimated wait (from the ACD's estimate), the menu, periodic announcements, music
 //! between. After the agent hangs up, a queue with a survey keeps the caller on the line
 //! for a rating (1, 2 or 3) before saying goodbye.
@@ -36,11 +36,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::announce::{Due, Experience, Schedule};
-use crate::events::{Events, utc_now_us};
-use crate::keypad::{Entry, NumberEntry};
-use crate::phrases::Language;
-use crate::prompts::Prompts;
+use crate::call::announce::{Due, Experience, Schedule};
+use crate::call::keypad::{Entry, NumberEntry};
+use crate::call::phrases::Language;
+use crate::call::prompts::Prompts;
+use crate::records::log::{Events, utc_now_us};
 use crate::runner::AcdHandle;
 
 /// Playlist ids, to tell which one finished.
@@ -483,7 +483,7 @@ impl CallTask {
             trunk_trace.end_reason = Some("answer_failed");
             return "answer_failed";
         }
-        trunk_trace.answered_us = Some(crate::events::utc_now_us());
+        trunk_trace.answered_us = Some(crate::records::log::utc_now_us());
         let (media, media_events) =
             MediaSession::start(socket, caller_format, calls.session, calls.media.clone());
         info!(%id, %trunk, %did, %from, "call answered");

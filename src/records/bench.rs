@@ -33,8 +33,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Events, Names, StoreCounters};
-use crate::store::Store;
+use crate::records::log::{Events, Names, StoreCounters};
+use crate::records::store::Store;
 
 /// Every how many calls one hangs up while ringing.
 const ABANDON_EVERY: u64 = 10;
@@ -137,7 +137,7 @@ async fn measure_in(
     let shutdown = CancellationToken::new();
     let clock = crate::runner::Clock::new();
     let (events, feed, writer) =
-        crate::events::start(store, 1, names, clock, counters.clone(), shutdown.clone());
+        crate::records::log::start(store, 1, names, clock, counters.clone(), shutdown.clone());
 
     // Hand-overs, in order: (the last sequence number handed so far, when).
     let (handed_tx, mut handed_rx) = mpsc::unbounded_channel::<(u64, Instant)>();
@@ -355,7 +355,7 @@ impl Traffic {
     }
 
     fn leg(&self, call: CallId, leg: u64, kind: &str, peer: &str, id: &str, answered: bool) {
-        let now = crate::events::utc_now_us();
+        let now = crate::records::log::utc_now_us();
         let mut fields = json!({
             "leg": leg,
             "leg_kind": kind,

@@ -8,25 +8,19 @@
 //! JSON, `{"error": {"code": "...", "message": "..."}}`, and its message names what is
 //! wrong.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use amico_core::metrics::{DistributionSummary, QueueSummary, SurveyCounts};
-use amico_core::{AcdError, AcdSnapshot, AgentId, AgentState, CallId, Input, QueueSnapshot};
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use amico_core::{AcdSnapshot, AgentId, AgentState, CallId, Input, QueueSnapshot};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::{Scope, TokenSection};
-use crate::http::HttpState;
-use crate::runner::Refused;
+use crate::ops::access::{ApiError, Body, ErrorBody, ErrorDetail, Principal, named};
+use crate::ops::state::HttpState;
 
 /// The document's frame; the paths come from the routes.
 #[derive(OpenApi)]
@@ -82,7 +76,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
         .routes(routes!(set_priority))
         .routes(routes!(reload))
         .routes(routes!(statistics))
-        .routes(routes!(crate::stream::events))
+        .routes(routes!(crate::ops::stream::events))
         .split_for_parts();
     let document = Arc::new(document);
     router
@@ -108,260 +102,6 @@ pub(crate) fn router(state: Arc<HttpState>) -> axum::Router {
             )
         })
         .with_state(state)
-}
-
-// ---------------------------------------------------------------------------------------
-// Errors
-
-/// An API error: a status, a stable code and a message that names what is wrong.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-/// The body of every error.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ErrorDetail {
-    /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`, `bad_request`,
-    /// `conflict`, `unavailable`.
-    code: String,
-    /// For people: names the field, the value and the reason.
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-impl ApiError {
-    /// The ACD's refusal, its ids turned into the names the API uses.
-    fn refused(refused: Refused, snapshot: &AcdSnapshot) -> ApiError {
-        let mut error = ApiError::from(refused);
-        error.message = named(&error.message, snapshot);
-        error
-    }
-}
-
-/// `agent#3` and `queue#1` in a message become `agent 'anna'` and `queue 'comune'`, `call#7`
-/// becomes `call 7`.
-fn named(message: &str, snapshot: &AcdSnapshot) -> String {
-    let mut message = message.to_owned();
-    // Longest ids first: agent#12 before agent#1.
-    for agent in snapshot.agents.iter().rev() {
-        message = message.replace(&agent.id.to_string(), &format!("agent '{}'", agent.name));
-    }
-    for queue in snapshot.queues.iter().rev() {
-        message = message.replace(&queue.id.to_string(), &format!("queue '{}'", queue.name));
-    }
-    message.replace("call#", "call ")
-}
-
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match refused {
-            Refused::Stopped => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the server is shutting down",
-            ),
-            Refused::Acd(error) => {
-                let status = match &error {
-                    AcdError::Config(_) | AcdError::FixedWhileRunning { .. } => {
-                        StatusCode::BAD_REQUEST
-                    }
-                    AcdError::UnknownAgent(_)
-                    | AcdError::UnknownQueue(_)
-                    | AcdError::UnknownCall(_) => StatusCode::NOT_FOUND,
-                    _ => StatusCode::CONFLICT,
-                };
-                let code = match status {
-                    StatusCode::BAD_REQUEST => "bad_request",
-                    StatusCode::NOT_FOUND => "not_found",
-                    _ => "conflict",
-                };
-                ApiError::new(status, code, error.to_string())
-            }
-        }
-    }
-}
-
-/// A JSON body whose errors are JSON too, naming the field.
-pub(crate) struct Body<T>(T);
-
-impl<S, T> FromRequest<S> for Body<T>
-where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(ApiError::bad_request(format!(
-                "the body: {}",
-                rejection.body_text()
-            ))),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Authentication
-
-/// Who is calling.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Principal {
-    /// A supervisor token, by its name.
-    Supervisor(String),
-    /// An agent token: its name and its agent's.
-    Agent { token: String, agent: String },
-}
-
-/// The configured tokens, by the SHA-256 of their secret (compared as digests, so the
-/// time a lookup takes says nothing about the secret).
-#[derive(Debug, Default)]
-pub(crate) struct Tokens {
-    by_digest: HashMap<[u8; 32], Principal>,
-}
-
-impl Tokens {
-    pub(crate) fn new(tokens: &[TokenSection]) -> Tokens {
-        let by_digest = tokens
-            .iter()
-            .map(|t| {
-                let principal = match (t.scope, &t.agent) {
-                    (Scope::Agent, Some(agent)) => Principal::Agent {
-                        token: t.name.clone(),
-                        agent: agent.clone(),
-                    },
-                    _ => Principal::Supervisor(t.name.clone()),
-                };
-                (digest(&t.token), principal)
-            })
-            .collect();
-        Tokens { by_digest }
-    }
-
-    fn find(&self, secret: &str) -> Option<Principal> {
-        self.by_digest.get(&digest(secret)).cloned()
-    }
-}
-
-fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
-impl FromRequestParts<Arc<HttpState>> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<HttpState>,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::trim);
-        let secret = match header {
-            Some(value) => match value.split_once(' ') {
-                Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(secret.trim().to_owned())
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "the Authorization header must be 'Bearer TOKEN'",
-                    ));
-                }
-            },
-            None => Query::<TokenQuery>::try_from_uri(&parts.uri)
-                .ok()
-                .and_then(|Query(q)| q.token),
-        };
-        let Some(secret) = secret else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a token is needed: 'Authorization: Bearer TOKEN' or ?token=TOKEN",
-            ));
-        };
-        state.tokens.load().find(&secret).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the token is not known",
-            )
-        })
-    }
-}
-
-impl Principal {
-    /// Only supervisors.
-    pub(crate) fn supervisor(&self) -> Result<(), ApiError> {
-        match self {
-            Principal::Supervisor(_) => Ok(()),
-            Principal::Agent { token, .. } => Err(ApiError::forbidden(format!(
-                "token '{token}' is an agent token; this needs a supervisor token"
-            ))),
-        }
-    }
-
-    /// Supervisors, or the agent itself.
-    fn may_act_for(&self, agent: &str) -> Result<(), ApiError> {
-        match self {
-            Principal::Supervisor(_) => Ok(()),
-            Principal::Agent { agent: own, .. } if own == agent => Ok(()),
-            Principal::Agent { token, agent: own } => Err(ApiError::forbidden(format!(
-                "token '{token}' acts for agent '{own}' only, not for '{agent}'"
-            ))),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,7 +345,7 @@ pub(crate) struct QueueView {
     interval_start: String,
 }
 
-fn queue_brief(queue: &QueueSnapshot, today: &crate::today::DayView) -> QueueBrief {
+fn queue_brief(queue: &QueueSnapshot, today: &crate::records::today::DayView) -> QueueBrief {
     let a = queue.agents;
     let empty = amico_core::metrics::QueueSummary::default();
     QueueBrief {
@@ -645,7 +385,7 @@ pub(crate) struct CallView {
     position: Option<u32>,
 }
 
-fn call_view(info: &crate::callflow::CallInfo, snapshot: &AcdSnapshot) -> CallView {
+fn call_view(info: &crate::call::flow::CallInfo, snapshot: &AcdSnapshot) -> CallView {
     let mut view = CallView {
         call: info.call.0,
         caller: info.caller.clone(),
@@ -1109,15 +849,15 @@ async fn set_priority(
 /// (supervisors); `SIGHUP` does the same. Queues and agents are matched by name; a bad file
 /// is refused with the reason, and the running configuration stays.
 #[utoipa::path(post, path = "/api/config/reload", tag = "configuration",
-    responses((status = 200, body = crate::reload::Reloaded),
+    responses((status = 200, body = crate::ops::reload::Reloaded),
         (status = 400, body = ErrorBody, description = "The file is wrong; the message names the field"),
         (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "No file to read, or the ACD refused it")))]
 async fn reload(
     who: Principal,
     State(state): State<Arc<HttpState>>,
-) -> Result<axum::Json<crate::reload::Reloaded>, ApiError> {
-    use crate::reload::ReloadError;
+) -> Result<axum::Json<crate::ops::reload::Reloaded>, ApiError> {
+    use crate::ops::reload::ReloadError;
     who.supervisor()?;
     let snapshot = state.acd.snapshot();
     state
@@ -1168,7 +908,7 @@ async fn statistics(
     State(state): State<Arc<HttpState>>,
     Query(query): Query<StatsQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    use crate::history;
+    use crate::records::history;
     who.supervisor()?;
     let zone = match &query.tz {
         Some(name) => jiff::tz::TimeZone::get(name)

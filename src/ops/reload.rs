@@ -18,11 +18,11 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::announce::Experience;
-use crate::callflow::Calls;
+use crate::call::announce::Experience;
+use crate::call::flow::Calls;
+use crate::call::phrases::Language;
+use crate::call::prompts::Prompts;
 use crate::config::{Config, Validated};
-use crate::phrases::Language;
-use crate::prompts::Prompts;
 use crate::runner::{AcdHandle, Refused};
 
 /// Why a reload was refused; the running configuration stays.
@@ -65,7 +65,7 @@ pub(crate) struct Reloader {
     acd: AcdHandle,
     calls: Arc<Calls>,
     edge: Arc<SipEdge>,
-    tokens: Arc<ArcSwap<crate::api::Tokens>>,
+    tokens: Arc<ArcSwap<crate::ops::tokens::Tokens>>,
     thresholds: Arc<ArcSwap<HashMap<String, Thresholds>>>,
     /// One reload at a time (not on any call's path).
     busy: tokio::sync::Mutex<()>,
@@ -79,7 +79,7 @@ pub(crate) struct Parts {
     pub(crate) acd: AcdHandle,
     pub(crate) calls: Arc<Calls>,
     pub(crate) edge: Arc<SipEdge>,
-    pub(crate) tokens: Arc<ArcSwap<crate::api::Tokens>>,
+    pub(crate) tokens: Arc<ArcSwap<crate::ops::tokens::Tokens>>,
     pub(crate) thresholds: Arc<ArcSwap<HashMap<String, Thresholds>>>,
 }
 
@@ -164,15 +164,16 @@ impl Reloader {
     fn apply(
         &self,
         validated: Validated,
-        routing: crate::callflow::Routing,
+        routing: crate::call::flow::Routing,
         path: &std::path::Path,
     ) -> Result<Reloaded, ReloadError> {
         let edge = validated.edge(None);
         let unregistered = self.edge.reconfigure(edge.agents, edge.trunks);
         self.calls.reroute(routing);
         let config = validated.config;
-        self.tokens
-            .store(Arc::new(crate::api::Tokens::new(&config.api.tokens)));
+        self.tokens.store(Arc::new(crate::ops::tokens::Tokens::new(
+            &config.api.tokens,
+        )));
         self.thresholds.store(Arc::new(
             config
                 .queues
@@ -236,7 +237,7 @@ pub(crate) fn load_prompts(config: &Config) -> anyhow::Result<Arc<Prompts>> {
         .flat_map(|(e, _)| e.periodic_announce.clone())
         .collect();
     let music: Vec<String> = experiences.iter().map(|(e, _)| e.music.clone()).collect();
-    let folder = crate::prompts::folder(config.prompts.dir.as_deref());
+    let folder = crate::call::prompts::folder(config.prompts.dir.as_deref());
     Ok(Arc::new(Prompts::load(
         &folder, &languages, &periodic, &music,
     )?))
@@ -249,8 +250,8 @@ pub(crate) fn routing(
     prompts: Arc<Prompts>,
     queue_id: impl Fn(&str) -> Option<QueueId>,
     agent_id: impl Fn(&str) -> Option<AgentId>,
-) -> anyhow::Result<crate::callflow::Routing> {
-    let mut routing = crate::callflow::Routing::default();
+) -> anyhow::Result<crate::call::flow::Routing> {
+    let mut routing = crate::call::flow::Routing::default();
     let mut experiences: Vec<(Experience, Language)> = Vec::new();
     for queue in &config.queues {
         let id = queue_id(&queue.name)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use amico_media::{Clip, Playlist};
 
-use crate::phrases::{self, Language};
+use crate::call::phrases::{self, Language};
 
 /// Prompts every queue may use besides numbers and the periodic announcements.
 pub(crate) const FIXED: [&str; 9] = [
