@@ -167,6 +167,11 @@ pub(crate) struct SipSection {
     /// How long a probe waits (seconds).
     #[serde(default = "default_probe_timeout")]
     pub(crate) probe_timeout: f64,
+    /// How long an agent registered over a WebSocket stays registered after the WebSocket
+    /// closes (seconds): a page reload registers again within it and keeps the agent's
+    /// place.
+    #[serde(default = "default_websocket_grace")]
+    pub(crate) websocket_grace: f64,
     /// The User-Agent of Amico's requests and the Server of its responses; empty: none.
     /// The default names Amico without its version.
     #[serde(default = "default_user_agent")]
@@ -361,6 +366,9 @@ pub(crate) struct TlsSection {
     pub(crate) ca_certificates: Option<std::path::PathBuf>,
 }
 
+fn default_websocket_grace() -> f64 {
+    10.0
+}
 fn default_user_agent() -> String {
     "Amico".into()
 }
@@ -1011,6 +1019,12 @@ impl Config {
                 format!("'{}' is not a host name", sip.call_id_host),
             ));
         }
+        if !(sip.websocket_grace.is_finite() && sip.websocket_grace >= 0.0) {
+            return Err(field(
+                "sip.websocket_grace",
+                "must be a number of seconds, 0 to end at once",
+            ));
+        }
         let auth = &sip.auth;
         if !(auth.nonce_lifetime.is_finite() && auth.nonce_lifetime >= 1.0) {
             return Err(field(
@@ -1122,6 +1136,7 @@ impl Validated {
             },
             user_agent: sip.user_agent.clone(),
             call_id_host: sip.call_id_host.clone(),
+            websocket_grace: Duration::from_secs_f64(sip.websocket_grace),
         }
     }
 

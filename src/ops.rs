@@ -3,7 +3,8 @@
 //! Imports run one way: [`http`] (the router, `/health`, `/metrics`) → [`api`] (`/api`
 //! and its OpenAPI document) → [`stream`] (`/api/events`) → [`access`] (tokens, who is
 //! asking, JSON errors) → [`state`] (what the handlers read) → [`reload`] → [`tokens`].
-//! [`pages`] serves the wallboard; [`metrics`] builds the Prometheus registry.
+//! [`pages`] serves the wallboard; [`metrics`] builds the Prometheus registry;
+//! [`websocket`] carries SIP for browsers (`/sip`).
 
 pub(crate) mod access;
 pub(crate) mod api;
@@ -14,3 +15,4 @@ pub(crate) mod reload;
 pub(crate) mod state;
 pub(crate) mod stream;
 pub(crate) mod tokens;
+pub(crate) mod websocket;

@@ -176,6 +176,8 @@ pub(crate) async fn run(
         acd: acd.clone(),
         sip_udp: edge.udp_addr(),
         sip_tcp: edge.tcp_addr(),
+        edge: edge.clone(),
+        http_addr,
         calls: calls.clone(),
         feed,
         tokens: tokens.clone(),
@@ -187,9 +189,13 @@ pub(crate) async fn run(
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, crate::ops::http::router(state))
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
+        axum::serve(
+            http,
+            crate::ops::http::router(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(http_shutdown.cancelled_owned())
+        .await
     });
 
     let mut line = serde_json::json!({

@@ -1338,3 +1338,131 @@ fn amico_names_itself_as_configured_and_without_its_version() {
         "{probe_request}"
     );
 }
+
+/// A raw SIP-over-WebSocket phone (RFC 7118), as a browser's SIP library speaks it.
+struct WsPhone {
+    socket: tokio_tungstenite::tungstenite::WebSocket<
+        tokio_tungstenite::tungstenite::stream::MaybeTlsStream<std::net::TcpStream>,
+    >,
+}
+
+impl WsPhone {
+    fn connect(server: &Server) -> Result<WsPhone, String> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/sip", server.http)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+        let (socket, response) =
+            tokio_tungstenite::tungstenite::connect(request).map_err(|e| e.to_string())?;
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").unwrap(),
+            "sip"
+        );
+        if let tokio_tungstenite::tungstenite::stream::MaybeTlsStream::Plain(tcp) = socket.get_ref()
+        {
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        Ok(WsPhone { socket })
+    }
+
+    fn send(&mut self, message: &str) {
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::text(message))
+            .unwrap();
+    }
+
+    /// The next SIP message that satisfies `want` (5 s per read).
+    fn until(&mut self, want: impl Fn(&str) -> bool) -> String {
+        loop {
+            let message = self.socket.read().expect("a SIP message within 5 s");
+            let text = message.into_text().unwrap().to_string();
+            if want(&text) {
+                return text;
+            }
+        }
+    }
+
+    fn register(&mut self, server: &Server, call_id: &str, extra: &str) -> String {
+        self.send(&format!(
+            "REGISTER sip:{sip} SIP/2.0\r\nVia: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-{call_id}\r\nMax-Forwards: 70\r\nFrom: <sip:agent1@127.0.0.1>;tag=w{call_id}\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 REGISTER\r\nContact: <sip:q7ah@df7jal23ls0d.invalid;transport=ws>;+sip.instance=\"<urn:uuid:1>\"\r\nExpires: 300\r\n{extra}Content-Length: 0\r\n\r\n",
+            sip = server.sip
+        ));
+        self.until(|m| m.starts_with("SIP/2.0 ") && !m.starts_with("SIP/2.0 1"))
+    }
+}
+
+#[test]
+fn an_agent_over_a_websocket_is_called_on_it_and_logged_out_after_it_closes() {
+    let server = Server::start(&with_sip(
+        &server::without_welcome(&server::config(1, "ring_timeout = 15")),
+        "websocket_grace = 1",
+    ));
+    // Without the sip subprotocol: refused (RFC 7118 §4.1).
+    let plain = tokio_tungstenite::tungstenite::connect(format!("ws://{}/sip", server.http));
+    assert!(plain.is_err(), "a WebSocket without the sip subprotocol");
+
+    let mut phone = WsPhone::connect(&server).unwrap();
+    let challenge = phone.register(&server, "ws1", "");
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let answer = digest_answer(&challenge, &server, "agent1", "secret-1", 1);
+    let ok = phone.register(&server, "ws2", &answer);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    server.wait_logged_in(1);
+
+    // A trunk call rings the agent down its WebSocket, at its *.invalid Contact.
+    let trunk = Probe::new(&server);
+    trunk.send(&trunk.request(
+        "INVITE",
+        &format!("sip:100@{}", server.sip),
+        "ws-call",
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    ));
+    assert!(trunk.final_response().starts_with("SIP/2.0 200"));
+    let ring = phone.until(|m| m.starts_with("INVITE "));
+    assert!(
+        // URI parameters compare case-insensitively (RFC 3261 §19.1.4); the stack
+        // writes the transport in capitals.
+        ring.to_ascii_lowercase()
+            .starts_with("invite sip:q7ah@df7jal23ls0d.invalid;transport=ws sip/2.0"),
+        "{ring}"
+    );
+    assert!(header(&ring, "Via")[0].starts_with("SIP/2.0/WS "), "{ring}");
+    assert!(
+        header(&ring, "Contact")[0]
+            .to_ascii_lowercase()
+            .contains(&format!("@{};transport=ws", server.http)),
+        "our Contact is the WebSocket's listener: {ring}"
+    );
+    // Busy: the call goes back to its place, as with any phone.
+    let mut busy = "SIP/2.0 486 Busy Here\r\n".to_owned();
+    for name in ["Via", "From", "Call-ID", "CSeq"] {
+        for value in header(&ring, name) {
+            busy.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    busy.push_str(&format!(
+        "To: {};tag=b1\r\nContent-Length: 0\r\n\r\n",
+        header(&ring, "To")[0]
+    ));
+    phone.send(&busy);
+    phone.until(|m| m.starts_with("ACK "));
+    server.wait_metric(
+        "amico_queue_waiting_callers{queue=\"comune\"}",
+        |v| v == 1.0,
+        Duration::from_secs(10),
+    );
+
+    // The WebSocket closes: the agent stays logged in for the grace period, then not.
+    drop(phone);
+    server.wait_logged_in(0);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("WebSocket closed: registration ended"),
+        "{}",
+        server.log_tail(20)
+    );
+}

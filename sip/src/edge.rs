@@ -127,6 +127,9 @@ pub struct EdgeConfig {
     pub user_agent: String,
     /// The host part of the Call-IDs we make (`RANDOM@host`).
     pub call_id_host: String,
+    /// How long a registration made over a WebSocket outlives the WebSocket (a page
+    /// reload registers again within it, and the agent keeps its place).
+    pub websocket_grace: Duration,
 }
 
 /// What the edge reports to the application.
@@ -160,6 +163,8 @@ pub enum Unregistered {
     Expired,
     /// The phone stopped answering OPTIONS probes.
     Unreachable,
+    /// Its WebSocket closed and it did not register again within the grace period.
+    ConnectionClosed,
 }
 
 /// An admitted trunk call, not yet answered.
@@ -667,6 +672,12 @@ pub struct SipEdge {
     trunk_calls: DashMap<String, Arc<AtomicU32>>,
     call_id_host: String,
     tls: Option<(TlsListenerConnection, SocketAddr)>,
+    /// Where browsers reach us over WebSocket (the HTTP listener), once known.
+    websocket_addr: std::sync::OnceLock<SocketAddr>,
+    websocket_grace: Duration,
+    /// WebSockets that closed, by the browser's address, for the serve loop.
+    closed_websockets: mpsc::UnboundedSender<SocketAddr>,
+    closed_websockets_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<SocketAddr>>>,
 }
 
 impl SipEdge {
@@ -743,6 +754,7 @@ impl SipEdge {
         let auth = DigestAuth::new(config.realm.clone(), config.nonce_lifetime);
         let algorithms = config.registrar.algorithms.clone();
         let registrar = Registrar::new(config.agents, auth, config.registrar);
+        let (closed_websockets, closed_websockets_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(SipEdge {
             endpoint,
             dialog_layer,
@@ -764,6 +776,10 @@ impl SipEdge {
             trunk_calls: DashMap::new(),
             call_id_host: config.call_id_host,
             tls,
+            websocket_addr: std::sync::OnceLock::new(),
+            websocket_grace: config.websocket_grace,
+            closed_websockets,
+            closed_websockets_rx: std::sync::Mutex::new(Some(closed_websockets_rx)),
         }))
     }
 
@@ -797,6 +813,47 @@ impl SipEdge {
             .transport_layer
             .set_tls_config(client_tls(ca_certificates));
         Ok(())
+    }
+
+    /// A browser's WebSocket (RFC 7118), `None` if its address is banned. `local` is
+    /// where it connected (the HTTP listener): our Contact towards browsers.
+    pub async fn websocket(
+        self: &Arc<Self>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<crate::WebSocketFlow> {
+        if self.security.banned(remote.ip(), std::time::Instant::now()) {
+            self.counters.refused("banned");
+            return None;
+        }
+        let _ = self.websocket_addr.set(local);
+        match crate::WebSocketFlow::new(self.clone(), remote).await {
+            Ok(flow) => Some(flow),
+            Err(error) => {
+                warn!(%remote, %error, "WebSocket refused by the stack");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    pub(crate) fn add_connection(&self, connection: rsipstack::transport::SipConnection) {
+        self.endpoint
+            .inner
+            .transport_layer
+            .add_connection(connection);
+    }
+
+    pub(crate) fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// A browser's WebSocket closed: what registered over it ends after the grace period.
+    pub(crate) fn websocket_closed(&self, remote: SocketAddr) {
+        self.closed_websockets.send(remote).ok();
     }
 
     /// The TLS address, if TLS is enabled.
@@ -835,6 +892,12 @@ impl SipEdge {
             .incoming_transactions()
             .map_err(SipError::stack)?;
         let mut expiry = tokio::time::interval(Duration::from_secs(1));
+        let mut closed_websockets = self
+            .closed_websockets_rx
+            .lock()
+            .ok()
+            .and_then(|mut rx| rx.take())
+            .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
         let mut probe =
             tokio::time::interval(self.probe_interval.unwrap_or(Duration::from_secs(3600)));
         probe.tick().await;
@@ -871,6 +934,7 @@ impl SipEdge {
                         });
                     }
                 }
+                Some(remote) = closed_websockets.recv() => self.end_websocket_registrations(remote, &events),
                 tx = incoming.recv() => {
                     let Some(tx) = tx else { break };
                     let edge = self.clone();
@@ -881,6 +945,35 @@ impl SipEdge {
         }
         self.cancel.cancel();
         Ok(())
+    }
+
+    /// Ends, after the grace period, the registrations that came over the closed WebSocket
+    /// of `remote`, unless the agent registered again meanwhile (RFC 7118 §5: the binding
+    /// dies with its connection; the grace keeps an agent's place over a page reload).
+    fn end_websocket_registrations(
+        self: &Arc<Self>,
+        remote: SocketAddr,
+        events: &mpsc::Sender<EdgeEvent>,
+    ) {
+        for (user, binding) in self.registrar.bindings() {
+            if binding.transport != Transport::Ws || binding.source != remote {
+                continue;
+            }
+            let (edge, events) = (self.clone(), events.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(edge.websocket_grace).await;
+                if edge.registrar.drop_binding_if(&user, &binding) {
+                    info!(%user, %remote, "WebSocket closed: registration ended");
+                    events
+                        .send(EdgeEvent::AgentUnregistered {
+                            user,
+                            reason: Unregistered::ConnectionClosed,
+                        })
+                        .await
+                        .ok();
+                }
+            });
+        }
     }
 
     async fn handle(self: Arc<Self>, mut tx: Transaction, events: mpsc::Sender<EdgeEvent>) {
@@ -1182,6 +1275,7 @@ impl SipEdge {
             Transport::Udp => self.udp_addr,
             Transport::Tcp => self.tcp_addr,
             Transport::Tls => self.tls_addr().unwrap_or(self.tcp_addr),
+            Transport::Ws => self.websocket_addr.get().copied().unwrap_or(self.udp_addr),
         };
         let transport = binding.transport.stack();
         let inner = &self.endpoint.inner;
@@ -1344,6 +1438,12 @@ impl SipEdge {
                     rsipstack::sip::Transport::Tcp,
                 )],
             ),
+            (Transport::Ws, _) if self.websocket_addr.get().is_some() => (
+                *self.websocket_addr.get().expect("checked"),
+                vec![rsipstack::sip::Param::Transport(
+                    rsipstack::sip::Transport::Ws,
+                )],
+            ),
             _ => (self.udp_addr, vec![]),
         };
         rsipstack::sip::Uri {
@@ -1396,6 +1496,7 @@ impl SipEdge {
             Transport::Udp => String::new(),
             Transport::Tcp => ";transport=tcp".to_owned(),
             Transport::Tls => ";transport=tls".to_owned(),
+            Transport::Ws => ";transport=ws".to_owned(),
         };
         let address = gateway.address;
         let callee =
@@ -1578,9 +1679,12 @@ fn contact_header(binding: &Binding) -> Header {
 
 fn source_of(tx: &Transaction) -> (SocketAddr, Transport) {
     let connection = tx.connection.as_ref();
-    let transport = match connection.map(|c| c.transport()) {
-        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
-        Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+    let transport = match connection {
+        // A browser's WebSocket rides on an in-memory channel connection (see
+        // crate::websocket), which the stack reports as UDP.
+        Some(rsipstack::transport::SipConnection::Channel(_)) => Transport::Ws,
+        Some(c) if c.transport() == rsipstack::sip::Transport::Tcp => Transport::Tcp,
+        Some(c) if c.transport() == rsipstack::sip::Transport::Tls => Transport::Tls,
         _ => Transport::Udp,
     };
     let addr = connection

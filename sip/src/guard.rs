@@ -47,66 +47,89 @@ impl GuardedSocket {
     /// Judges one datagram read into `datagram`: how many bytes to hand to the stack
     /// (copied into `buf`), or a response to send instead.
     fn judge(&self, datagram: &[u8], from: SocketAddr, buf: &mut [u8]) -> Verdict {
-        if self.security.banned(from.ip(), Instant::now()) {
-            self.counters.refused("banned");
-            debug!(%from, "datagram from a banned source dropped");
-            return Verdict::Drop;
-        }
         // Keep-alives (RFC 5626 §4.4.1 CRLF) are the stack's business.
-        if datagram.iter().all(u8::is_ascii_whitespace) {
+        if !self.security.banned(from.ip(), Instant::now())
+            && datagram.iter().all(u8::is_ascii_whitespace)
+        {
             let len = datagram.len().min(buf.len());
             buf[..len].copy_from_slice(&datagram[..len]);
             return Verdict::Pass(len);
         }
-        let verdict = if datagram.len() > buf.len() {
-            // RFC 3261 §18.1.1: a request this large belongs on TCP; 513 says so (§21.5.14).
-            crate::sniff::reject_with_status(
-                datagram,
-                513,
-                format!(
-                    "Message Too Large ({} bytes over UDP, at most {}; use TCP)",
-                    datagram.len(),
-                    buf.len()
-                ),
-            )
-        } else {
-            match sniff(datagram) {
-                Sniffed::Pass => match rsipstack::sip::SipMessage::try_from(datagram) {
-                    Ok(_) => Sniffed::Pass,
-                    // Our first look found nothing wrong but the stack's parser does: say
-                    // what it says.
-                    Err(error) => {
-                        crate::sniff::reject_with(datagram, format!("Bad Request ({error})"))
-                    }
-                },
-                other => other,
-            }
-        };
-        match verdict {
-            Sniffed::Pass => {
-                count_start_line(&self.counters, datagram, false);
-                buf[..datagram.len()].copy_from_slice(datagram);
-                Verdict::Pass(datagram.len())
-            }
-            Sniffed::Reject(rejection) => {
-                warn!(%from, status = rejection.status, reason = %rejection.reason, method = %rejection.method, "malformed SIP request answered");
-                self.counters.request_received(&rejection.method);
-                self.counters.malformed(true);
-                self.counters.response_sent(rejection.status);
-                Verdict::Answer(rejection.to_bytes(&format!("{:x}", rand_tag(datagram))))
-            }
-            Sniffed::Drop(why) => {
-                warn!(%from, len = datagram.len(), why, "SIP datagram dropped");
-                self.counters.malformed(false);
-                Verdict::Drop
-            }
+        let verdict = first_look(
+            datagram,
+            from,
+            buf.len(),
+            "UDP",
+            &self.counters,
+            &self.security,
+        );
+        if let Verdict::Pass(len) = verdict {
+            buf[..len].copy_from_slice(datagram);
+        }
+        verdict
+    }
+}
+
+/// The first look every message from a socket gets, whatever carries it (a UDP datagram,
+/// a WebSocket message): dropped if its source is banned, answered 513 over `limit`
+/// bytes, 400/501 if malformed (see [`crate::sniff`]); else counted and passed on.
+pub(crate) fn first_look(
+    message: &[u8],
+    from: SocketAddr,
+    limit: usize,
+    transport: &str,
+    counters: &SipCounters,
+    security: &Security,
+) -> Verdict {
+    if security.banned(from.ip(), Instant::now()) {
+        counters.refused("banned");
+        debug!(%from, "a message from a banned source dropped");
+        return Verdict::Drop;
+    }
+    let verdict = if message.len() > limit {
+        // RFC 3261 §18.1.1: a request this large belongs on TCP; 513 says so (§21.5.14).
+        crate::sniff::reject_with_status(
+            message,
+            513,
+            format!(
+                "Message Too Large ({} bytes over {transport}, at most {limit}; use TCP)",
+                message.len()
+            ),
+        )
+    } else {
+        match sniff(message) {
+            Sniffed::Pass => match rsipstack::sip::SipMessage::try_from(message) {
+                Ok(_) => Sniffed::Pass,
+                // Our first look found nothing wrong but the stack's parser does: say what
+                // it says.
+                Err(error) => crate::sniff::reject_with(message, format!("Bad Request ({error})")),
+            },
+            other => other,
+        }
+    };
+    match verdict {
+        Sniffed::Pass => {
+            count_start_line(counters, message, false);
+            Verdict::Pass(message.len())
+        }
+        Sniffed::Reject(rejection) => {
+            warn!(%from, status = rejection.status, reason = %rejection.reason, method = %rejection.method, "malformed SIP request answered");
+            counters.request_received(&rejection.method);
+            counters.malformed(true);
+            counters.response_sent(rejection.status);
+            Verdict::Answer(rejection.to_bytes(&format!("{:x}", rand_tag(message))))
+        }
+        Sniffed::Drop(why) => {
+            warn!(%from, len = message.len(), why, "SIP message dropped");
+            counters.malformed(false);
+            Verdict::Drop
         }
     }
 }
 
-/// What becomes of one datagram.
-enum Verdict {
-    /// This many bytes are in the stack's buffer.
+/// What becomes of one message.
+pub(crate) enum Verdict {
+    /// Take it: this many bytes (for UDP, now in the stack's buffer).
     Pass(usize),
     /// Send this response back, and read on.
     Answer(Vec<u8>),

@@ -29,6 +29,7 @@ pub mod registrar;
 pub mod security;
 pub mod sniff;
 pub mod strict;
+pub mod websocket;
 
 pub use counters::SipCounters;
 pub use digest::{Account, Algorithm};
@@ -39,6 +40,7 @@ pub use edge::{
 pub use registrar::{Binding, RegistrarConfig, Transport};
 pub use security::{Rates, SecurityConfig};
 pub use strict::Limits;
+pub use websocket::WebSocketFlow;
 
 /// Methods the edge accepts (the Allow header).
 pub const ALLOWED_METHODS: [&str; 8] = [
@@ -69,7 +71,7 @@ pub enum SipError {
 }
 
 impl SipError {
-    fn stack(error: rsipstack::Error) -> SipError {
+    pub(crate) fn stack(error: rsipstack::Error) -> SipError {
         SipError::Stack(error.to_string())
     }
 }

@@ -23,6 +23,8 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP (RFC 3261 §26.2).
     Tls,
+    /// WebSocket (RFC 7118), a browser's.
+    Ws,
 }
 
 impl Transport {
@@ -32,6 +34,7 @@ impl Transport {
             Transport::Udp => rsipstack::sip::Transport::Udp,
             Transport::Tcp => rsipstack::sip::Transport::Tcp,
             Transport::Tls => rsipstack::sip::Transport::Tls,
+            Transport::Ws => rsipstack::sip::Transport::Ws,
         }
     }
 }

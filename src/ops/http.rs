@@ -1,4 +1,5 @@
-//! The HTTP surface: `/health`, `/metrics`, and the API under `/api` (see [`crate::ops::api`]).
+//! The HTTP surface: `/health`, `/metrics`, SIP over WebSocket at `/sip`, and the API
+//! under `/api` (see [`crate::ops::api`]).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/sip", get(crate::ops::websocket::upgrade))
         .with_state(state.clone())
         .merge(crate::ops::api::router(state))
         .merge(crate::ops::pages::router())

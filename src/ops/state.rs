@@ -12,6 +12,10 @@ pub(crate) struct HttpState {
     pub(crate) acd: crate::runner::AcdHandle,
     pub(crate) sip_udp: std::net::SocketAddr,
     pub(crate) sip_tcp: std::net::SocketAddr,
+    /// The SIP edge (browsers' WebSockets join it).
+    pub(crate) edge: Arc<amico_sip::SipEdge>,
+    /// This listener's address: the SIP Contact towards browsers.
+    pub(crate) http_addr: std::net::SocketAddr,
     /// Calls in progress.
     pub(crate) calls: Arc<crate::call::flow::Calls>,
     /// Committed queue-log records.
