@@ -399,6 +399,10 @@ fn default_max_expires() -> u32 {
 pub(crate) struct HttpSection {
     /// Listen address for `/health` and `/metrics`.
     pub(crate) listen: SocketAddr,
+    /// Serve HTTPS (and so `wss://` for browsers' SIP) with `[sip.tls]`'s certificate:
+    /// browsers give a page the microphone only in a secure context (localhost aside).
+    #[serde(default)]
+    pub(crate) tls: bool,
 }
 
 /// `[rtp]`
@@ -765,6 +769,12 @@ impl Config {
             ));
         }
         let default_algorithms = algorithms(&self.sip.auth.algorithms, "sip.auth.algorithms")?;
+        if self.http.tls && self.sip.tls.is_none() {
+            return Err(field(
+                "http.tls",
+                "HTTPS uses [sip.tls]'s certificate (or its self_signed one): add [sip.tls]",
+            ));
+        }
         self.check_sip()?;
         let tls_files = match &self.sip.tls {
             Some(tls) => TlsPem::read(tls)?,

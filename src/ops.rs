@@ -9,6 +9,7 @@
 pub(crate) mod access;
 pub(crate) mod api;
 pub(crate) mod http;
+pub(crate) mod https;
 pub(crate) mod metrics;
 pub(crate) mod pages;
 pub(crate) mod reload;

@@ -39,6 +39,13 @@ pub(crate) async fn run(
     let media_counters = Arc::new(MediaCounters::default());
 
     let tls = validated.tls().context("sip.tls")?;
+    // HTTPS takes the same certificate (a self-signed one is made once, for both).
+    let https = match (&tls, config.http.tls) {
+        (Some(pem), true) => {
+            Some(crate::ops::https::HttpsCertificate::new(pem).context("http.tls")?)
+        }
+        _ => None,
+    };
     let edge = SipEdge::bind(validated.edge(tls), sip_counters.clone())
         .await
         .context("sip.listen")?;
@@ -162,6 +169,7 @@ pub(crate) async fn run(
             edge: edge.clone(),
             tokens: tokens.clone(),
             thresholds: thresholds.clone(),
+            https: https.clone(),
         },
     ));
     let zone = config.reports.zone();
@@ -188,21 +196,31 @@ pub(crate) async fn run(
         zone,
     });
     let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(
-            http,
-            crate::ops::http::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(http_shutdown.cancelled_owned())
-        .await
-    });
+    let service = crate::ops::http::router(state)
+        .into_make_service_with_connect_info::<crate::ops::https::RemoteAddr>();
+    let http_task = match https {
+        Some(certificate) => {
+            let listener =
+                crate::ops::https::TlsListener::new(http, certificate, http_shutdown.clone())?;
+            tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(http, service)
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await
+        }),
+    };
 
     let mut line = serde_json::json!({
         "event": "listening",
         "sip_udp": edge.udp_addr().to_string(),
         "sip_tcp": edge.tcp_addr().to_string(),
         "http": http_addr.to_string(),
+        "https": config.http.tls,
     });
     if let Some(tls) = edge.tls_addr() {
         line["sip_tls"] = tls.to_string().into();

@@ -981,3 +981,97 @@ fn a_queued_callback_goes_out_to_a_tls_gateway_whose_certificate_is_verified() {
         0.0
     );
 }
+
+/// An HTTPS client of the server's HTTP listener, trusting `ca`.
+async fn https_stream(
+    server: &Server,
+    ca: &Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(ca).expect("the CA file") {
+        roots.add(certificate.expect("a CA certificate")).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector
+        .connect(name, tcp)
+        .await
+        .expect("the HTTPS listener's certificate is the one [sip.tls] names")
+}
+
+#[test]
+fn https_and_wss_share_the_sip_certificate_and_a_browser_registers_over_wss() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let pki = Pki::new("tls-https");
+    pki.install(&pki.leaf("amico-test-1", KeyKind::EcdsaPkcs8));
+    let config = config(1, &pki.section()).replacen(
+        "[http]\nlisten = \"127.0.0.1:0\"",
+        "[http]\nlisten = \"127.0.0.1:0\"\ntls = true",
+        1,
+    );
+    let (server, _) = start_tls(&config);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // https://…/health over the certificate of [sip.tls].
+        let mut https = https_stream(&server, &pki.ca).await;
+        https
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        https.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"agents_logged_in\""), "{response}");
+
+        // wss://…/sip: a browser's SIP over the same listener.
+        let tls = https_stream(&server, &pki.ca).await;
+        let mut request = format!("wss://127.0.0.1:{}/sip", server.http.port())
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "sip".parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::client_async(request, tls)
+            .await
+            .expect("a WebSocket over TLS with the sip subprotocol");
+        let register = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WSS x1.invalid;branch=z9hG4bK-wss1\r\nMax-Forwards: 70\r\nFrom: <sip:agent1@127.0.0.1>;tag=w\r\nTo: <sip:agent1@127.0.0.1>\r\nCall-ID: wss-1\r\nCSeq: 1 REGISTER\r\nContact: <sip:a1@x1.invalid;transport=ws>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n";
+        socket.send(Message::text(register)).await.unwrap();
+        let answer = tokio::time::timeout(STEP, socket.next())
+            .await
+            .expect("an answer over wss within the deadline")
+            .expect("the WebSocket open")
+            .unwrap()
+            .into_text()
+            .unwrap();
+        assert!(answer.starts_with("SIP/2.0 401"), "{answer}");
+    });
+    // Plain HTTP on the HTTPS port is not served.
+    let mut plain = std::net::TcpStream::connect(server.http).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    std::io::Write::write_all(&mut plain, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let read = std::io::Read::read(&mut plain, &mut buf).unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"),
+        "plain HTTP answered on the HTTPS listener"
+    );
+}

@@ -67,6 +67,7 @@ pub(crate) struct Reloader {
     edge: Arc<SipEdge>,
     tokens: Arc<ArcSwap<crate::ops::tokens::Tokens>>,
     thresholds: Arc<ArcSwap<HashMap<String, Thresholds>>>,
+    https: Option<Arc<crate::ops::https::HttpsCertificate>>,
     /// One reload at a time (not on any call's path).
     busy: tokio::sync::Mutex<()>,
 }
@@ -81,6 +82,8 @@ pub(crate) struct Parts {
     pub(crate) edge: Arc<SipEdge>,
     pub(crate) tokens: Arc<ArcSwap<crate::ops::tokens::Tokens>>,
     pub(crate) thresholds: Arc<ArcSwap<HashMap<String, Thresholds>>>,
+    /// HTTPS's certificate, reloaded with SIP's.
+    pub(crate) https: Option<Arc<crate::ops::https::HttpsCertificate>>,
 }
 
 impl Reloader {
@@ -94,6 +97,7 @@ impl Reloader {
             edge: parts.edge,
             tokens: parts.tokens,
             thresholds: parts.thresholds,
+            https: parts.https,
             busy: tokio::sync::Mutex::new(()),
         }
     }
@@ -152,6 +156,11 @@ impl Reloader {
         let tls = validated.tls_files.clone();
         let reloaded = self.apply(validated, routing, path)?;
         if let Some(pem) = tls {
+            if let Some(https) = &self.https {
+                https
+                    .reload(&pem)
+                    .map_err(|e| ReloadError::Refused(format!("http.tls: {e:#}")))?;
+            }
             self.edge
                 .reload_tls(pem.certificate, pem.private_key, pem.ca_certificates)
                 .await

@@ -6,7 +6,6 @@
 //! text message. Everything SIP does to a phone (digest, throttles, calls, probes)
 //! happens the same way over it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -15,12 +14,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tracing::debug;
 
+use crate::ops::https::RemoteAddr;
 use crate::ops::state::HttpState;
 
 /// The upgrade: `sip` subprotocol or 400.
 pub(crate) async fn upgrade(
     upgrade: WebSocketUpgrade,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(RemoteAddr(remote)): ConnectInfo<RemoteAddr>,
     State(state): State<Arc<HttpState>>,
 ) -> Response {
     let upgrade = upgrade
