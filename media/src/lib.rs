@@ -113,6 +113,7 @@ pub mod source;
 mod stream;
 #[cfg(test)]
 mod test_support;
+pub mod webrtc;
 
 pub use clip::Clip;
 pub use codec::Codec;
@@ -122,4 +123,5 @@ pub use event::{Leg, MediaEvent};
 pub use format::{AudioFormat, Direction, RemoteMedia};
 pub use playlist::Playlist;
 pub use port_pool::{PortPool, RtpSocket};
-pub use session::{MediaSession, SessionConfig};
+pub use session::{AgentLeg, MediaSession, SessionConfig};
+pub use webrtc::{WebRtcEndpoint, WebRtcError, WebRtcLeg};

@@ -2,13 +2,14 @@
 
 use crate::counters::{DropReason, MediaCounters};
 use crate::port_pool::RtpSocket;
-use crate::session_state::{SessionState, Transmit, TransmitKind};
-use crate::{Leg, MediaEvent, Playlist, RemoteMedia};
+use crate::session_state::{AgentMedia, SessionState, Transmit, TransmitKind};
+use crate::webrtc::{Datagram, Link};
+use crate::{Leg, MediaEvent, Playlist, RemoteMedia, WebRtcError, WebRtcLeg};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Events waiting for the call flow before new ones are dropped (with a warning): enough for
 /// a burst of DTMF, small enough that a stuck consumer cannot grow memory.
@@ -42,9 +43,33 @@ impl Default for SessionConfig {
     }
 }
 
+/// An agent leg for [`MediaSession::bridge_agent`]: whatever the agent's softphone is, the
+/// session relays, plays, detects keys and times out on it the same way.
+#[derive(Debug)]
+pub enum AgentLeg {
+    /// A SIP phone: plain RTP on a socket of the port pool, to the address its SDP gave.
+    Rtp(RtpSocket, RemoteMedia),
+    /// A browser: DTLS-SRTP over ICE on the WebRTC endpoint's socket, its offer/answer done.
+    WebRtc(WebRtcLeg),
+}
+
+/// Where a bridged agent leg's datagrams come from and go to.
+#[derive(Debug)]
+enum AgentSocket {
+    Rtp(RtpSocket),
+    WebRtc(Link),
+}
+
+/// What the agent side of the session's select loop received.
+enum AgentInput {
+    Rtp(io::Result<(usize, SocketAddr)>),
+    WebRtc(Datagram),
+}
+
 #[derive(Debug)]
 enum Command {
-    Bridge(RtpSocket, RemoteMedia),
+    Bridge(AgentLeg),
+    AgentOffer(String, oneshot::Sender<Result<String, WebRtcError>>),
     Hold,
     UpdateRemote(Leg, RemoteMedia),
     Play(Playlist, u64),
@@ -102,7 +127,27 @@ impl MediaSession {
     /// command, and the playlist is discarded (its `PlaylistDone` never comes if it had not
     /// yet), so a stale announcement never resumes after a later [`hold`](Self::hold).
     pub fn bridge(&self, agent: RtpSocket, agent_remote: RemoteMedia) {
-        self.send(Command::Bridge(agent, agent_remote));
+        self.bridge_agent(AgentLeg::Rtp(agent, agent_remote));
+    }
+
+    /// [`bridge`](Self::bridge) for any kind of agent leg: a SIP phone's plain RTP or a
+    /// browser's WebRTC leg (whose answer was accepted). The browser's ICE checks and DTLS
+    /// handshake that arrived before are waiting for the session and are handled first; audio
+    /// flows to the browser once DTLS is up, and until then the caller's packets for it are
+    /// counted as dropped (`NoPeer`).
+    pub fn bridge_agent(&self, agent: AgentLeg) {
+        self.send(Command::Bridge(agent));
+    }
+
+    /// Answers an SDP offer from the bridged browser agent (a re-INVITE from the page: hold,
+    /// resume, an ICE restart): the answer for the 200 OK. The bridge stays up and follows
+    /// the new direction. Fails with [`WebRtcError::NoWebRtcLeg`] when the agent leg is not
+    /// a browser's (or the session has stopped), and with the SDP errors when the offer cannot
+    /// be taken (a 488 in SIP).
+    pub async fn answer_agent_offer(&self, offer: &str) -> Result<String, WebRtcError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::AgentOffer(offer.to_owned(), reply));
+        answer.await.unwrap_or(Err(WebRtcError::NoWebRtcLeg))
     }
 
     /// Releases the agent leg (if any), closing its socket, and gives the caller the waiting
@@ -190,9 +235,15 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn receive(socket: Option<&RtpSocket>, buffer: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+async fn receive(socket: Option<&mut AgentSocket>, buffer: &mut [u8]) -> AgentInput {
     match socket {
-        Some(socket) => socket.socket().recv_from(buffer).await,
+        Some(AgentSocket::Rtp(socket)) => AgentInput::Rtp(socket.socket().recv_from(buffer).await),
+        Some(AgentSocket::WebRtc(link)) => match link.recv().await {
+            Some(datagram) => AgentInput::WebRtc(datagram),
+            // The link holds a sender of its own queue, so this never ends; if it did, the
+            // leg would simply be silent.
+            None => std::future::pending().await,
+        },
         None => std::future::pending().await,
     }
 }
@@ -200,26 +251,30 @@ async fn receive(socket: Option<&RtpSocket>, buffer: &mut [u8]) -> io::Result<(u
 fn send(
     transmit: Option<Transmit<'_>>,
     caller: &RtpSocket,
-    agent: Option<&RtpSocket>,
+    agent: Option<&mut AgentSocket>,
     counters: &MediaCounters,
 ) {
     let Some(transmit) = transmit else { return };
-    let socket = match transmit.leg {
-        Leg::Caller => caller,
-        Leg::Agent => match agent {
-            Some(agent) => agent,
-            None => return counters.add_dropped(DropReason::NoPeer),
-        },
-    };
     // try_send_to never waits: a full socket buffer drops this packet rather than delaying
     // every later one.
-    match socket
-        .socket()
-        .try_send_to(transmit.packet, transmit.destination)
-    {
+    let sent = match (transmit.leg, agent) {
+        (Leg::Caller, _) => caller
+            .socket()
+            .try_send_to(transmit.packet, transmit.destination),
+        (Leg::Agent, Some(AgentSocket::Rtp(socket))) => socket
+            .socket()
+            .try_send_to(transmit.packet, transmit.destination),
+        (Leg::Agent, Some(AgentSocket::WebRtc(link))) => {
+            link.send(transmit.destination, transmit.packet)
+        }
+        (Leg::Agent, None) => return counters.add_dropped(DropReason::NoPeer),
+    };
+    match sent {
         Ok(_) => match transmit.kind {
             TransmitKind::Relayed => counters.add_relayed(),
             TransmitKind::Generated => counters.add_generated(),
+            // The RTP inside was counted when it was handed to str0m.
+            TransmitKind::WebRtc => {}
         },
         Err(error) => {
             let (leg, destination) = (transmit.leg, transmit.destination);
@@ -237,7 +292,7 @@ async fn run(
     active: ActiveSession,
 ) {
     let counters = Arc::clone(&active.0);
-    let mut agent: Option<RtpSocket> = None;
+    let mut agent: Option<AgentSocket> = None;
     let mut caller_buffer = vec![0; RECEIVE_BUFFER];
     let mut agent_buffer = vec![0; RECEIVE_BUFFER];
     loop {
@@ -250,11 +305,20 @@ async fn run(
         tokio::select! {
             command = commands.recv() => match command {
                 None | Some(Command::Stop) => break,
-                Some(Command::Bridge(socket, remote)) => {
+                Some(Command::Bridge(AgentLeg::Rtp(socket, remote))) => {
                     let local = socket.local_addr();
                     tracing::debug!(%local, remote = %remote.addr, "agent leg bridged");
-                    agent = Some(socket);
-                    state.handle_bridge(now(), remote);
+                    agent = Some(AgentSocket::Rtp(socket));
+                    state.handle_bridge(now(), AgentMedia::Rtp(remote));
+                }
+                Some(Command::Bridge(AgentLeg::WebRtc(leg))) => {
+                    let (rtc, link) = leg.into_parts();
+                    tracing::debug!(local = %link.local_addr(), ?rtc, "WebRTC agent leg bridged");
+                    agent = Some(AgentSocket::WebRtc(link));
+                    state.handle_bridge(now(), AgentMedia::WebRtc(rtc));
+                }
+                Some(Command::AgentOffer(offer, reply)) => {
+                    let _ = reply.send(state.handle_agent_offer(now(), &offer));
                 }
                 Some(Command::Hold) => {
                     agent = None;
@@ -270,30 +334,42 @@ async fn run(
                 Ok((len, from)) => {
                     let datagram = &caller_buffer[..len];
                     let transmit = state.handle_datagram(now(), Leg::Caller, from, datagram);
-                    send(transmit, &caller, agent.as_ref(), &counters);
+                    send(transmit, &caller, agent.as_mut(), &counters);
                 }
                 // ICMP errors from earlier sends surface here (ECONNREFUSED on Linux); the
                 // socket is still fine.
                 Err(error) => tracing::trace!(%error, "caller RTP receive error"),
             },
-            received = receive(agent.as_ref(), &mut agent_buffer) => match received {
-                Ok((len, from)) => {
+            received = receive(agent.as_mut(), &mut agent_buffer) => match received {
+                AgentInput::Rtp(Ok((len, from))) => {
                     let datagram = &agent_buffer[..len];
                     let transmit = state.handle_datagram(now(), Leg::Agent, from, datagram);
-                    send(transmit, &caller, agent.as_ref(), &counters);
+                    send(transmit, &caller, agent.as_mut(), &counters);
                 }
-                Err(error) => tracing::trace!(%error, "agent RTP receive error"),
+                AgentInput::Rtp(Err(error)) => tracing::trace!(%error, "agent RTP receive error"),
+                AgentInput::WebRtc(datagram) => {
+                    let local = match &agent {
+                        Some(AgentSocket::WebRtc(link)) => link.local_addr(),
+                        _ => continue,
+                    };
+                    let Datagram { source, received_at, bytes } = datagram;
+                    state.handle_webrtc_datagram(received_at, source, local, &bytes);
+                }
             },
             () = tokio::time::sleep_until(wake_at), if deadline.is_some() => {
                 let now = now();
                 for _ in 0..MAX_DUE_PER_WAKE {
                     let transmit = state.handle_timeout(now);
-                    send(transmit, &caller, agent.as_ref(), &counters);
+                    send(transmit, &caller, agent.as_mut(), &counters);
                     if state.poll_timeout().is_none_or(|next| next > now) {
                         break;
                     }
                 }
             }
+        }
+        // What the input left behind: a browser leg's datagrams, its audio for the caller.
+        while let Some(transmit) = state.poll_transmit() {
+            send(Some(transmit), &caller, agent.as_mut(), &counters);
         }
         while let Some(event) = state.poll_event() {
             if let Err(error) = events.try_send(event) {
@@ -989,5 +1065,243 @@ mod tests {
             assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
         }
         assert_eq!(counters.dtmf_sent(), 1);
+    }
+
+    /// The browser stand-in (str0m, full ICE, Chrome's codecs) on a real loopback socket.
+    struct BrowserPeer {
+        browser: crate::webrtc::test_browser::Browser,
+        socket: UdpSocket,
+    }
+
+    impl BrowserPeer {
+        async fn new() -> Self {
+            let socket = UdpSocket::bind(localhost()).await.unwrap();
+            let addr = socket.local_addr().unwrap();
+            Self {
+                browser: crate::webrtc::test_browser::Browser::new(now(), addr),
+                socket,
+            }
+        }
+
+        /// Runs the browser for `wait`: sends what it has to send, feeds it what arrives and
+        /// fires its timers.
+        async fn run_for(&mut self, wait: Duration) {
+            let end = tokio::time::Instant::now() + wait;
+            let mut buffer = [0; 2048];
+            loop {
+                while let Some((to, bytes)) = self.browser.outbox.pop_front() {
+                    self.socket.send_to(&bytes, to).await.unwrap();
+                }
+                let wake = tokio::time::Instant::from_std(self.browser.poll_timeout()).min(end);
+                tokio::select! {
+                    received = self.socket.recv_from(&mut buffer) => {
+                        let (len, from) = received.unwrap();
+                        self.browser.receive(now(), from, &buffer[..len]);
+                    }
+                    () = tokio::time::sleep_until(wake) => {
+                        if tokio::time::Instant::now() >= end {
+                            return;
+                        }
+                        self.browser.handle_timeout(now());
+                    }
+                }
+            }
+        }
+
+        /// Runs the browser until `done`, failing the test at the deadline.
+        async fn run_until(&mut self, what: &str, done: impl Fn(&Self) -> bool) {
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            while !done(self) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what} before the deadline"
+                );
+                self.run_for(Duration::from_millis(10)).await;
+            }
+        }
+
+        /// The loud audio the browser received on payload type `payload_type`, decoded.
+        fn heard(&self, payload_type: u8, codec: Codec) -> Vec<i16> {
+            let mut linear = Vec::new();
+            for packet in &self.browser.received {
+                if *packet.header.payload_type != payload_type {
+                    continue;
+                }
+                let mut frame = Vec::new();
+                g711::decode(codec, &packet.payload, &mut frame);
+                if rms(&frame) > 1000.0 {
+                    linear.extend(frame);
+                }
+            }
+            linear
+        }
+    }
+
+    /// A caller's tone reaches the browser and back while `browser` runs; returns what the
+    /// browser heard loud after `from` packets it already had.
+    async fn caller_to_browser(
+        caller: &mut Phone,
+        to: SocketAddr,
+        peer: &mut BrowserPeer,
+    ) -> usize {
+        let before = peer.heard(0, Codec::Pcmu).len();
+        let frames = tone_frames(Codec::Pcmu, 1000.0, 25);
+        for frame in &frames {
+            caller.send_audio(to, 0, frame).await;
+            peer.run_for(Duration::from_millis(20)).await;
+        }
+        peer.run_for(Duration::from_millis(100)).await;
+        peer.heard(0, Codec::Pcmu).len() - before
+    }
+
+    #[tokio::test]
+    async fn a_browser_leg_is_bridged_over_dtls_srtp_with_its_keys_and_a_hold_from_the_page() {
+        let mut caller = Phone::new().await;
+        let (session, mut events, counters) = start(&caller, Codec::Pcmu, Some(101), None);
+        let caller_port = session.caller_local_addr();
+        let endpoint = crate::WebRtcEndpoint::bind(localhost(), Arc::clone(&counters)).unwrap();
+
+        // Amico offers (RFC 8829 §5.2.1): DTLS-SRTP, ICE-lite, rtcp-mux, BUNDLE, G.711 only.
+        let mut leg = endpoint.create_leg(&[Codec::Pcmu, Codec::Pcma]).unwrap();
+        let offer = leg.create_offer().unwrap();
+        let port = endpoint.local_addr().port();
+        for wanted in [
+            &format!("m=audio {port} UDP/TLS/RTP/SAVPF 0 8 101") as &str,
+            "c=IN IP4 127.0.0.1",
+            "a=ice-lite",
+            "a=fingerprint:sha-256 ",
+            "a=setup:actpass",
+            "a=rtcp-mux",
+            "a=group:BUNDLE ",
+            "\r\no=- ",
+            "a=rtpmap:101 telephone-event/8000",
+            &format!("127.0.0.1 {port} typ host"),
+        ] {
+            assert!(offer.contains(wanted), "{wanted:?} in the offer:\n{offer}");
+        }
+        assert!(
+            !offer.contains("opus") && !offer.contains("str0m"),
+            "{offer}"
+        );
+
+        let mut peer = BrowserPeer::new().await;
+        let answer = peer.browser.answer(now(), &offer);
+        let format = leg.accept_answer(&answer).unwrap();
+        assert_eq!(
+            (format.codec, format.telephone_event),
+            (Codec::Pcmu, Some(101))
+        );
+        session.bridge_agent(AgentLeg::WebRtc(leg));
+        peer.run_until("ICE and DTLS", |peer| peer.browser.connected)
+            .await;
+
+        // The caller's tone reaches the browser, decrypted, as PCMU.
+        caller_to_browser(&mut caller, caller_port, &mut peer).await;
+        peer.run_until("the caller's tone in the browser", |peer| {
+            peer.heard(0, Codec::Pcmu).len() >= 10 * 160
+        })
+        .await;
+        let heard = peer.heard(0, Codec::Pcmu);
+        assert!(goertzel_ratio(&heard, 1000.0, 1600.0) > 100.0);
+
+        // The browser's tone reaches the caller as plain RTP.
+        let frames = tone_frames(Codec::Pcmu, 1600.0, 50);
+        let mut loud = Vec::new();
+        let mut timestamp = 90_000u32;
+        for frame in frames.iter().cycle().take(200) {
+            peer.browser.write(now(), 0, timestamp, false, frame);
+            timestamp = timestamp.wrapping_add(160);
+            peer.run_for(Duration::from_millis(20)).await;
+            while let Some(packet) = caller.try_recv(Duration::ZERO).await {
+                if packet.payload_type == 0 && packet.is_loud(Codec::Pcmu) {
+                    assert_eq!(packet.from, caller_port);
+                    loud.extend(packet.linear(Codec::Pcmu));
+                }
+            }
+            if loud.len() >= 10 * 160 {
+                break;
+            }
+        }
+        assert!(loud.len() >= 10 * 160, "the browser's tone at the caller");
+        assert!(goertzel_ratio(&loud, 1600.0, 1000.0) > 100.0);
+
+        // A key pressed on the page: RFC 4733, on the type our offer gave telephone-event.
+        for (n, duration) in [160u16, 320, 480, 480].into_iter().enumerate() {
+            let end = if n >= 2 { 0x80 } else { 0 };
+            let [high, low] = duration.to_be_bytes();
+            let payload = [5, end | 10, high, low];
+            peer.browser.write(now(), 101, timestamp, n == 0, &payload);
+            peer.run_for(Duration::from_millis(20)).await;
+        }
+        let key = timeout(DEADLINE, async {
+            loop {
+                match events.recv().await.expect("the session runs") {
+                    MediaEvent::Dtmf { leg, digit, .. } => return (leg, digit),
+                    _ => continue,
+                }
+            }
+        })
+        .await
+        .expect("the key before the deadline");
+        assert_eq!(key, (Leg::Agent, '5'));
+
+        // Hold from the page: a re-offer, sendonly. The answer is recvonly and carries only
+        // what we take; the bridge stays, and the caller's audio stops going to the page.
+        let (hold, pending) = peer
+            .browser
+            .reoffer(now(), str0m::media::Direction::SendOnly);
+        let answer = session.answer_agent_offer(&hold).await.unwrap();
+        assert!(answer.contains("a=recvonly"), "{answer}");
+        assert!(
+            !answer.contains("opus") && !answer.contains("G722"),
+            "{answer}"
+        );
+        peer.browser.accept_answer(now(), pending, &answer);
+        peer.run_for(Duration::from_millis(100)).await;
+        assert_eq!(
+            caller_to_browser(&mut caller, caller_port, &mut peer).await,
+            0
+        );
+
+        // Resumed: the caller is heard again on the same bridge.
+        let (resume, pending) = peer
+            .browser
+            .reoffer(now(), str0m::media::Direction::SendRecv);
+        let answer = session.answer_agent_offer(&resume).await.unwrap();
+        assert!(answer.contains("a=sendrecv"), "{answer}");
+        peer.browser.accept_answer(now(), pending, &answer);
+        let mut resumed = 0;
+        for _ in 0..10 {
+            resumed += caller_to_browser(&mut caller, caller_port, &mut peer).await;
+            if resumed > 0 {
+                break;
+            }
+        }
+        assert!(resumed > 0, "the caller heard in the page after resuming");
+
+        // Plain RTP from a stranger to the WebRTC socket goes nowhere.
+        let stranger = Phone::new().await;
+        let dropped = counters.packets_dropped(DropReason::ForeignSource);
+        stranger
+            .send_raw(
+                endpoint.local_addr(),
+                &[0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9],
+            )
+            .await;
+        timeout(DEADLINE, async {
+            while counters.packets_dropped(DropReason::ForeignSource) == dropped {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the stranger's packet counted");
+
+        // An offer for a session whose agent is a SIP phone is refused.
+        session.hold();
+        assert!(matches!(
+            session.answer_agent_offer(&resume).await,
+            Err(WebRtcError::NoWebRtcLeg)
+        ));
+        assert!(counters.packets_relayed() > 0);
     }
 }

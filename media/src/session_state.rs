@@ -7,6 +7,7 @@ use crate::dtmf::{DtmfDetector, DtmfSender, TelephoneEvent, digit_event};
 use crate::playlist::Playback;
 use crate::source::{AudioSource, ComfortNoise, FRAME_SAMPLES, Frame};
 use crate::stream::{Header, OutgoingStream, build_packet};
+use crate::webrtc::{Received, RtcLeg, WebRtcError};
 use crate::{Codec, Leg, MediaEvent, Playlist, RemoteMedia, SessionConfig, g711};
 use rtp_rs::RtpReader;
 use std::collections::VecDeque;
@@ -29,6 +30,9 @@ pub(crate) enum TransmitKind {
     Relayed,
     /// Made by Amico (comfort noise, prompts, music, telephone-events).
     Generated,
+    /// A datagram of a WebRTC leg's str0m (SRTP, SRTCP, STUN, DTLS): the RTP inside was
+    /// counted as relayed or generated when it was handed to str0m.
+    WebRtc,
 }
 
 /// A packet to send now.
@@ -41,15 +45,65 @@ pub(crate) struct Transmit<'a> {
     pub(crate) kind: TransmitKind,
 }
 
-/// One leg: what its remote negotiated, where it really sends from, and our stream to it.
+/// An agent leg to bridge: plain RTP to the address in its SDP, or a browser through str0m.
+#[derive(Debug)]
+pub(crate) enum AgentMedia {
+    /// A SIP phone's RTP, as its SDP describes it.
+    Rtp(RemoteMedia),
+    /// A browser's DTLS-SRTP, negotiated by the leg itself.
+    WebRtc(Box<RtcLeg>),
+}
+
+impl From<RemoteMedia> for AgentMedia {
+    fn from(remote: RemoteMedia) -> Self {
+        Self::Rtp(remote)
+    }
+}
+
+/// How a leg's packets travel.
+#[derive(Debug)]
+enum Transport {
+    /// Plain RTP on the leg's own socket.
+    Rtp(Latch),
+    /// DTLS-SRTP through a str0m session on the WebRTC endpoint's socket; ICE chose the
+    /// address, so there is nothing to latch.
+    WebRtc(Box<RtcLeg>),
+}
+
+/// The source address RTP actually comes from (RFC 4961 symmetric RTP): once known, our
+/// packets go there instead of to the SDP address, which a NATed phone cannot be reached on.
+#[derive(Debug, Default)]
+struct Latch {
+    address: Option<SocketAddr>,
+    heard_at: Option<Instant>,
+}
+
+/// A packet made into `SessionState::packet`, not yet handed out (so that a loop can make
+/// it without holding the borrow).
+#[derive(Debug, Clone, Copy)]
+struct Emitted {
+    leg: Leg,
+    destination: SocketAddr,
+    len: usize,
+    kind: TransmitKind,
+}
+
+/// The fields of a received RTP packet the relay reads, from a datagram or from str0m.
+#[derive(Debug, Clone, Copy)]
+struct RtpIn<'a> {
+    payload_type: u8,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    marker: bool,
+    payload: &'a [u8],
+}
+
+/// One leg: what its remote negotiated, how its packets travel, and our stream to it.
 #[derive(Debug)]
 struct LegState {
     remote: RemoteMedia,
-    /// The source address RTP actually comes from (RFC 4961 symmetric RTP): once known, our
-    /// packets go there instead of to the SDP address, which a NATed phone cannot be reached
-    /// on.
-    latched: Option<SocketAddr>,
-    latched_heard_at: Option<Instant>,
+    transport: Transport,
     /// Last valid RTP received, or when RTP became expected (start, update): the RTP timeout
     /// counts from here.
     last_activity: Instant,
@@ -61,11 +115,10 @@ struct LegState {
 }
 
 impl LegState {
-    fn new(now: Instant, remote: RemoteMedia) -> Self {
+    fn new(now: Instant, remote: RemoteMedia, transport: Transport) -> Self {
         Self {
             remote,
-            latched: None,
-            latched_heard_at: None,
+            transport,
             last_activity: now,
             timeout_reported: false,
             outgoing: OutgoingStream::new(),
@@ -74,36 +127,115 @@ impl LegState {
         }
     }
 
+    /// Where plain RTP goes: the latched source, else the SDP address.
     fn destination(&self) -> SocketAddr {
-        self.latched.unwrap_or(self.remote.addr)
+        match &self.transport {
+            Transport::Rtp(latch) => latch.address.unwrap_or(self.remote.addr),
+            Transport::WebRtc(_) => self.remote.addr,
+        }
+    }
+
+    /// Whether we may send media to this leg: it wants media (RFC 3264 §8.4), and for plain
+    /// RTP gave a usable address (a WebRTC leg's address is ICE's).
+    fn accepts_rtp(&self) -> bool {
+        match self.transport {
+            Transport::Rtp(_) => self.remote.accepts_rtp(),
+            Transport::WebRtc(_) => self.remote.direction.receives(),
+        }
+    }
+
+    /// Whether this leg is expected to keep sending, so that silence means trouble.
+    fn sends_rtp(&self) -> bool {
+        match self.transport {
+            Transport::Rtp(_) => self.remote.sends_rtp(),
+            Transport::WebRtc(_) => self.remote.direction == crate::Direction::SendRecv,
+        }
+    }
+
+    fn webrtc(&mut self) -> Option<&mut RtcLeg> {
+        match &mut self.transport {
+            Transport::WebRtc(rtc) => Some(rtc),
+            Transport::Rtp(_) => None,
+        }
     }
 
     fn timeout_deadline(&self, timeout: Option<Duration>) -> Option<Instant> {
         let timeout = timeout?;
-        (self.remote.sends_rtp() && !self.timeout_reported).then(|| self.last_activity + timeout)
+        (self.sends_rtp() && !self.timeout_reported).then(|| self.last_activity + timeout)
     }
 
     /// Symmetric RTP latching; `false` when the packet comes from a stranger.
     fn accept_source(&mut self, now: Instant, from: SocketAddr) -> bool {
-        let trusted = match self.latched {
+        let sdp = self.remote.addr;
+        let Transport::Rtp(latch) = &mut self.transport else {
+            return true;
+        };
+        let trusted = match latch.address {
             None => true,
             Some(latched) if latched == from => true,
             // The SDP address is the remote's own word, so it always wins (a re-INVITE moving
             // the media back to where it says).
-            Some(_) if from == self.remote.addr => true,
-            Some(_) => self
-                .latched_heard_at
+            Some(_) if from == sdp => true,
+            Some(_) => latch
+                .heard_at
                 .is_none_or(|heard| now.saturating_duration_since(heard) >= RELATCH_AFTER),
         };
         if !trusted {
             return false;
         }
-        if self.latched != Some(from) {
-            tracing::debug!(%from, sdp = %self.remote.addr, "RTP latched on source");
-            self.latched = Some(from);
+        if latch.address != Some(from) {
+            tracing::debug!(%from, %sdp, "RTP latched on source");
+            latch.address = Some(from);
         }
-        self.latched_heard_at = Some(now);
+        latch.heard_at = Some(now);
         true
+    }
+
+    /// Sends one packet with `header` on this leg: built into `buffer` for plain RTP (the
+    /// caller sends it), handed to str0m for WebRTC (its datagrams come out of
+    /// [`SessionState::poll_transmit`]).
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        buffer: &mut Vec<u8>,
+        counters: &MediaCounters,
+        payload_type: u8,
+        header: Header,
+        payload: &[u8],
+        kind: TransmitKind,
+    ) -> Option<Emitted> {
+        let destination = self.destination();
+        match &mut self.transport {
+            Transport::Rtp(_) => {
+                let len =
+                    build_packet(buffer, self.outgoing.ssrc(), payload_type, header, payload)?;
+                Some(Emitted {
+                    leg,
+                    destination,
+                    len,
+                    kind,
+                })
+            }
+            Transport::WebRtc(rtc) => {
+                let written = rtc.write_rtp(
+                    now,
+                    payload_type,
+                    header.sequence,
+                    header.timestamp,
+                    header.marker,
+                    payload,
+                );
+                match (written, kind) {
+                    (true, TransmitKind::Relayed) => counters.add_relayed(),
+                    (true, _) => counters.add_generated(),
+                    // ICE and DTLS not up yet: audio queued now would reach the browser late.
+                    (false, _) => counters.add_dropped(DropReason::NoPeer),
+                }
+                None
+            }
+        }
     }
 }
 
@@ -162,6 +294,8 @@ pub(crate) struct SessionState {
     packet: Vec<u8>,
     payload: Vec<u8>,
     frame: Frame,
+    /// The WebRTC datagram last handed out by `poll_transmit`.
+    webrtc_out: Option<str0m::net::Transmit>,
 }
 
 impl SessionState {
@@ -175,13 +309,14 @@ impl SessionState {
             waiting: Waiting::comfort(&config),
             config,
             counters,
-            caller: LegState::new(now, caller),
+            caller: LegState::new(now, caller, Transport::Rtp(Latch::default())),
             agent: None,
             pacer: None,
             events: VecDeque::new(),
             packet: Vec::with_capacity(1500),
             payload: Vec::with_capacity(1500),
             frame: [0; FRAME_SAMPLES],
+            webrtc_out: None,
         };
         state.refresh_pacer(now);
         state
@@ -222,7 +357,7 @@ impl SessionState {
             (Some(_), Some(state)) if state.remote.format.telephone_event.is_none() => {
                 "the leg negotiated no telephone-event"
             }
-            (Some(_), Some(state)) if !state.remote.accepts_rtp() => "the leg accepts no media",
+            (Some(_), Some(state)) if !state.accepts_rtp() => "the leg accepts no media",
             (Some(event), Some(state)) => {
                 if state.dtmf_out.push(now, event) {
                     return;
@@ -241,7 +376,7 @@ impl SessionState {
     /// Starts or stops generating for the caller: only while not bridged and while the caller
     /// accepts media (not holding us, RFC 3264 §8.4).
     fn refresh_pacer(&mut self, now: Instant) {
-        let wanted = self.agent.is_none() && self.caller.remote.accepts_rtp();
+        let wanted = self.agent.is_none() && self.caller.accepts_rtp();
         match (wanted, self.pacer.is_some()) {
             (true, false) => {
                 self.caller.outgoing.switch();
@@ -258,8 +393,20 @@ impl SessionState {
     /// Bridges an agent leg: from now on RTP is relayed both ways. Playback stops at once (no
     /// generated frame after this) and the playlist is discarded, so that a stale announcement
     /// never resumes; after a hold the caller hears comfort noise unless `play` says otherwise.
-    pub(crate) fn handle_bridge(&mut self, now: Instant, agent: RemoteMedia) {
-        self.agent = Some(LegState::new(now, agent));
+    /// A WebRTC leg whose offer/answer has not completed is refused (logged): the caller goes
+    /// on waiting.
+    pub(crate) fn handle_bridge(&mut self, now: Instant, agent: impl Into<AgentMedia>) {
+        let agent = match agent.into() {
+            AgentMedia::Rtp(remote) => LegState::new(now, remote, Transport::Rtp(Latch::default())),
+            AgentMedia::WebRtc(rtc) => {
+                let Some(remote) = rtc.remote_media() else {
+                    tracing::warn!(?rtc, "WebRTC agent leg not negotiated: not bridged");
+                    return;
+                };
+                LegState::new(now, remote, Transport::WebRtc(rtc))
+            }
+        };
+        self.agent = Some(agent);
         self.pacer = None;
         self.waiting = Waiting::comfort(&self.config);
         self.caller.outgoing.switch();
@@ -281,20 +428,49 @@ impl SessionState {
             tracing::debug!(%leg, "remote update for a leg that is not there");
             return;
         };
+        if state.webrtc().is_some() {
+            tracing::debug!(%leg, "a WebRTC leg is renegotiated through its own SDP");
+            return;
+        }
         if remote.addr != state.remote.addr {
             // A new address in SDP makes the old latch stale; relearn from what arrives.
-            state.latched = None;
-            state.latched_heard_at = None;
+            state.transport = Transport::Rtp(Latch::default());
         }
-        let resumed = remote.accepts_rtp() && !state.remote.accepts_rtp();
+        Self::apply_remote(now, state, remote);
+        if leg == Leg::Caller {
+            self.refresh_pacer(now);
+        }
+    }
+
+    /// Answers the browser's offer on a WebRTC agent leg (a re-INVITE from the page: hold,
+    /// resume). The bridge stays; the relay follows the new direction and format.
+    pub(crate) fn handle_agent_offer(
+        &mut self,
+        now: Instant,
+        offer: &str,
+    ) -> Result<String, WebRtcError> {
+        let state = self.agent.as_mut().ok_or(WebRtcError::NoWebRtcLeg)?;
+        let rtc = state.webrtc().ok_or(WebRtcError::NoWebRtcLeg)?;
+        let answer = rtc.accept_offer(offer)?;
+        let remote = rtc.remote_media().ok_or(WebRtcError::NoCommonCodec)?;
+        tracing::debug!(
+            direction = remote.direction.as_str(),
+            "WebRTC agent renegotiated"
+        );
+        Self::apply_remote(now, state, remote);
+        Ok(answer)
+    }
+
+    /// Takes a leg's new SDP: its stream goes on, restarting as a new talkspurt if the leg
+    /// takes media again; the RTP timeout counts afresh.
+    fn apply_remote(now: Instant, state: &mut LegState, remote: RemoteMedia) {
+        let accepted = state.accepts_rtp();
         state.remote = remote;
+        let resumed = state.accepts_rtp() && !accepted;
         state.last_activity = now;
         state.timeout_reported = false;
         if resumed {
             state.outgoing.switch();
-        }
-        if leg == Leg::Caller {
-            self.refresh_pacer(now);
         }
     }
 
@@ -323,6 +499,12 @@ impl SessionState {
             self.agent
                 .as_ref()
                 .and_then(|agent| agent.dtmf_out.poll_timeout()),
+            self.agent
+                .as_ref()
+                .and_then(|agent| match &agent.transport {
+                    Transport::WebRtc(rtc) => rtc.poll_timeout(),
+                    Transport::Rtp(_) => None,
+                }),
         ]
         .into_iter()
         .flatten()
@@ -351,6 +533,10 @@ impl SessionState {
     /// due at once (an audio frame and a telephone-event): [`Self::poll_timeout`] is then
     /// still `<= now`, and the driver calls again.
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Option<Transmit<'_>> {
+        if let Some(rtc) = self.agent.as_mut().and_then(LegState::webrtc) {
+            // ICE, DTLS and RTCP timers; what they send comes out of `poll_transmit`.
+            rtc.handle_timeout(now);
+        }
         let timeout = self.config.rtp_timeout;
         for (leg, state) in [
             (Leg::Caller, Some(&mut self.caller)),
@@ -366,15 +552,26 @@ impl SessionState {
                 self.events.push_back(MediaEvent::RtpTimeout { leg });
             }
         }
-        match self.due(now)? {
+        let emitted = match self.due(now)? {
             Due::Audio => self.generate(now),
             Due::CallerEvent => self.send_event(now, Leg::Caller),
             Due::AgentEvent => self.send_event(now, Leg::Agent),
+        }?;
+        Some(self.transmit(emitted))
+    }
+
+    /// The packet `emitted` describes, in `self.packet`.
+    fn transmit(&self, emitted: Emitted) -> Transmit<'_> {
+        Transmit {
+            leg: emitted.leg,
+            destination: emitted.destination,
+            packet: &self.packet[..emitted.len],
+            kind: emitted.kind,
         }
     }
 
     /// The next packet of the telephone-event being sent to `leg`.
-    fn send_event(&mut self, now: Instant, leg: Leg) -> Option<Transmit<'_>> {
+    fn send_event(&mut self, now: Instant, leg: Leg) -> Option<Emitted> {
         let state = match leg {
             Leg::Caller => &mut self.caller,
             Leg::Agent => self.agent.as_mut()?,
@@ -384,7 +581,7 @@ impl SessionState {
             .remote
             .format
             .telephone_event
-            .filter(|_| state.remote.accepts_rtp());
+            .filter(|_| state.accepts_rtp());
         let Some(payload_type) = payload_type else {
             tracing::debug!(%leg, "telephone-events dropped: the leg no longer takes them");
             state.dtmf_out.clear();
@@ -399,22 +596,19 @@ impl SessionState {
             state
                 .outgoing
                 .next_inserted(event.timestamp, event.marker, u32::from(event.duration));
-        let len = build_packet(
+        state.emit(
+            now,
+            leg,
             &mut self.packet,
-            state.outgoing.ssrc(),
+            &self.counters,
             payload_type,
             header,
             &event.payload,
-        )?;
-        Some(Transmit {
-            leg,
-            destination: state.destination(),
-            packet: &self.packet[..len],
-            kind: TransmitKind::Generated,
-        })
+            TransmitKind::Generated,
+        )
     }
 
-    fn generate(&mut self, now: Instant) -> Option<Transmit<'_>> {
+    fn generate(&mut self, now: Instant) -> Option<Emitted> {
         let pacer = self.pacer.as_mut().filter(|pacer| now >= pacer.next_due)?;
         let advance = pacer.advance;
         // Packet n is due at start + n·20 ms. A task that woke late sends the frame once and
@@ -468,22 +662,20 @@ impl SessionState {
         let header = caller
             .outgoing
             .next_generated(now, advance, FRAME_SAMPLES as u32);
-        let len = build_packet(
+        let payload_type = caller.remote.format.payload_type;
+        caller.emit(
+            now,
+            Leg::Caller,
             &mut self.packet,
-            caller.outgoing.ssrc(),
-            caller.remote.format.payload_type,
+            &self.counters,
+            payload_type,
             header,
             &self.payload,
-        )?;
-        Some(Transmit {
-            leg: Leg::Caller,
-            destination: caller.destination(),
-            packet: &self.packet[..len],
-            kind: TransmitKind::Generated,
-        })
+            TransmitKind::Generated,
+        )
     }
 
-    /// A datagram arrived on `leg`'s socket from `from`.
+    /// A datagram arrived on `leg`'s own RTP socket from `from`.
     pub(crate) fn handle_datagram(
         &mut self,
         now: Instant,
@@ -491,6 +683,87 @@ impl SessionState {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Option<Transmit<'_>> {
+        // rtp-rs checks the version, the length against CSRCs, extension and padding
+        // (RFC 3550 §5.1, §5.3.1), so nothing below can read past the datagram.
+        let Ok(rtp) = RtpReader::new(datagram) else {
+            self.counters.add_dropped(DropReason::Malformed);
+            return None;
+        };
+        let rtp = RtpIn {
+            payload_type: rtp.payload_type(),
+            ssrc: rtp.ssrc(),
+            sequence: rtp.sequence_number().into(),
+            timestamp: rtp.timestamp(),
+            marker: rtp.mark(),
+            payload: rtp.payload(),
+        };
+        let emitted = self.relay(now, leg, Some(from), rtp)?;
+        Some(self.transmit(emitted))
+    }
+
+    /// A datagram arrived on the WebRTC endpoint's socket at `destination` from `source`
+    /// and was routed to this session's agent leg. What it causes (a check answered, DTLS,
+    /// the browser's audio relayed to the caller) comes out of [`Self::poll_transmit`].
+    pub(crate) fn handle_webrtc_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        datagram: &[u8],
+    ) {
+        let Some(rtc) = self.agent.as_mut().and_then(LegState::webrtc) else {
+            self.counters.add_dropped(DropReason::NoPeer);
+            return;
+        };
+        match rtc.handle_receive(now, source, destination, datagram) {
+            Received::Accepted => {}
+            Received::NotOurs => self.counters.add_dropped(DropReason::ForeignSource),
+            Received::Unreadable => self.counters.add_dropped(DropReason::Malformed),
+        }
+    }
+
+    /// The next packet to send that an input left behind: a WebRTC agent leg's datagrams
+    /// (from the endpoint's socket), then the browser's RTP relayed to the caller. The
+    /// driver calls it until `None` after every input and wake-up.
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        let emitted = loop {
+            let rtc = self.agent.as_mut().and_then(LegState::webrtc)?;
+            if let Some(transmit) = rtc.poll_transmit() {
+                let destination = transmit.destination;
+                let len = transmit.contents.len();
+                let datagram = self.webrtc_out.insert(transmit);
+                return Some(Transmit {
+                    leg: Leg::Agent,
+                    destination,
+                    packet: &datagram.contents[..len],
+                    kind: TransmitKind::WebRtc,
+                });
+            }
+            let packet = rtc.poll_rtp()?;
+            let rtp = RtpIn {
+                payload_type: *packet.header.payload_type,
+                ssrc: *packet.header.ssrc,
+                sequence: packet.header.sequence_number,
+                timestamp: packet.header.timestamp,
+                marker: packet.header.marker,
+                payload: &packet.payload,
+            };
+            if let Some(emitted) = self.relay(packet.timestamp, Leg::Agent, None, rtp) {
+                break emitted;
+            }
+        };
+        Some(self.transmit(emitted))
+    }
+
+    /// Relays one RTP packet received on `leg` to the other leg, reporting DTMF on the way.
+    /// `from` is the source of a plain RTP datagram (for latching); a WebRTC packet has none.
+    fn relay(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        from: Option<SocketAddr>,
+        rtp: RtpIn<'_>,
+    ) -> Option<Emitted> {
         let counters: &MediaCounters = &self.counters;
         let dropped = |reason| {
             counters.add_dropped(reason);
@@ -503,35 +776,35 @@ impl SessionState {
                 None => return dropped(DropReason::NoPeer),
             },
         };
-        // rtp-rs checks the version, the length against CSRCs, extension and padding
-        // (RFC 3550 §5.1, §5.3.1), so nothing below can read past the datagram.
-        let Ok(rtp) = RtpReader::new(datagram) else {
-            return dropped(DropReason::Malformed);
-        };
-        let payload_type = rtp.payload_type();
         let format = input.remote.format;
-        let payload = if Some(payload_type) == format.telephone_event {
-            match TelephoneEvent::parse(rtp.payload()) {
+        let payload = if Some(rtp.payload_type) == format.telephone_event {
+            match TelephoneEvent::parse(rtp.payload) {
                 Some(event) => Payload::Event(event),
                 None => return dropped(DropReason::Malformed),
             }
-        } else if payload_type == format.payload_type {
+        } else if rtp.payload_type == format.payload_type {
             Payload::Audio(format.codec)
-        } else if let Some(codec) = Codec::from_static_payload_type(payload_type) {
+        } else if let Some(codec) = Codec::from_static_payload_type(rtp.payload_type) {
             // The other law on its static type: phones answering an offer of both may switch
             // between them (RFC 3264 §6.1), and the table transcodes either.
             Payload::Audio(codec)
         } else {
             return dropped(DropReason::UnknownPayloadType);
         };
-        if !input.accept_source(now, from) {
-            return dropped(DropReason::ForeignSource);
+        if let Some(from) = from {
+            if input.webrtc().is_some() {
+                // Plain RTP for a WebRTC leg can only be someone else's.
+                return dropped(DropReason::ForeignSource);
+            }
+            if !input.accept_source(now, from) {
+                return dropped(DropReason::ForeignSource);
+            }
         }
         input.last_activity = now;
         input.timeout_reported = false;
 
         if let Payload::Event(event) = payload
-            && let Some((digit, duration)) = input.dtmf.handle(rtp.ssrc(), rtp.timestamp(), event)
+            && let Some((digit, duration)) = input.dtmf.handle(rtp.ssrc, rtp.timestamp, event)
         {
             tracing::debug!(%leg, %digit, ?duration, "DTMF");
             counters.add_dtmf();
@@ -542,13 +815,13 @@ impl SessionState {
             });
         }
 
-        let Some(output) = output.filter(|output| output.remote.accepts_rtp()) else {
+        let Some(output) = output.filter(|output| output.accepts_rtp()) else {
             return dropped(DropReason::NoPeer);
         };
         let target = output.remote.format;
         let (payload_type, duration) = match payload {
             Payload::Audio(codec) => {
-                g711::transcode(codec, target.codec, rtp.payload(), &mut self.payload);
+                g711::transcode(codec, target.codec, rtp.payload, &mut self.payload);
                 (target.payload_type, self.payload.len() as u32)
             }
             Payload::Event(event) => {
@@ -557,31 +830,28 @@ impl SessionState {
                     return dropped(DropReason::UnknownPayloadType);
                 };
                 self.payload.clear();
-                self.payload.extend_from_slice(rtp.payload());
+                self.payload.extend_from_slice(rtp.payload);
                 (payload_type, u32::from(event.duration))
             }
         };
         let header: Header = output.outgoing.next_relayed(
             now,
-            rtp.ssrc(),
-            rtp.sequence_number().into(),
-            rtp.timestamp(),
-            rtp.mark(),
+            rtp.ssrc,
+            rtp.sequence,
+            rtp.timestamp,
+            rtp.marker,
             duration,
         );
-        let len = build_packet(
+        output.emit(
+            now,
+            leg.other(),
             &mut self.packet,
-            output.outgoing.ssrc(),
+            counters,
             payload_type,
             header,
             &self.payload,
-        )?;
-        Some(Transmit {
-            leg: leg.other(),
-            destination: output.destination(),
-            packet: &self.packet[..len],
-            kind: TransmitKind::Relayed,
-        })
+            TransmitKind::Relayed,
+        )
     }
 }
 
