@@ -418,6 +418,11 @@ pub(crate) struct RtpSection {
     /// A leg that sends no RTP this long (seconds) is considered dead; 0 disables.
     #[serde(default = "default_rtp_timeout")]
     pub(crate) timeout: f64,
+    /// The UDP port on `address` that every browser agent's WebRTC media shares (ICE host
+    /// candidate, DTLS-SRTP); 0 lets the system choose one at start (it is in the
+    /// listening line). Outside the RTP range.
+    #[serde(default)]
+    pub(crate) webrtc_port: u16,
 }
 
 fn default_rtp_timeout() -> f64 {
@@ -736,6 +741,22 @@ impl Config {
             return Err(field(
                 "rtp.port_max",
                 "the range must hold at least one even RTP port and its RTCP port",
+            ));
+        }
+        if (self.rtp.port_min..=self.rtp.port_max).contains(&self.rtp.webrtc_port) {
+            return Err(field(
+                "rtp.webrtc_port",
+                format!(
+                    "must be outside the RTP range {}-{}",
+                    self.rtp.port_min, self.rtp.port_max
+                ),
+            ));
+        }
+        if self.rtp.address.is_unspecified() || self.rtp.address.is_multicast() {
+            return Err(field(
+                "rtp.address",
+                "must be an address of this host that phones and browsers can reach \
+                 (it is in every SDP and is the browsers' ICE candidate), not a wildcard",
             ));
         }
         if !(self.rtp.timeout.is_finite() && self.rtp.timeout >= 0.0) {
@@ -1187,6 +1208,17 @@ mod tests {
         assert_eq!(
             error(&DEMO.replace("\"100\" = \"comune\"", "\"100\" = \"comun\"")),
             "trunks[pbx].dids.100: queue 'comun' does not exist"
+        );
+        assert_eq!(
+            error(&DEMO.replace("port_min = 20000", "port_min = 20000\nwebrtc_port = 20500")),
+            "rtp.webrtc_port: must be outside the RTP range 20000-20999"
+        );
+        assert!(
+            error(&DEMO.replace(
+                "address = \"127.0.0.1\"\nport_min",
+                "address = \"0.0.0.0\"\nport_min"
+            ))
+            .starts_with("rtp.address: must be an address of this host")
         );
         assert_eq!(
             error(&DEMO.replace("port_min = 20000", "port_min = 30000")),

@@ -18,7 +18,7 @@ use crate::config::Validated;
 use crate::runner::{self, Clock};
 
 /// Runs the server until `shutdown`. Prints one JSON line to stdout once every listener is
-/// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…}`, with `"sip_tls":…`
+/// bound: `{"event":"listening","sip_udp":…,"sip_tcp":…,"http":…,"webrtc":…}`, with `"sip_tls":…`
 /// when TLS is on (tests wait for it).
 pub(crate) async fn run(
     validated: Validated,
@@ -57,6 +57,11 @@ pub(crate) async fn run(
         PortPool::new(config.rtp.address, config.rtp.port_min, config.rtp.port_max)
             .context("rtp")?,
     );
+    let webrtc = amico_media::WebRtcEndpoint::bind(
+        std::net::SocketAddr::new(config.rtp.address, config.rtp.webrtc_port),
+        media_counters.clone(),
+    )
+    .context("rtp.webrtc_port")?;
 
     let clock = Clock::new();
     let store_counters = Arc::new(crate::records::log::StoreCounters::default());
@@ -122,6 +127,7 @@ pub(crate) async fn run(
         acd: acd.clone(),
         edge: edge.clone(),
         ports,
+        webrtc: webrtc.clone(),
         media: media_counters.clone(),
         session,
         routing,
@@ -221,6 +227,7 @@ pub(crate) async fn run(
         "sip_tcp": edge.tcp_addr().to_string(),
         "http": http_addr.to_string(),
         "https": config.http.tls,
+        "webrtc": webrtc.local_addr().to_string(),
     });
     if let Some(tls) = edge.tls_addr() {
         line["sip_tls"] = tls.to_string().into();

@@ -1437,6 +1437,17 @@ fn an_agent_over_a_websocket_is_called_on_it_and_logged_out_after_it_closes() {
             .contains(&format!("@{};transport=ws", server.http)),
         "our Contact is the WebSocket's listener: {ring}"
     );
+    // A browser takes WebRTC media only (RFC 8827 §6.5): the offer is DTLS-SRTP over ICE.
+    let offer = ring.split("\r\n\r\n").nth(1).unwrap_or_default();
+    for wanted in [
+        "UDP/TLS/RTP/SAVPF 0 8 101",
+        "a=fingerprint:sha-256 ",
+        "a=ice-lite",
+        "a=rtcp-mux",
+        &format!("{} typ host", server.webrtc.port()),
+    ] {
+        assert!(offer.contains(wanted), "{wanted:?} in the offer: {ring}");
+    }
     // Busy: the call goes back to its place, as with any phone.
     let mut busy = "SIP/2.0 486 Busy Here\r\n".to_owned();
     for name in ["Via", "From", "Call-ID", "CSeq"] {

@@ -1458,6 +1458,14 @@ impl SipEdge {
         }
     }
 
+    /// How an agent's phone is registered now: over a WebSocket it is a browser, which takes
+    /// only WebRTC media (RFC 7118 §1, RFC 8827 §6.5); `None` when it is not registered.
+    pub fn agent_transport(&self, user: &str) -> Option<Transport> {
+        self.registrar
+            .binding(user)
+            .map(|binding| binding.transport)
+    }
+
     /// Rings an agent's registered phone with a call from `from` (the caller's From value
     /// as received) and our SDP offer.
     pub fn invite_agent(

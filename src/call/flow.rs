@@ -28,7 +28,7 @@ use amico_core::{
 use amico_media::sdp::{self, SdpSession};
 use amico_media::{
     Codec, Leg as MediaLeg, MediaCounters, MediaEvent, MediaSession, PortPool, RemoteMedia,
-    RtpSocket, SessionConfig,
+    RtpSocket, SessionConfig, WebRtcEndpoint,
 };
 use amico_sip::{ClientLeg, IncomingCall, LegEvent, SipEdge};
 use dashmap::DashMap;
@@ -36,6 +36,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::call::agent_media::{AgentMedia, CODECS, rand_session_id};
 use crate::call::announce::{Due, Experience, Schedule};
 use crate::call::keypad::{Entry, NumberEntry};
 use crate::call::phrases::Language;
@@ -63,9 +64,6 @@ const KEY_TIMEOUT: Duration = Duration::from_secs(10);
 /// the call, which pauses playback, RFC 3264 §8.4) no longer keeps the caller out of the
 /// queue.
 const WELCOME_SLACK: Duration = Duration::from_secs(10);
-
-/// Codecs we answer and offer with, in our order of preference.
-const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 
 /// What the ACD tells one call.
 #[derive(Debug)]
@@ -145,6 +143,7 @@ pub(crate) struct CallsParts {
     pub(crate) acd: AcdHandle,
     pub(crate) edge: Arc<SipEdge>,
     pub(crate) ports: Arc<PortPool>,
+    pub(crate) webrtc: WebRtcEndpoint,
     pub(crate) media: Arc<MediaCounters>,
     pub(crate) session: SessionConfig,
     pub(crate) routing: Routing,
@@ -159,6 +158,8 @@ pub(crate) struct Calls {
     acd: AcdHandle,
     edge: Arc<SipEdge>,
     ports: Arc<PortPool>,
+    /// The socket of every browser agent's media.
+    webrtc: WebRtcEndpoint,
     media: Arc<MediaCounters>,
     session: SessionConfig,
     live: DashMap<CallId, LiveCall>,
@@ -173,6 +174,7 @@ impl Calls {
             acd,
             edge,
             ports,
+            webrtc,
             media,
             session,
             routing,
@@ -183,6 +185,7 @@ impl Calls {
             acd,
             edge,
             ports,
+            webrtc,
             media,
             session,
             live: DashMap::new(),
@@ -343,10 +346,8 @@ impl Calls {
 struct AgentSide {
     agent: AgentId,
     leg: ClientLeg,
-    socket: Option<RtpSocket>,
-    sdp: SdpSession,
-    local: std::net::SocketAddr,
-    remote: Option<RemoteMedia>,
+    /// Its media, a SIP phone's or a browser's.
+    media: AgentMedia,
     /// The phone answered; waiting for the ACD to confirm the connection.
     answered: bool,
     connected: bool,
@@ -965,9 +966,7 @@ impl CallTask {
         };
         side.connected = true;
         self.phase = Phase::Talking;
-        if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote) {
-            self.media.bridge(socket, remote);
-        }
+        side.media.bridge(&self.media);
     }
 
     /// Handles an agent-leg event.
@@ -979,26 +978,15 @@ impl CallTask {
         match event {
             Some(LegEvent::Ringing) => Flow::Continue,
             Some(LegEvent::Answered(body)) => {
-                let remote = std::str::from_utf8(&body)
-                    .ok()
-                    .and_then(|text| sdp::parse(text).ok())
-                    .and_then(|answer| {
-                        let offered: Vec<Codec> = CODECS.to_vec();
-                        sdp::accept_answer(&answer, &offered).ok()
-                    });
-                match remote {
-                    Some(remote) => {
-                        side.remote = Some(remote);
-                        side.answered = true;
-                        self.calls
-                            .acd
-                            .send(Input::OfferAnswered { call: id, agent });
-                    }
-                    None => {
-                        info!(call = %id, %agent, "agent answered with unusable SDP");
-                        side.leg.hangup().await;
-                        self.offer_failed(agent, OfferFailure::Unreachable);
-                    }
+                if side.media.accept_answer(&body) {
+                    side.answered = true;
+                    self.calls
+                        .acd
+                        .send(Input::OfferAnswered { call: id, agent });
+                } else {
+                    info!(call = %id, %agent, "agent answered with unusable SDP");
+                    side.leg.hangup().await;
+                    self.offer_failed(agent, OfferFailure::Unreachable);
                 }
                 Flow::Continue
             }
@@ -1013,15 +1001,10 @@ impl CallTask {
                 Flow::Continue
             }
             Some(LegEvent::Reoffer { sdp, responder }) => {
-                match reanswer(&sdp, side.local, &mut side.sdp) {
-                    Some((answer, remote)) => {
-                        if side.connected {
-                            self.media.update_remote(MediaLeg::Agent, remote);
-                        }
-                        side.remote = Some(remote);
-                        responder.answer(answer).await;
-                    }
-                    None => responder.reject(488).await,
+                let bridged = side.connected.then_some(&self.media);
+                match side.media.reoffer(&sdp, bridged).await {
+                    Ok(answer) => responder.answer(answer).await,
+                    Err(status) => responder.reject(status).await,
                 }
                 Flow::Continue
             }
@@ -1267,9 +1250,7 @@ impl CallbackTask {
         let (Some((media, _)), Some(side)) = (&self.media, self.agent.as_mut()) else {
             return;
         };
-        if let (Some(socket), Some(remote)) = (side.socket.take(), side.remote) {
-            media.bridge(socket, remote);
-        }
+        side.media.bridge(media);
     }
 
     async fn caller_event(&mut self, event: Option<LegEvent>) -> Flow {
@@ -1347,17 +1328,14 @@ impl CallbackTask {
         };
         let agent = side.agent;
         match event {
-            Some(LegEvent::Answered(body)) => match agent_answer(&body) {
-                Some(remote) => {
-                    side.remote = Some(remote);
+            Some(LegEvent::Answered(body)) => {
+                if side.media.accept_answer(&body) {
                     side.answered = true;
                     self.calls.acd.send(Input::OfferAnswered {
                         call: self.id,
                         agent,
                     });
-                    Flow::Continue
-                }
-                None => {
+                } else {
                     side.leg.hangup().await;
                     self.agent = None;
                     self.calls.acd.send(Input::OfferFailed {
@@ -1365,9 +1343,9 @@ impl CallbackTask {
                         agent,
                         reason: OfferFailure::Unreachable,
                     });
-                    Flow::Continue
                 }
-            },
+                Flow::Continue
+            }
             Some(LegEvent::Failed(status)) => {
                 let reason = match status {
                     486 | 600 | 603 => OfferFailure::Rejected,
@@ -1383,15 +1361,10 @@ impl CallbackTask {
                 Flow::Continue
             }
             Some(LegEvent::Reoffer { sdp, responder }) => {
-                match reanswer(&sdp, side.local, &mut side.sdp) {
-                    Some((answer, remote)) => {
-                        side.remote = Some(remote);
-                        if let Some((media, _)) = &self.media {
-                            media.update_remote(MediaLeg::Agent, remote);
-                        }
-                        responder.answer(answer).await;
-                    }
-                    None => responder.reject(488).await,
+                let bridged = self.media.as_ref().map(|(media, _)| media);
+                match side.media.reoffer(&sdp, bridged).await {
+                    Ok(answer) => responder.answer(answer).await,
+                    Err(status) => responder.reject(status).await,
                 }
                 Flow::Continue
             }
@@ -1482,18 +1455,17 @@ fn ring_agent(
 ) -> Option<AgentSide> {
     let routing = calls.routing.load();
     let username = routing.usernames.get(agent.index())?;
-    let socket = match calls.ports.allocate() {
-        Ok(socket) => socket,
+    let Some(transport) = calls.edge.agent_transport(username) else {
+        info!(%call, %username, "agent unreachable: not registered");
+        return None;
+    };
+    let (media, offer) = match AgentMedia::offer(&calls.ports, &calls.webrtc, transport, first) {
+        Ok(offer) => offer,
         Err(error) => {
-            warn!(%error, "no RTP port for an agent leg");
+            warn!(%call, %username, %error, "no media for an agent leg");
             return None;
         }
     };
-    let local = socket.local_addr();
-    let mut codecs = vec![first];
-    codecs.extend(CODECS.iter().copied().filter(|c| *c != first));
-    let session = SdpSession::new(rand_session_id());
-    let offer = sdp::offer(local, &codecs, Some(101), &session);
     match calls.edge.invite_agent(username, from, offer) {
         Ok(leg) => {
             info!(%call, %agent, %username, "ringing agent");
@@ -1509,10 +1481,7 @@ fn ring_agent(
             Some(AgentSide {
                 agent,
                 leg,
-                socket: Some(socket),
-                sdp: session,
-                local,
-                remote: None,
+                media,
                 answered: false,
                 connected: false,
                 trace: Some(trace),
@@ -1554,11 +1523,6 @@ fn reanswer(
     let offer = sdp::parse(std::str::from_utf8(body).ok()?).ok()?;
     session.bump();
     sdp::answer(&offer, local, &CODECS, session).ok()
-}
-
-fn rand_session_id() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now()) >> 1
 }
 
 /// One SIP leg's record (the per-leg CDR): written to the queue log as `leg_ended` when it

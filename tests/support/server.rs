@@ -23,6 +23,8 @@ pub(crate) struct Server {
     pub(crate) sip_tls: Option<SocketAddr>,
     /// HTTP.
     pub(crate) http: SocketAddr,
+    /// The UDP socket of browser agents' WebRTC media (`[rtp] webrtc_port`).
+    pub(crate) webrtc: SocketAddr,
     /// Its stderr log.
     pub(crate) log: PathBuf,
     /// Its database (`sqlite:FILE` or `postgres://…`).
@@ -178,6 +180,7 @@ impl Server {
             sip_tcp: addr("sip_tcp"),
             sip_tls,
             http: addr("http"),
+            webrtc: addr("webrtc"),
             child,
             log,
             database: database.to_owned(),

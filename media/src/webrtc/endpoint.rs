@@ -244,6 +244,13 @@ impl WebRtcLeg {
         self.link.shared.local_addr
     }
 
+    /// Answers an offer from the browser before the leg is bridged (a re-INVITE that came
+    /// early); once bridged, [`MediaSession::answer_agent_offer`](crate::MediaSession::answer_agent_offer)
+    /// does it.
+    pub fn accept_offer(&mut self, offer: &str) -> Result<String, WebRtcError> {
+        self.rtc.accept_offer(offer)
+    }
+
     pub(crate) fn into_parts(self) -> (Box<RtcLeg>, Link) {
         (self.rtc, self.link)
     }
