@@ -17,16 +17,20 @@ pub enum DropReason {
     ForeignSource,
     /// The operating system refused to send (socket buffer full, unreachable network).
     SendFailed,
+    /// A datagram for a WebRTC leg whose session is behind: a second of the leg's traffic
+    /// was already waiting for it.
+    Behind,
 }
 
 impl DropReason {
     /// Every reason, for exporters that label each one.
-    pub const ALL: [DropReason; 5] = [
+    pub const ALL: [DropReason; 6] = [
         Self::Malformed,
         Self::UnknownPayloadType,
         Self::NoPeer,
         Self::ForeignSource,
         Self::SendFailed,
+        Self::Behind,
     ];
 
     /// A snake-case label value.
@@ -37,6 +41,7 @@ impl DropReason {
             Self::NoPeer => "no_peer",
             Self::ForeignSource => "foreign_source",
             Self::SendFailed => "send_failed",
+            Self::Behind => "behind",
         }
     }
 }
@@ -47,7 +52,7 @@ impl DropReason {
 pub struct MediaCounters {
     relayed: AtomicU64,
     generated: AtomicU64,
-    dropped: [AtomicU64; 5],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     dtmf_events: AtomicU64,
     dtmf_sent: AtomicU64,
     dtmf_ignored: AtomicU64,

@@ -207,6 +207,7 @@ impl Shared {
         if let Err(error) = route.sender.try_send(datagram) {
             // The leg's session is behind or gone; its str0m retransmits what matters.
             tracing::debug!(leg = route.leg, %source, %error, "WebRTC datagram dropped");
+            self.counters.add_dropped(DropReason::Behind);
         }
     }
 }
