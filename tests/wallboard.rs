@@ -3,21 +3,22 @@
 //! server, with a PJSIP caller.
 //!
 //! Needs `node`, `npm` and `/usr/bin/chromium` (`apt-get install chromium`; `.ci/run`
-//! installs it). The test installs `tests/browser/package-lock.json` (playwright-core)
-//! into `target/browser` itself on first use, with `npm ci`. The screenshot of the live
+//! installs it). The test installs `tests/browser/package-lock.json` into `target/browser`
+//! itself on first use, with `npm ci` (tests/support/browser.rs). The screenshot of the live
 //! page is kept as `target/test-artifacts/wallboard.png`.
 
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/peers.rs"]
 mod peers;
 #[path = "support/server.rs"]
 mod server;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,8 +31,6 @@ use server::Server;
 const TOKEN: &str = "wallboard-test-token-0123";
 /// Long enough for a record to be committed, streamed, fetched and drawn many times over.
 const STEP: Duration = Duration::from_secs(15);
-/// Where the browser comes from, unless `AMICO_CHROMIUM` names another.
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn ok<T>(result: Result<T, String>) -> T {
     result.unwrap_or_else(|e| panic!("{e}"))
@@ -50,111 +49,6 @@ fn config() -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// The tools: node, npm, Chromium, and playwright-core in target/browser
-
-fn chromium() -> Result<PathBuf, String> {
-    let path = std::env::var_os("AMICO_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(CHROMIUM));
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: the wallboard test needs Debian's Chromium \
-             (apt-get install chromium; .ci/run installs it)",
-            path.display()
-        ))
-    }
-}
-
-fn tool_version(tool: &str) -> Result<String, String> {
-    let output = Command::new(tool)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "`{tool} --version` cannot run ({e}): the wallboard test needs Node.js and npm \
-                 (apt-get install nodejs npm)"
-            )
-        })?;
-    if !output.status.success() {
-        return Err(format!("`{tool} --version` failed ({})", output.status));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-/// `target/browser/node_modules` with the locked playwright-core, installed once per
-/// lock file under an exclusive lock (test processes running at once wait for each
-/// other), cached for this process.
-fn node_modules() -> Result<PathBuf, String> {
-    static MODULES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    MODULES.get_or_init(install_modules).clone()
-}
-
-fn install_modules() -> Result<PathBuf, String> {
-    let node = tool_version("node")?;
-    let npm = tool_version("npm")?;
-    let source = peers::workspace_root().join("tests/browser");
-    let lock_text = read(&source.join("package-lock.json"))?;
-    let manifest = read(&source.join("package.json"))?;
-    let dir = peers::target_dir().join("browser");
-    fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let lock_path = peers::target_dir().join("browser.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| format!("open {}: {e}", lock_path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    // The lock is released when `lock` is dropped, on every path out of here.
-    let modules = dir.join("node_modules");
-    let stamp = dir.join("amico-package-lock.json");
-    let installed = modules.join("playwright-core/package.json").is_file();
-    if installed && fs::read_to_string(&stamp).ok().as_deref() == Some(lock_text.as_str()) {
-        return Ok(modules);
-    }
-    let started = Instant::now();
-    progress(&format!(
-        "npm ci into {} (node {node}, npm {npm}; first run only)",
-        dir.display()
-    ));
-    write(&dir.join("package.json"), &manifest)?;
-    write(&dir.join("package-lock.json"), &lock_text)?;
-    let output = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("npm ci: cannot start: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "npm ci in {} failed ({}):\n{}\n{}",
-            dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    write(&stamp, &lock_text)?;
-    progress(&format!(
-        "playwright-core installed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    ));
-    Ok(modules)
-}
-
-fn read(path: &Path) -> Result<String, String> {
-    fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))
-}
-
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("write {}: {e}", path.display()))
-}
-
-// ---------------------------------------------------------------------------------------
 // The browser
 
 /// Headless Chromium behind `tests/browser/wallboard.mjs`; closed on drop.
@@ -169,8 +63,8 @@ struct Browser {
 impl Browser {
     /// Starts the driver and waits for the browser to run.
     fn start(label: &str) -> Browser {
-        let chromium = ok(chromium());
-        let modules = ok(node_modules());
+        let chromium = ok(browser::chromium());
+        let modules = ok(browser::packages()).node_modules;
         let script = peers::workspace_root().join("tests/browser/wallboard.mjs");
         let logs = peers::target_dir().join("browser-logs");
         let _ = fs::create_dir_all(&logs);
