@@ -57,6 +57,9 @@ pub(crate) struct Config {
     /// name; a queue not listed gets the defaults.
     #[serde(default)]
     pub(crate) experience: BTreeMap<String, crate::call::announce::Experience>,
+    /// The agent desktop (`/agent`): its JsSIP bundle and pause reasons.
+    #[serde(default)]
+    pub(crate) desktop: crate::ops::desktop::DesktopSection,
 }
 
 /// `[api]`

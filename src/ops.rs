@@ -3,11 +3,13 @@
 //! Imports run one way: [`http`] (the router, `/health`, `/metrics`) → [`api`] (`/api`
 //! and its OpenAPI document) → [`stream`] (`/api/events`) → [`access`] (tokens, who is
 //! asking, JSON errors) → [`state`] (what the handlers read) → [`reload`] → [`tokens`].
-//! [`pages`] serves the wallboard; [`metrics`] builds the Prometheus registry;
-//! [`websocket`] carries SIP for browsers (`/sip`).
+//! [`pages`] serves the wallboard; [`desktop`] the agent desktop (`/agent`);
+//! [`metrics`] builds the Prometheus registry; [`websocket`] carries SIP for browsers
+//! (`/sip`).
 
 pub(crate) mod access;
 pub(crate) mod api;
+pub(crate) mod desktop;
 pub(crate) mod http;
 pub(crate) mod https;
 pub(crate) mod metrics;

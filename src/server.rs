@@ -245,6 +245,9 @@ pub(crate) async fn run(
                 token.name, token.scope, token.token
             );
         }
+        info!(
+            "demo agent desktop: open http://{http_addr}/agent and log in with an agent's token (demo-token-for-anna)"
+        );
         for agent in &config.agents {
             let user = agent.sip_username.as_deref().unwrap_or(&agent.name);
             info!(

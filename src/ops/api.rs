@@ -163,7 +163,7 @@ fn rfc3339(utc_us: i64) -> String {
         .unwrap_or_default()
 }
 
-fn agent_view(state: &HttpState, agent: &amico_core::AgentSnapshot) -> AgentView {
+pub(crate) fn agent_view(state: &HttpState, agent: &amico_core::AgentSnapshot) -> AgentView {
     let status = serde_json::to_value(agent.state.status())
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

@@ -18,8 +18,9 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/sip", get(crate::ops::websocket::upgrade))
         .with_state(state.clone())
-        .merge(crate::ops::api::router(state))
+        .merge(crate::ops::api::router(state.clone()))
         .merge(crate::ops::pages::router())
+        .merge(crate::ops::desktop::router(state))
 }
 
 async fn health(State(state): State<Arc<HttpState>>) -> Response {

@@ -102,6 +102,11 @@ impl Reloader {
         }
     }
 
+    /// The configuration in force: the one started with, or the last one applied.
+    pub(crate) fn running(&self) -> Arc<Config> {
+        self.running.load_full()
+    }
+
     /// Reads the configuration file again and applies it.
     pub(crate) async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.busy.lock().await;
