@@ -163,11 +163,13 @@ pub(crate) struct SipSection {
     /// Registrations are granted at most this long.
     #[serde(default = "default_max_expires")]
     pub(crate) max_expires: u32,
-    /// Registered phones are probed with OPTIONS this often (seconds; 0 disables), and
-    /// one that does not answer within `probe_timeout` is logged out.
+    /// Registered phones are probed with OPTIONS this often (seconds; 0 disables), each at
+    /// its own moment of the interval, and one that does not answer within `probe_timeout`
+    /// is logged out.
     #[serde(default = "default_probe_interval")]
     pub(crate) probe_interval: f64,
-    /// How long a probe waits (seconds).
+    /// How long a probe waits for an answer, its retransmissions included (seconds): by
+    /// default RFC 3261's Timer F, 64·T1 = 32 s, when the probe's transaction gives up.
     #[serde(default = "default_probe_timeout")]
     pub(crate) probe_timeout: f64,
     /// How long an agent registered over a WebSocket stays registered after the WebSocket
@@ -175,6 +177,10 @@ pub(crate) struct SipSection {
     /// place.
     #[serde(default = "default_websocket_grace")]
     pub(crate) websocket_grace: f64,
+    /// The receive buffer of the SIP UDP socket, in bytes (Linux grants up to
+    /// `net.core.rmem_max`).
+    #[serde(default = "default_udp_receive_buffer")]
+    pub(crate) udp_receive_buffer: usize,
     /// The User-Agent of Amico's requests and the Server of its responses; empty: none.
     /// The default names Amico without its version.
     #[serde(default = "default_user_agent")]
@@ -379,11 +385,15 @@ fn default_call_id_host() -> String {
     "amico".into()
 }
 
+fn default_udp_receive_buffer() -> usize {
+    4 << 20
+}
+
 fn default_probe_interval() -> f64 {
     30.0
 }
 fn default_probe_timeout() -> f64 {
-    5.0
+    32.0
 }
 
 fn default_realm() -> String {
@@ -1171,6 +1181,7 @@ impl Validated {
             user_agent: sip.user_agent.clone(),
             call_id_host: sip.call_id_host.clone(),
             websocket_grace: Duration::from_secs_f64(sip.websocket_grace),
+            udp_receive_buffer: sip.udp_receive_buffer,
         }
     }
 

@@ -170,10 +170,15 @@ fn handle_one(
     let now = now.max(acd.now());
     let verdict = acd.handle_input(now, input.clone());
     if let Err(error) = &verdict {
-        // A refused input is an edge race (a late answer after the ring timeout) or a bug
-        // upstream; the ACD is unchanged either way.
-        match error {
-            amico_core::AcdError::NoSuchOffer { .. } | amico_core::AcdError::UnknownCall(_) => {
+        // A refused input is an edge race (a late answer after the ring timeout, a position
+        // announcement asked for just as an agent was rung) or a bug upstream; the ACD is
+        // unchanged either way.
+        match (error, &input) {
+            (
+                amico_core::AcdError::NoSuchOffer { .. } | amico_core::AcdError::UnknownCall(_),
+                _,
+            )
+            | (amico_core::AcdError::CallNotWaiting(_), Input::EstimateWait { .. }) => {
                 debug!(%error, ?input, "input refused")
             }
             _ => warn!(%error, ?input, "input refused"),

@@ -1477,3 +1477,54 @@ fn an_agent_over_a_websocket_is_called_on_it_and_logged_out_after_it_closes() {
         server.log_tail(20)
     );
 }
+
+/// The branch of a request's top Via: a retransmission keeps it, a new request has another
+/// (RFC 3261 §17.1.3).
+fn branch(request: &str) -> String {
+    header(request, "Via")[0]
+        .split(';')
+        .find_map(|param| param.strip_prefix("branch="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_probe_answered_only_when_retransmitted_keeps_the_phone_logged_in() {
+    // The default probe_timeout: RFC 3261 Timer F, so the retransmissions count.
+    let server = Server::start(&with_sip(
+        &server::without_welcome(&server::config(1, "")),
+        "probe_interval = 1",
+    ));
+    let phone = register_raw_agent(&server);
+    server.wait_logged_in(1);
+    let port = phone.local_addr().unwrap().port();
+
+    // The probe and its first three retransmissions (Timer E: 0.5, 1.5 and 3.5 s after it)
+    // are lost; the fourth (7.5 s) is answered, well within Timer F.
+    let (first, _) = recv_until(&phone, |m| m.starts_with("OPTIONS "));
+    let mut again = (String::new(), server.sip);
+    for _ in 0..4 {
+        again = recv_until(&phone, |m| {
+            m.starts_with("OPTIONS ") && branch(m) == branch(&first)
+        });
+    }
+    let (again, from) = again;
+    phone
+        .send_to(respond(&again, "200 OK", "p1", port, None).as_bytes(), from)
+        .unwrap();
+    // The next probe is a new transaction, and the agent is still there to get it.
+    let (next, from) = recv_until(&phone, |m| {
+        m.starts_with("OPTIONS ") && branch(m) != branch(&first)
+    });
+    phone
+        .send_to(respond(&next, "200 OK", "p2", port, None).as_bytes(), from)
+        .unwrap();
+    let health: serde_json::Value = serde_json::from_str(&server.get("/health")).unwrap();
+    assert_eq!(health["agents_logged_in"], 1, "{health}");
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        !log.contains("phone unreachable"),
+        "{}",
+        server.log_tail(20)
+    );
+}

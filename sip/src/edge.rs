@@ -130,6 +130,10 @@ pub struct EdgeConfig {
     /// How long a registration made over a WebSocket outlives the WebSocket (a page
     /// reload registers again within it, and the agent keeps its place).
     pub websocket_grace: Duration,
+    /// The receive buffer asked of the kernel for the SIP UDP socket, in bytes: what a
+    /// burst of datagrams waits in while the stack is busy. Linux grants up to
+    /// `net.core.rmem_max`, and a smaller grant is logged.
+    pub udp_receive_buffer: usize,
 }
 
 /// What the edge reports to the application.
@@ -664,6 +668,8 @@ pub struct SipEdge {
     probe_timeout: Duration,
     /// Phones with a probe in flight.
     probing: DashMap<String, ()>,
+    /// Seeds each phone's place in the probe interval, so that probes spread over it.
+    probe_phase: std::hash::RandomState,
     security: Arc<Security>,
     limits: Limits,
     /// Digest algorithms offered by default (agents' and trunks' own lists aside).
@@ -689,6 +695,7 @@ impl SipEdge {
     ) -> Result<Arc<SipEdge>, SipError> {
         let cancel = CancellationToken::new();
         let (udp, tcp_addr) = bind_pair(config.listen)?;
+        set_receive_buffer(&udp, config.udp_receive_buffer);
         let udp_addr = udp.local_addr().map_err(|source| SipError::Bind {
             addr: config.listen,
             source,
@@ -770,6 +777,7 @@ impl SipEdge {
             probe_interval,
             probe_timeout,
             probing: DashMap::new(),
+            probe_phase: std::hash::RandomState::new(),
             security,
             limits: config.limits,
             algorithms,
@@ -916,13 +924,18 @@ impl SipEdge {
                     }
                 }
                 _ = probe.tick(), if self.probe_interval.is_some() => {
+                    let interval = self.probe_interval.unwrap_or_default();
                     for (user, binding) in self.registrar.bindings() {
                         if self.probing.insert(user.clone(), ()).is_some() {
                             continue;
                         }
+                        // Each phone has its own moment in the interval, the same every
+                        // time: a thousand agents are not probed in one burst.
+                        let phase = self.probe_phase(&user, interval);
                         let edge = self.clone();
                         let events = events.clone();
                         tokio::spawn(async move {
+                            tokio::time::sleep(phase).await;
                             let alive = edge.probe(&binding).await;
                             edge.probing.remove(&user);
                             // Only the binding probed is dropped: the phone may have
@@ -1266,7 +1279,20 @@ impl SipEdge {
         dialog.handle(&mut tx).await
     }
 
+    /// Where in each probe interval `user`'s phone is probed: a fixed offset from a keyed
+    /// hash of its name, spread evenly over the interval.
+    fn probe_phase(&self, user: &str, interval: Duration) -> Duration {
+        use std::hash::BuildHasher;
+        let millis = u64::try_from(interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        Duration::from_millis(self.probe_phase.hash_one(user) % millis)
+    }
+
     /// Sends OPTIONS to a registered phone (RFC 3261 §11); whether anything answered in time.
+    /// Over UDP the transaction retransmits it (Timer E, RFC 3261 §17.1.2.2) until an answer
+    /// or Timer F (64·T1, 32 s), which `probe_timeout` bounds: one lost datagram is not a
+    /// phone gone.
     async fn probe(&self, binding: &Binding) -> bool {
         let Ok(uri) = rsipstack::sip::Uri::try_from(binding.contact.as_str()) else {
             return false;
@@ -1744,6 +1770,28 @@ fn free_tcp_port(listen: SocketAddr) -> Result<SocketAddr, SipError> {
             addr: listen,
             source,
         })
+}
+
+/// Asks the kernel for a receive buffer of `wanted` bytes on the SIP UDP socket. The default
+/// (about 200 KB on Linux) holds a few hundred datagrams: a burst of calls overflows it, and
+/// every datagram dropped there costs its sender a retransmission 500 ms later (RFC 3261
+/// §17.1.1.2, Timer A). Linux reports twice what it granted (the bookkeeping overhead).
+fn set_receive_buffer(socket: &tokio::net::UdpSocket, wanted: usize) {
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(wanted) {
+        warn!(%error, wanted, "cannot set the SIP UDP receive buffer");
+        return;
+    }
+    match socket.recv_buffer_size() {
+        Ok(granted) if granted / 2 < wanted => warn!(
+            wanted,
+            granted = granted / 2,
+            "the kernel gave the SIP UDP socket a smaller receive buffer than asked: \
+             raise net.core.rmem_max (sysctl) to at least the asked size"
+        ),
+        Ok(granted) => debug!(granted = granted / 2, "SIP UDP receive buffer"),
+        Err(error) => debug!(%error, "cannot read the SIP UDP receive buffer"),
+    }
 }
 
 /// Binds UDP, then makes sure TCP can take the same port (an ephemeral UDP port may be
