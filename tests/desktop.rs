@@ -16,15 +16,14 @@ mod peers;
 #[path = "support/server.rs"]
 mod server;
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{self};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use browser::PageDriver;
 use peers::Ua;
 use serde_json::{Value, json};
 use server::Server;
@@ -140,108 +139,25 @@ fn caller(server: &Server, label: &str, play: &std::path::Path, check_hz: f64) -
 /// Headless Chromium behind `tests/browser-desktop/desktop.mjs`; closed on drop.
 struct Browser {
     label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    answers: Receiver<Value>,
-    next_id: u64,
-    log: PathBuf,
+    driver: PageDriver,
 }
 
 impl Browser {
     /// Starts the driver with `extra` flags and waits for the browser to run.
     fn start(label: &str, extra: &[&str]) -> Browser {
-        let chromium = ok(browser::chromium());
-        let modules = ok(browser::packages()).node_modules;
-        let script = peers::workspace_root().join("tests/browser-desktop/desktop.mjs");
-        let logs = peers::target_dir().join("browser-logs");
-        let _ = fs::create_dir_all(&logs);
-        let log = logs.join(format!("desktop-{label}-{}.log", std::process::id()));
-        let stderr = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let mut child = Command::new("node")
-            .arg(&script)
-            .arg("--modules")
-            .arg(&modules)
-            .arg("--chromium")
-            .arg(&chromium)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (lines, answers) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({ "event": "non_json_output", "line": line }));
-                if lines.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let mut browser = Browser {
+        let (driver, _) = PageDriver::start(
+            "tests/browser-desktop/desktop.mjs",
+            &format!("desktop-{label}"),
+            extra,
+        );
+        Browser {
             label: label.to_owned(),
-            child,
-            stdin,
-            answers,
-            next_id: 0,
-            log,
-        };
-        match browser.receive(Instant::now() + Duration::from_secs(45), |v| {
-            v["event"] == "ready" || v["event"] == "error"
-        }) {
-            Ok(v) if v["event"] == "ready" => {}
-            Ok(v) => panic!("the browser did not start: {v}\n{}", browser.stderr()),
-            Err(e) => panic!("the browser did not start: {e}\n{}", browser.stderr()),
-        }
-        browser
-    }
-
-    /// Sends one request and waits for its answer, a little past its own deadline.
-    fn request(&mut self, op: &str, mut args: Value) -> Result<Value, Value> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let timeout_ms = args["timeout_ms"].as_u64().unwrap_or(15_000);
-        args["id"] = json!(id);
-        args["op"] = json!(op);
-        let stdin = self.stdin.as_mut().expect("the driver's stdin is open");
-        writeln!(stdin, "{args}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| json!({ "error": format!("write to the driver: {e}") }))?;
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(10);
-        let answer = self
-            .receive(deadline, |v| v["id"] == id)
-            .map_err(|e| json!({ "error": e }))?;
-        if answer["ok"] == true {
-            Ok(answer["value"].clone())
-        } else {
-            Err(answer)
+            driver,
         }
     }
 
-    fn receive(
-        &mut self,
-        deadline: Instant,
-        want: impl Fn(&Value) -> bool,
-    ) -> Result<Value, String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.answers.recv_timeout(left) {
-                Ok(value) if want(&value) => return Ok(value),
-                Ok(other) => progress(&format!("the driver said: {other}")),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err("no answer from the driver in time".into());
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!(
-                        "the driver exited ({:?})",
-                        self.child.try_wait().ok().flatten()
-                    ));
-                }
-            }
-        }
+    fn request(&mut self, op: &str, args: Value) -> Result<Value, Value> {
+        self.driver.request(op, args)
     }
 
     /// `op` with `args`, or a panic that shows the page, its console and the server's log.
@@ -269,7 +185,7 @@ impl Browser {
                      {})\n--- server log tail:\n{}",
                     failure["error"],
                     failure["page_text"].as_str().unwrap_or("(not read)"),
-                    self.log.display(),
+                    self.driver.log.display(),
                     shot.display(),
                     server.log_tail(40)
                 )
@@ -353,25 +269,6 @@ impl Browser {
             server,
         );
         self.click("logging in", "[data-action=login]", server);
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        self.stdin = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -14,15 +14,13 @@ mod peers;
 #[path = "support/server.rs"]
 mod server;
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fs::{self};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use browser::PageDriver;
 use peers::{Ua, event};
 use serde_json::{Value, json};
 use server::Server;
@@ -53,115 +51,26 @@ fn config() -> String {
 
 /// Headless Chromium behind `tests/browser/wallboard.mjs`; closed on drop.
 struct Browser {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    answers: Receiver<Value>,
-    next_id: u64,
-    log: PathBuf,
+    driver: PageDriver,
 }
 
 impl Browser {
     /// Starts the driver and waits for the browser to run.
     fn start(label: &str) -> Browser {
-        let chromium = ok(browser::chromium());
-        let modules = ok(browser::packages()).node_modules;
-        let script = peers::workspace_root().join("tests/browser/wallboard.mjs");
-        let logs = peers::target_dir().join("browser-logs");
-        let _ = fs::create_dir_all(&logs);
-        let log = logs.join(format!("{label}-{}.log", std::process::id()));
-        let stderr = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
-        let mut child = Command::new("node")
-            .arg(&script)
-            .arg("--modules")
-            .arg(&modules)
-            .arg("--chromium")
-            .arg(&chromium)
-            .args(["--viewport", "1600x1000"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (lines, answers) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({ "event": "non_json_output", "line": line }));
-                if lines.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        let mut browser = Browser {
-            child,
-            stdin,
-            answers,
-            next_id: 0,
-            log,
-        };
-        let ready = browser.receive(Instant::now() + Duration::from_secs(45), |v| {
-            v["event"] == "ready" || v["event"] == "error"
-        });
-        match ready {
-            Ok(v) if v["event"] == "ready" => progress(&format!(
-                "Chromium {}",
-                v["browser"].as_str().unwrap_or("?")
-            )),
-            Ok(v) => panic!(
-                "the browser did not start: {}\n{}",
-                v["error"],
-                browser.stderr()
-            ),
-            Err(e) => panic!("the browser did not start: {e}\n{}", browser.stderr()),
-        }
-        browser
+        let (driver, ready) = PageDriver::start(
+            "tests/browser/wallboard.mjs",
+            label,
+            &["--viewport", "1600x1000"],
+        );
+        progress(&format!(
+            "Chromium {}",
+            ready["browser"].as_str().unwrap_or("?")
+        ));
+        Browser { driver }
     }
 
-    /// Sends one request and waits for its answer, a little past its own deadline.
-    fn request(&mut self, op: &str, mut args: Value) -> Result<Value, Value> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let timeout_ms = args["timeout_ms"].as_u64().unwrap_or(15_000);
-        args["id"] = json!(id);
-        args["op"] = json!(op);
-        let stdin = self.stdin.as_mut().expect("the driver's stdin is open");
-        writeln!(stdin, "{args}")
-            .and_then(|()| stdin.flush())
-            .map_err(|e| json!({ "error": format!("write to the driver: {e}") }))?;
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(10);
-        let answer = self
-            .receive(deadline, |v| v["id"] == id)
-            .map_err(|e| json!({ "error": e }))?;
-        if answer["ok"] == true {
-            Ok(answer["value"].clone())
-        } else {
-            Err(answer)
-        }
-    }
-
-    fn receive(
-        &mut self,
-        deadline: Instant,
-        want: impl Fn(&Value) -> bool,
-    ) -> Result<Value, String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.answers.recv_timeout(left) {
-                Ok(value) if want(&value) => return Ok(value),
-                Ok(other) => progress(&format!("the driver said: {other}")),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err("no answer from the driver in time".into());
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(format!(
-                        "the driver exited ({:?})",
-                        self.child.try_wait().ok().flatten()
-                    ));
-                }
-            }
-        }
+    fn request(&mut self, op: &str, args: Value) -> Result<Value, Value> {
+        self.driver.request(op, args)
     }
 
     fn goto(&mut self, url: &str) {
@@ -244,29 +153,9 @@ impl Browser {
              driver's log ({}):\n{}",
             failure["error"],
             failure["page_text"].as_str().unwrap_or("(not read)"),
-            self.log.display(),
-            self.stderr()
+            self.driver.log.display(),
+            self.driver.stderr()
         )
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Closing stdin makes the driver close the browser and exit.
-        self.stdin = None;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -607,3 +607,142 @@ impl Drop for SipAgent {
         let _ = self.child.wait();
     }
 }
+
+/// A page driven by a Playwright script of `tests/` (`tests/browser/wallboard.mjs`,
+/// `tests/browser-desktop/desktop.mjs`): requests `{"id", "op", ...}` on its stdin, answers
+/// `{"id", "ok", "value"}` or `{"id", "ok": false, "error", "page_text", "console"}` and
+/// events on its stdout, its own log on stderr (kept in `target/browser-logs/`).
+pub(crate) struct PageDriver {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    answers: Receiver<Value>,
+    next_id: u64,
+    /// The driver's stderr.
+    pub(crate) log: PathBuf,
+}
+
+impl PageDriver {
+    /// Starts `node SCRIPT --modules … --chromium … EXTRA` (the script relative to the
+    /// workspace) and waits for its `ready` event, which it returns with the driver.
+    pub(crate) fn start(script: &str, label: &str, extra: &[&str]) -> (PageDriver, Value) {
+        let chromium = chromium().unwrap_or_else(|e| panic!("{e}"));
+        let modules = packages().unwrap_or_else(|e| panic!("{e}")).node_modules;
+        let script = peers::workspace_root().join(script);
+        let logs = peers::target_dir().join("browser-logs");
+        let _ = fs::create_dir_all(&logs);
+        let log = logs.join(format!("{label}-{}.log", std::process::id()));
+        let stderr = File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let mut child = Command::new("node")
+            .arg(&script)
+            .arg("--modules")
+            .arg(&modules)
+            .arg("--chromium")
+            .arg(&chromium)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines, answers) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({ "event": "non_json_output", "line": line }));
+                if lines.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut driver = PageDriver {
+            child,
+            stdin,
+            answers,
+            next_id: 0,
+            log,
+        };
+        let ready = driver.receive(Instant::now() + Duration::from_secs(45), |v| {
+            v["event"] == "ready" || v["event"] == "error"
+        });
+        match ready {
+            Ok(v) if v["event"] == "ready" => (driver, v),
+            Ok(v) => panic!(
+                "the browser did not start: {}\n{}",
+                v["error"],
+                driver.stderr()
+            ),
+            Err(e) => panic!("the browser did not start: {e}\n{}", driver.stderr()),
+        }
+    }
+
+    /// Sends one request and waits for its answer, a little past its own deadline
+    /// (`timeout_ms`, 15 s by default): its value, or the driver's account of the failure.
+    pub(crate) fn request(&mut self, op: &str, mut args: Value) -> Result<Value, Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let timeout_ms = args["timeout_ms"].as_u64().unwrap_or(15_000);
+        args["id"] = json!(id);
+        args["op"] = json!(op);
+        let stdin = self.stdin.as_mut().expect("the driver's stdin is open");
+        writeln!(stdin, "{args}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| json!({ "error": format!("write to the driver: {e}") }))?;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(10);
+        let answer = self
+            .receive(deadline, |v| v["id"] == id)
+            .map_err(|e| json!({ "error": e }))?;
+        if answer["ok"] == true {
+            Ok(answer["value"].clone())
+        } else {
+            Err(answer)
+        }
+    }
+
+    /// The next line from the driver that `want` takes, before `deadline`; others are shown
+    /// as progress.
+    pub(crate) fn receive(
+        &mut self,
+        deadline: Instant,
+        want: impl Fn(&Value) -> bool,
+    ) -> Result<Value, String> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.answers.recv_timeout(left) {
+                Ok(value) if want(&value) => return Ok(value),
+                Ok(other) => progress(&format!("the driver said: {other}")),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err("no answer from the driver in time".into());
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(format!(
+                        "the driver exited ({:?})",
+                        self.child.try_wait().ok().flatten()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// What the driver wrote to its stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PageDriver {
+    fn drop(&mut self) {
+        // Closing stdin makes the driver close the browser and exit.
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
