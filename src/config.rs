@@ -125,12 +125,21 @@ pub(crate) struct StorageSection {
     /// `sqlite:FILE` (or a bare file path; created when missing) or `postgres://…`.
     #[serde(default = "default_database")]
     pub(crate) database: String,
+    /// Queue-log records waiting to be written past which new calls get 503 with
+    /// Retry-After: the database is behind, and the calls already taken come first.
+    #[serde(default = "default_max_backlog")]
+    pub(crate) max_backlog: u64,
+}
+
+fn default_max_backlog() -> u64 {
+    50_000
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             database: default_database(),
+            max_backlog: default_max_backlog(),
         }
     }
 }
@@ -181,6 +190,10 @@ pub(crate) struct SipSection {
     /// `net.core.rmem_max`).
     #[serde(default = "default_udp_receive_buffer")]
     pub(crate) udp_receive_buffer: usize,
+    /// Calls in progress at most, all trunks together; the next gets 503 with Retry-After.
+    /// 0: no limit but the RTP ports (a call needs two free).
+    #[serde(default)]
+    pub(crate) max_calls: usize,
     /// The User-Agent of Amico's requests and the Server of its responses; empty: none.
     /// The default names Amico without its version.
     #[serde(default = "default_user_agent")]

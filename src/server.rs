@@ -126,7 +126,7 @@ pub(crate) async fn run(
     let calls = Calls::new(crate::call::flow::CallsParts {
         acd: acd.clone(),
         edge: edge.clone(),
-        ports,
+        ports: ports.clone(),
         webrtc: webrtc.clone(),
         media: media_counters.clone(),
         session,
@@ -135,6 +135,13 @@ pub(crate) async fn run(
         first_call,
     });
     tokio::spawn(calls.clone().route(routed));
+    edge.set_overload_check(overload_check(
+        calls.clone(),
+        ports.clone(),
+        store_counters.clone(),
+        config.sip.max_calls,
+        config.storage.max_backlog,
+    ));
 
     let (events, mut edge_events) = mpsc::channel(1024);
     let sip_task = tokio::spawn(edge.clone().serve(events, shutdown.clone()));
@@ -307,4 +314,24 @@ pub(crate) async fn run(
     store_shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), store_task).await;
     Ok(())
+}
+
+/// Whether one more trunk call can be taken: not when `max_calls` (0: no limit) are in
+/// progress, when fewer than two RTP ports are free (the caller's and an agent's), or when
+/// the queue log has `max_backlog` records waiting for the database. The calls already
+/// admitted come first; the new one is told to come back in a few seconds.
+fn overload_check(
+    calls: Arc<Calls>,
+    ports: Arc<PortPool>,
+    store: Arc<crate::records::log::StoreCounters>,
+    max_calls: usize,
+    max_backlog: u64,
+) -> amico_sip::OverloadCheck {
+    const RETRY_AFTER: Duration = Duration::from_secs(5);
+    Box::new(move || {
+        let calls_full = max_calls > 0 && calls.active() >= max_calls;
+        let ports_full = ports.capacity().saturating_sub(ports.in_use()) < 2;
+        let store_behind = store.pending.load(std::sync::atomic::Ordering::Relaxed) >= max_backlog;
+        (calls_full || ports_full || store_behind).then_some(RETRY_AFTER)
+    })
 }

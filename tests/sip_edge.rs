@@ -1528,3 +1528,57 @@ fn a_probe_answered_only_when_retransmitted_keeps_the_phone_logged_in() {
         server.log_tail(20)
     );
 }
+
+#[test]
+fn past_the_servers_call_limit_new_calls_get_503_and_calls_in_progress_go_on() {
+    let server = Server::start(&with_sip(&server::config(1, ""), "max_calls = 1"));
+    let trunk = Probe::new(&server);
+    let invite = |call_id: &str| {
+        trunk.request(
+            "INVITE",
+            &format!("sip:100@{}", server.sip),
+            call_id,
+            "Content-Type: application/sdp\r\n",
+            SDP,
+        )
+    };
+    trunk.send(&invite("o1"));
+    let first = trunk.final_response();
+    assert!(first.starts_with("SIP/2.0 200"), "{first}");
+    let to = header(&first, "To")[0].to_owned();
+    let in_dialog = |method: &str, cseq: u32| {
+        trunk
+            .request(method, &format!("sip:amico@{}", server.sip), "o1", "", "")
+            .replace(
+                &format!("To: <sip:amico@{}>", server.sip),
+                &format!("To: {to}"),
+            )
+            .replace(
+                &format!("CSeq: 1 {method}"),
+                &format!("CSeq: {cseq} {method}"),
+            )
+            .replace("branch=z9hG4bK-o1", &format!("branch=z9hG4bK-o1-{method}"))
+    };
+    trunk.send(&in_dialog("ACK", 1));
+    server.wait_metric("amico_calls_active", |v| v == 1.0, Duration::from_secs(5));
+
+    // The server is full: the next call is told to come back (RFC 3261 §21.5.4).
+    trunk.send(&invite("o2"));
+    let second = trunk.final_response();
+    assert!(second.starts_with("SIP/2.0 503"), "{second}");
+    assert_eq!(header(&second, "Retry-After"), ["5"], "{second}");
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"overload\"}"),
+        1.0
+    );
+    trunk.send(&in_dialog("BYE", 2));
+    let bye = trunk.final_response();
+    assert!(
+        bye.starts_with("SIP/2.0 200"),
+        "the call in progress is untouched: {bye}"
+    );
+    server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    trunk.send(&invite("o3"));
+    let third = trunk.final_response();
+    assert!(third.starts_with("SIP/2.0 200"), "room again: {third}");
+}

@@ -34,9 +34,9 @@ pub struct SipCounters {
 }
 
 /// Why a request was refused before it was handled: over its source's rate, a user
-/// blocked from the source, a trunk at its concurrent-call limit (all answered 503
-/// with Retry-After), or a banned source (dropped).
-pub const REFUSALS: [&str; 4] = ["rate", "user_blocked", "trunk_calls", "banned"];
+/// blocked from the source, a trunk at its concurrent-call limit, the server overloaded
+/// (all answered 503 with Retry-After), or a banned source (dropped).
+pub const REFUSALS: [&str; 5] = ["rate", "user_blocked", "trunk_calls", "overload", "banned"];
 
 fn method_index(method: &str) -> usize {
     COUNTED_METHODS

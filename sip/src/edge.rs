@@ -680,6 +680,8 @@ pub struct SipEdge {
     tls: Option<(TlsListenerConnection, SocketAddr)>,
     /// Where browsers reach us over WebSocket (the HTTP listener), once known.
     websocket_addr: std::sync::OnceLock<SocketAddr>,
+    /// Says whether the server can take one more call, and if not when to try again.
+    overload: std::sync::OnceLock<OverloadCheck>,
     websocket_grace: Duration,
     /// WebSockets that closed, by the browser's address, for the serve loop.
     closed_websockets: mpsc::UnboundedSender<SocketAddr>,
@@ -785,6 +787,7 @@ impl SipEdge {
             call_id_host: config.call_id_host,
             tls,
             websocket_addr: std::sync::OnceLock::new(),
+            overload: std::sync::OnceLock::new(),
             websocket_grace: config.websocket_grace,
             closed_websockets,
             closed_websockets_rx: std::sync::Mutex::new(Some(closed_websockets_rx)),
@@ -1223,6 +1226,13 @@ impl SipEdge {
             info!(%source, trunk = %trunk.name, "trunk at its concurrent-call limit: 503");
             return unavailable(&mut tx, Duration::from_secs(5)).await;
         };
+        // Past the knee the calls already admitted come first: a new one is told to come back
+        // later (RFC 3261 §21.5.4) before it could slow them down.
+        if let Some(retry_after) = self.overload.get().and_then(|check| check()) {
+            self.counters.refused("overload");
+            debug!(%source, trunk = %trunk.name, "overloaded: a new call gets 503");
+            return unavailable(&mut tx, retry_after).await;
+        }
         let Some(queue) = lookup_did(&trunk, &did) else {
             info!(%source, trunk = %trunk.name, %did, "INVITE to an unknown number");
             return tx.reply(StatusCode::NotFound).await;
@@ -1484,6 +1494,14 @@ impl SipEdge {
         }
     }
 
+    /// Sets the check asked before each new trunk call is admitted: `Some(retry_after)` when
+    /// the server cannot take one more, which then gets 503 with that Retry-After. Once.
+    pub fn set_overload_check(&self, check: OverloadCheck) {
+        if self.overload.set(check).is_err() {
+            warn!("the overload check was already set");
+        }
+    }
+
     /// How an agent's phone is registered now: over a WebSocket it is a browser, which takes
     /// only WebRTC media (RFC 7118 §1, RFC 8827 §6.5); `None` when it is not registered.
     pub fn agent_transport(&self, user: &str) -> Option<Transport> {
@@ -1646,6 +1664,10 @@ async fn unavailable(tx: &mut Transaction, wait: Duration) -> rsipstack::Result<
     )
     .await
 }
+
+/// Whether one more call can be taken; when not, how long the caller should wait before it
+/// tries again.
+pub type OverloadCheck = Box<dyn Fn() -> Option<Duration> + Send + Sync>;
 
 /// Why a trunk INVITE is not admitted.
 enum Refused {
