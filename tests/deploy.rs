@@ -566,12 +566,19 @@ fn the_container_builds_the_workspace_and_runs_amico_unprivileged() {
         .as_str()
         .unwrap();
     let stages = all("FROM");
-    assert_eq!(stages.len(), 2, "{stages:?}");
+    assert_eq!(stages.len(), 3, "{stages:?}");
     assert!(
         stages[0].contains(&format!("rust:{rust_version}")),
         "{stages:?}"
     );
-    assert!(stages[1].contains("debian:bookworm-slim"), "{stages:?}");
+    assert!(stages[1].contains("node:"), "{stages:?}");
+    assert!(stages[2].contains("debian:bookworm-slim"), "{stages:?}");
+    assert!(
+        all("RUN")
+            .iter()
+            .any(|r| r.contains("scripts/desktop-bundle")),
+        "the desktop's JsSIP is not built"
+    );
     assert!(
         all("RUN")
             .iter()
@@ -613,6 +620,15 @@ fn the_container_builds_the_workspace_and_runs_amico_unprivileged() {
         "prompts are not copied to {prompts}"
     );
 
+    // JsSIP where the example configuration's desktop looks for it.
+    let bundle = text(&config, &["desktop", "bundle"]);
+    assert!(
+        instructions[runtime_stage..]
+            .iter()
+            .any(|(i, a)| i == "COPY" && a.starts_with("--from=desktop ") && a.ends_with(bundle)),
+        "JsSIP is not copied to {bundle}"
+    );
+
     // Not root; the data folder a volume.
     let user = last("USER");
     assert!(
@@ -636,11 +652,13 @@ fn the_container_builds_the_workspace_and_runs_amico_unprivileged() {
         integer(&config, &["rtp", "port_min"]),
         integer(&config, &["rtp", "port_max"])
     );
+    let webrtc = format!("{}/udp", integer(&config, &["rtp", "webrtc_port"]));
     for port in [
         format!("{}/udp", sip.port()),
         format!("{}/tcp", sip.port()),
         format!("{}/tcp", http.port()),
         rtp,
+        webrtc,
     ] {
         assert!(exposed.contains(port.as_str()), "{port} not in {exposed:?}");
     }
