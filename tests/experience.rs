@@ -205,6 +205,22 @@ fn a_waiting_caller_hears_the_italian_welcome_and_its_position() {
     // English prompts were not played.
     let english = heard(&recording, &[prompt("en", "welcome")]);
     assert_eq!(english["found"], false, "{english}");
+    // What the caller was told is in the queue log (and, while the call lasts, in
+    // /api/calls and on the agent's desk). Records are committed in order: once the call's
+    // end is there, so is its announcement.
+    let calls = ended_calls(&server, 1, STEP);
+    let told: Vec<Value> = with_store(&server, async |pool| {
+        sqlx::query("SELECT body FROM queue_log WHERE kind = 'announced' AND call_id = $1")
+            .bind(calls[0].0)
+            .fetch_all(pool)
+            .await
+            .expect("the queue log")
+            .iter()
+            .map(|row| serde_json::from_str(&row.get::<String, _>(0)).unwrap())
+            .collect()
+    });
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["position"], 1, "{told:?}");
 }
 
 #[test]

@@ -57,6 +57,10 @@
       queue: "Queue",
       number_dialled: "Number dialled",
       waited: "Waited",
+      told: "Was told",
+      told_position: "position {position}",
+      told_wait: "about {wait} wait",
+      told_nothing: "nothing yet",
       talking_for: "Talking for",
       answer: "Answer",
       hangup: "Hang up",
@@ -131,6 +135,10 @@
       queue: "Coda",
       number_dialled: "Numero chiamato",
       waited: "Attesa in coda",
+      told: "Annunciato",
+      told_position: "posizione {position}",
+      told_wait: "attesa di circa {wait}",
+      told_nothing: "ancora nulla",
       talking_for: "In conversazione da",
       answer: "Rispondi",
       hangup: "Riaggancia",
@@ -258,6 +266,17 @@
     message.hidden = false;
     message.textContent = text;
     message.dataset.message = kind;
+  }
+
+  // What the last position announcement told the caller: its place, and the wait it was
+  // given (whole minutes, as the prompts say it).
+  function toldText(told) {
+    if (!told) return t("told_nothing");
+    const parts = [t("told_position", { position: told.position })];
+    if (Number.isFinite(told.estimated_wait)) {
+      parts.push(t("told_wait", { wait: `${Math.max(1, Math.round(told.estimated_wait / 60))} min` }));
+    }
+    return parts.join(", ");
   }
 
   function clockTime(seconds) {
@@ -809,6 +828,7 @@
     field("did").textContent = deskCall?.did || DASH;
     field("waited").textContent =
       deskCall && Number.isFinite(deskCall.waited) ? clockTime(deskCall.waited) : DASH;
+    field("told").textContent = deskCall ? toldText(deskCall.told) : DASH;
     action("answer").disabled = !(session && my.callState === "ringing");
     action("hangup").disabled = !session;
     action("hangup").querySelector("[data-i18n]").textContent =

@@ -104,6 +104,19 @@ pub(crate) struct CallInfo {
     pub(crate) trunk: String,
     /// When it arrived, UTC microseconds.
     pub(crate) arrived_us: i64,
+    /// The last position announcement the caller heard, if any.
+    pub(crate) told: Option<Told>,
+}
+
+/// What a position announcement told the caller.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Told {
+    /// Its place in line.
+    pub(crate) position: u32,
+    /// The estimated wait it was given, seconds (none when the estimate was not said).
+    pub(crate) estimated_wait: Option<f64>,
+    /// How many position announcements it heard in all.
+    pub(crate) announcements: u32,
 }
 
 /// The From header without its `tag` parameter (RFC 3261 §19.3: the tag names the dialog,
@@ -303,6 +316,7 @@ impl Calls {
             did: call.did.clone(),
             trunk: call.trunk.clone(),
             arrived_us: utc_now_us(),
+            told: None,
         };
         self.live.insert(
             id,
@@ -783,6 +797,28 @@ impl CallTask {
         self.first_announcement = false;
         debug!(call = %self.id, ?names, "announcement");
         self.play(&names, ANNOUNCEMENT);
+        self.told(position, estimated_wait);
+    }
+
+    /// Keeps what the caller was just told where the API and the agent's desk read it, and
+    /// records it in the queue log (`announced`).
+    fn told(&mut self, position: u32, estimated_wait: Option<Duration>) {
+        let Some(mut live) = self.calls.live.get_mut(&self.id) else {
+            return;
+        };
+        let told = Told {
+            position,
+            estimated_wait: estimated_wait.map(|wait| wait.as_secs_f64()),
+            announcements: live.info.told.map_or(1, |told| told.announcements + 1),
+        };
+        live.info.told = Some(told);
+        drop(live);
+        self.calls.events.call_fact(
+            self.id.0,
+            "announced",
+            None,
+            json!({ "position": position, "estimated_wait": told.estimated_wait }),
+        );
     }
 
     fn moved_to(&mut self, queue: QueueId) {

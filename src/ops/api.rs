@@ -383,6 +383,8 @@ pub(crate) struct CallView {
     agent: Option<String>,
     /// Its place in line while waiting.
     position: Option<u32>,
+    /// The last position announcement the caller heard (none before the first).
+    told: Option<crate::call::flow::Told>,
 }
 
 fn call_view(info: &crate::call::flow::CallInfo, snapshot: &AcdSnapshot) -> CallView {
@@ -396,6 +398,7 @@ fn call_view(info: &crate::call::flow::CallInfo, snapshot: &AcdSnapshot) -> Call
         queue: None,
         agent: None,
         position: None,
+        told: info.told,
     };
     let agent_name = |id: AgentId| snapshot.agents.get(id.index()).map(|a| a.name.clone());
     for queue in &snapshot.queues {

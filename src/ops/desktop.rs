@@ -296,6 +296,9 @@ struct DeskCall {
     queue: Option<String>,
     /// Seconds the caller waited in the queue before this agent was rung (or answered).
     waited: Option<f64>,
+    /// The last position announcement the caller heard: its place and the wait it was
+    /// given.
+    told: Option<crate::call::flow::Told>,
 }
 
 /// What a desk remembers of a call between snapshots: the ringing snapshot's queue and
@@ -416,6 +419,7 @@ fn desk(
             call: call.0,
             state: if talking { "talking" } else { "ringing" },
             caller: info.as_ref().map(|i| i.caller.clone()),
+            told: info.as_ref().and_then(|i| i.told),
             did: info.map(|i| i.did),
             queue: slot.queue.clone(),
             waited: slot.waited,

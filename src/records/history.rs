@@ -147,8 +147,9 @@ impl Ids {
 }
 
 /// Records of the server and the call flow, not of the ACD.
-const NOT_ACD: [&str; 5] = [
+const NOT_ACD: [&str; 6] = [
     "acd_started",
+    "announced",
     "call_arrived",
     "call_offered",
     "leg_ended",
