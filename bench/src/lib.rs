@@ -5,6 +5,8 @@
 //! each, 20 queues (one per skill). Every agent serves every queue, so every agent is on a
 //! call while callers wait, and an agent coming free chooses among the heads of 20 queues.
 
+pub mod load;
+
 use amico_core::simulator::random::Rng;
 use amico_core::{
     Acd, AcdConfig, AgentConfig, AgentId, CallId, Command, Event, Input, Output, QueueConfig,
