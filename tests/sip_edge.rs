@@ -1123,32 +1123,13 @@ fn floods_get_503_with_retry_after_and_calls_in_progress_go_on() {
     );
 
     // The trunk may have one call at a time: the second gets 503, the first goes on.
-    let invite = |call_id: &str| {
-        trunk.request(
-            "INVITE",
-            &format!("sip:100@{}", server.sip),
-            call_id,
-            "Content-Type: application/sdp\r\n",
-            SDP,
-        )
-    };
+    let invite = |call_id: &str| trunk_invite(&trunk, &server, call_id);
     trunk.send(&invite("m1"));
     let first = trunk.final_response();
     assert!(first.starts_with("SIP/2.0 200"), "{first}");
     let to = header(&first, "To")[0].to_owned();
-    let in_dialog = |method: &str, cseq: u32| {
-        trunk
-            .request(method, &format!("sip:amico@{}", server.sip), "m1", "", "")
-            .replace(
-                &format!("To: <sip:amico@{}>", server.sip),
-                &format!("To: {to}"),
-            )
-            .replace(
-                &format!("CSeq: 1 {method}"),
-                &format!("CSeq: {cseq} {method}"),
-            )
-            .replace("branch=z9hG4bK-m1", &format!("branch=z9hG4bK-m1-{method}"))
-    };
+    let in_dialog =
+        |method: &str, cseq: u32| trunk_in_dialog(&trunk, &server, "m1", &to, method, cseq);
     trunk.send(&in_dialog("ACK", 1));
     trunk.send(&invite("m2"));
     let second = trunk.final_response();
@@ -1533,32 +1514,13 @@ fn a_probe_answered_only_when_retransmitted_keeps_the_phone_logged_in() {
 fn past_the_servers_call_limit_new_calls_get_503_and_calls_in_progress_go_on() {
     let server = Server::start(&with_sip(&server::config(1, ""), "max_calls = 1"));
     let trunk = Probe::new(&server);
-    let invite = |call_id: &str| {
-        trunk.request(
-            "INVITE",
-            &format!("sip:100@{}", server.sip),
-            call_id,
-            "Content-Type: application/sdp\r\n",
-            SDP,
-        )
-    };
+    let invite = |call_id: &str| trunk_invite(&trunk, &server, call_id);
     trunk.send(&invite("o1"));
     let first = trunk.final_response();
     assert!(first.starts_with("SIP/2.0 200"), "{first}");
     let to = header(&first, "To")[0].to_owned();
-    let in_dialog = |method: &str, cseq: u32| {
-        trunk
-            .request(method, &format!("sip:amico@{}", server.sip), "o1", "", "")
-            .replace(
-                &format!("To: <sip:amico@{}>", server.sip),
-                &format!("To: {to}"),
-            )
-            .replace(
-                &format!("CSeq: 1 {method}"),
-                &format!("CSeq: {cseq} {method}"),
-            )
-            .replace("branch=z9hG4bK-o1", &format!("branch=z9hG4bK-o1-{method}"))
-    };
+    let in_dialog =
+        |method: &str, cseq: u32| trunk_in_dialog(&trunk, &server, "o1", &to, method, cseq);
     trunk.send(&in_dialog("ACK", 1));
     server.wait_metric("amico_calls_active", |v| v == 1.0, Duration::from_secs(5));
 
@@ -1581,4 +1543,47 @@ fn past_the_servers_call_limit_new_calls_get_503_and_calls_in_progress_go_on() {
     trunk.send(&invite("o3"));
     let third = trunk.final_response();
     assert!(third.starts_with("SIP/2.0 200"), "room again: {third}");
+}
+
+/// A trunk's INVITE to number 100, with an SDP offer.
+fn trunk_invite(trunk: &Probe, server: &Server, call_id: &str) -> String {
+    trunk.request(
+        "INVITE",
+        &format!("sip:100@{}", server.sip),
+        call_id,
+        "Content-Type: application/sdp\r\n",
+        SDP,
+    )
+}
+
+/// A request of the trunk inside the dialog `call_id` that Amico answered with To `to`:
+/// sequence number `cseq`, a branch of its own.
+fn trunk_in_dialog(
+    trunk: &Probe,
+    server: &Server,
+    call_id: &str,
+    to: &str,
+    method: &str,
+    cseq: u32,
+) -> String {
+    trunk
+        .request(
+            method,
+            &format!("sip:amico@{}", server.sip),
+            call_id,
+            "",
+            "",
+        )
+        .replace(
+            &format!("To: <sip:amico@{}>", server.sip),
+            &format!("To: {to}"),
+        )
+        .replace(
+            &format!("CSeq: 1 {method}"),
+            &format!("CSeq: {cseq} {method}"),
+        )
+        .replace(
+            &format!("branch=z9hG4bK-{call_id}"),
+            &format!("branch=z9hG4bK-{call_id}-{method}"),
+        )
 }

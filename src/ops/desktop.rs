@@ -36,6 +36,7 @@ use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::ops::access::{ApiError, Principal};
+use crate::ops::pages::file;
 use crate::ops::state::HttpState;
 use crate::records::store::Record;
 
@@ -128,7 +129,8 @@ impl DesktopSection {
     }
 }
 
-/// The desktop's routes: `/agent` and its files, `/agent/session`, `/agent/events`.
+/// The desktop's routes: `/agent` and its files (served as the wallboard's are),
+/// `/agent/session`, `/agent/events`.
 pub(crate) fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route(
@@ -147,19 +149,6 @@ pub(crate) fn router(state: Arc<HttpState>) -> Router {
         .route("/agent/session", post(session))
         .route("/agent/events", get(events))
         .with_state(state)
-}
-
-/// One embedded file with its type, to be revalidated on every use (as the wallboard's).
-fn file(body: &'static str, content_type: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// `GET /agent/jssip.js`: the bundle from disk, or 503 saying how to build it.

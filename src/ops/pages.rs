@@ -38,7 +38,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 /// One embedded file with its type, to be revalidated on every use.
-fn file(body: &'static str, content_type: &'static str) -> Response {
+pub(crate) fn file(body: &'static str, content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
