@@ -109,7 +109,7 @@ pub(crate) struct CallInfo {
 }
 
 /// What a position announcement told the caller.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub(crate) struct Told {
     /// Its place in line.
     pub(crate) position: u32,

@@ -384,7 +384,28 @@ pub(crate) struct CallView {
     /// Its place in line while waiting.
     position: Option<u32>,
     /// The last position announcement the caller heard (none before the first).
-    told: Option<crate::call::flow::Told>,
+    told: Option<ToldView>,
+}
+
+/// What a position announcement told the caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ToldView {
+    /// Its place in line.
+    position: u32,
+    /// The estimated wait it was given, seconds (none when the estimate was not said).
+    estimated_wait: Option<f64>,
+    /// How many position announcements it heard in all.
+    announcements: u32,
+}
+
+impl From<crate::call::flow::Told> for ToldView {
+    fn from(told: crate::call::flow::Told) -> Self {
+        ToldView {
+            position: told.position,
+            estimated_wait: told.estimated_wait,
+            announcements: told.announcements,
+        }
+    }
 }
 
 fn call_view(info: &crate::call::flow::CallInfo, snapshot: &AcdSnapshot) -> CallView {
@@ -398,7 +419,7 @@ fn call_view(info: &crate::call::flow::CallInfo, snapshot: &AcdSnapshot) -> Call
         queue: None,
         agent: None,
         position: None,
-        told: info.told,
+        told: info.told.map(ToldView::from),
     };
     let agent_name = |id: AgentId| snapshot.agents.get(id.index()).map(|a| a.name.clone());
     for queue in &snapshot.queues {
