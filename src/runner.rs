@@ -116,6 +116,7 @@ pub(crate) fn start(
         const PUBLISH_EVERY: Duration = Duration::from_millis(100);
         let mut published = tokio::time::Instant::now();
         let mut dirty = false;
+        let mut verdicts: Vec<(Reply, Result<(), AcdError>)> = Vec::new();
         loop {
             let deadline = acd.poll_timeout().map(|at| clock.instant(at));
             let publish_at = dirty.then_some(published + PUBLISH_EVERY);
@@ -133,20 +134,23 @@ pub(crate) fn start(
                 let _ = handle_one(&mut acd, now, Input::Timeout, &outputs);
                 dirty = true;
             }
-            let mut answered = false;
             while let Some((input, reply)) = writer.inbox.pop() {
                 let verdict = handle_one(&mut acd, now, input, &outputs);
                 if let Some(reply) = reply {
-                    let _ = reply.send(verdict);
-                    answered = true;
+                    verdicts.push((reply, verdict));
                 }
                 dirty = true;
             }
-            // Someone waits on an answer: it sees its effect in the very next snapshot.
-            if dirty && (answered || published.elapsed() >= PUBLISH_EVERY) {
+            // Someone waits on an answer: it sees its effect in the very next snapshot, so
+            // the snapshot is published before the answer is sent (the waiter may run on
+            // another thread the moment it has its answer).
+            if dirty && (!verdicts.is_empty() || published.elapsed() >= PUBLISH_EVERY) {
                 writer.snapshots.publish(acd.snapshot());
                 published = tokio::time::Instant::now();
                 dirty = false;
+            }
+            for (reply, verdict) in verdicts.drain(..) {
+                let _ = reply.send(verdict);
             }
         }
     });
