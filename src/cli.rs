@@ -300,13 +300,17 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        server::run(
+        // On a worker, not on this thread: the server's loop hands each new call to a task,
+        // and a hand-over between workers is cheaper than waking the main thread for it.
+        let server = server::run(
             validated,
             args.config.clone(),
             args.database.clone(),
             shutdown,
-        )
-        .await
+        );
+        tokio::spawn(server)
+            .await
+            .map_err(|error| anyhow::anyhow!("the server's task: {error}"))?
     })
 }
 

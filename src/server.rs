@@ -240,10 +240,11 @@ pub(crate) async fn run(
         line["sip_tls"] = tls.to_string().into();
         info!(sip_tls = %tls, self_signed = validated.tls_files.is_none(), "SIP over TLS");
     }
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")?;
-    stdout.flush()?;
-    drop(stdout);
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+    }
     info!(sip_udp = %edge.udp_addr(), sip_tcp = %edge.tcp_addr(), http = %http_addr, "Amico is running");
     if demo {
         for token in &config.api.tokens {
