@@ -1284,7 +1284,10 @@ impl SipEdge {
         if events.send(EdgeEvent::IncomingCall(call)).await.is_err() {
             return tx.reply(StatusCode::ServiceUnavailable).await;
         }
-        // The dialog drives the INVITE transaction until its final response and ACK.
+        // The dialog drives the INVITE transaction until its final response and ACK, and
+        // then through Timer L (RFC 6026 §7.1: 32 s over UDP). Nothing else of this task
+        // need live that long: the request's copy goes now.
+        drop(request);
         let mut dialog = dialog;
         dialog.handle(&mut tx).await
     }
