@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use amico_bench::load::{self, Dist, Options, Ramp, Report};
+use amico_bench::load::{self, Dist, Options, Profile, Ramp, Report};
 use server::Server;
 
 /// The test configuration with the README's load flow: a queue without prompts (no
@@ -149,6 +149,31 @@ fn a_step_ramp_runs_each_rate_with_its_own_registrations() {
     }
     assert_eq!(load::ramp_table(&reports).lines().count(), 4);
     server.wait_logged_in(0);
+}
+
+#[test]
+fn an_hourly_profile_places_its_calls_and_ends_with_the_profile() {
+    // A compressed day of three "hours" of 2 s: 6 calls/s, nobody, 12 calls/s.
+    let server = Server::start(&no_prompts(4));
+    let profile = Profile::parse("6,0,12", Duration::from_secs(2)).expect("a profile");
+    let report = run_load(Options {
+        profile: Some(profile),
+        agents: 4,
+        talk: Dist::Fixed(0.2),
+        ..options(&server)
+    });
+    let table = report.table();
+    assert_eq!(report.rate_asked, 6.0, "the profile's mean rate: {table}");
+    // Poisson: 36 calls on average, and the run ends with the profile, not --duration.
+    assert!((10..=70).contains(&report.offered), "{table}");
+    assert!(report.arrival_seconds < 6.0, "{table}");
+    assert_eq!(report.completed, report.offered, "{table}");
+    assert_adds_up(&report);
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |n| n == report.offered as f64,
+        Duration::from_secs(10),
+    );
 }
 
 // ---------------------------------------------------------------------------------------

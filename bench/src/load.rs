@@ -50,7 +50,7 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
-pub use options::{Dist, Options, Ramp, USAGE};
+pub use options::{Dist, Options, Profile, Ramp, USAGE};
 pub use report::{Model, Report, Rtp, ServerUsage, Summary};
 
 use endpoint::Endpoint;
@@ -237,7 +237,12 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let load_start = report::sample(std::process::id());
     let mut rng = Rng::new(options.seed);
     let started = Instant::now();
-    let arrivals_end = started + options.duration;
+    // A profile lasts as long as its steps; otherwise arrivals stop after --duration.
+    let arrivals_end = started
+        + options
+            .profile
+            .as_ref()
+            .map_or(options.duration, Profile::length);
     let limit = options.calls.unwrap_or(u64::MAX);
     let mut calls = tokio::task::JoinSet::new();
     let mut next = started;
@@ -246,7 +251,13 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let mut tick = started + Duration::from_secs(1);
     // Arrivals: a Poisson process, bounded by the call count and the duration.
     while placed < limit {
-        next += Duration::from_secs_f64(rng.exponential(1.0 / options.rate));
+        match &options.profile {
+            Some(profile) => match profile.next_arrival((next - started).as_secs_f64(), &mut rng) {
+                Some(at) => next = started + Duration::from_secs_f64(at),
+                None => break,
+            },
+            None => next += Duration::from_secs_f64(rng.exponential(1.0 / options.rate)),
+        }
         if next >= arrivals_end {
             break;
         }
@@ -309,7 +320,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let mut report = Report::from_recorder(&shared.recorder.lock().expect("recorder"));
     report.arrival_seconds = arrival_seconds;
     report.elapsed_seconds = elapsed_seconds;
-    report.rate_asked = options.rate;
+    report.rate_asked = options
+        .profile
+        .as_ref()
+        .map_or(options.rate, Profile::mean_rate);
     report.rate_achieved = if arrival_seconds > 0.0 {
         report.offered as f64 / arrival_seconds
     } else {
@@ -398,7 +412,11 @@ pub fn ramp_table(reports: &[Report]) -> String {
 fn model(options: &Options, agents: u64) -> Option<report::Model> {
     use amico_core::erlang::{Thresholds, Traffic, erlang_a};
     let traffic = Traffic {
-        arrivals_per_sec: options.rate,
+        // A profile's Erlang A is for its mean rate: a rough guide over a changing day.
+        arrivals_per_sec: options
+            .profile
+            .as_ref()
+            .map_or(options.rate, Profile::mean_rate),
         mean_handle_secs: options.answer_after.mean() + options.talk.mean(),
         mean_patience_secs: options.patience.map(Dist::mean),
     };

@@ -104,6 +104,87 @@ pub struct Options {
     /// for `duration` (and at most `calls`), stopping after the first step that
     /// completes fewer than 99.9 % of its calls: the knee.
     pub ramp: Option<Ramp>,
+    /// An hourly profile instead of one rate: each entry's rate for `step`, one after
+    /// the other; arrivals end with the profile.
+    pub profile: Option<Profile>,
+}
+
+/// Arrival rates that change over the run: a contact centre's day by the hour, played
+/// at real speed (`step` an hour) or compressed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    /// Calls a second in each step, in order (0: nobody calls then).
+    pub rates: Vec<f64>,
+    /// How long each rate lasts.
+    pub step: Duration,
+}
+
+impl Profile {
+    /// Reads `R1,R2,...` calls a second, one per step.
+    pub fn parse(text: &str, step: Duration) -> Result<Profile, String> {
+        let rates: Vec<f64> = text
+            .split(',')
+            .map(|r| {
+                r.trim().parse::<f64>().map_err(|_| {
+                    format!("--profile '{text}': '{r}' is not calls a second (e.g. 2,5,12,8)")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if rates.len() > 168 {
+            return Err(format!(
+                "--profile '{text}' has {} steps, at most 168 (a week of hours)",
+                rates.len()
+            ));
+        }
+        if rates
+            .iter()
+            .any(|r| !(r.is_finite() && (0.0..=100_000.0).contains(r)))
+        {
+            return Err(format!(
+                "--profile '{text}': each rate must be 0 to 100000 calls a second"
+            ));
+        }
+        if rates.iter().all(|r| *r == 0.0) {
+            return Err(format!("--profile '{text}': every rate is 0"));
+        }
+        Ok(Profile { rates, step })
+    }
+
+    /// How long the profile lasts.
+    pub fn length(&self) -> Duration {
+        self.step * self.rates.len() as u32
+    }
+
+    /// The mean rate over the whole profile.
+    pub fn mean_rate(&self) -> f64 {
+        self.rates.iter().sum::<f64>() / self.rates.len() as f64
+    }
+
+    /// The next arrival after `after` seconds from the start, in seconds, or `None` past
+    /// the profile's end. Within a step arrivals are Poisson at its rate; a draw that
+    /// crosses into the next step starts again there at the next rate, which the
+    /// exponential's lack of memory makes exact (a piecewise-constant-rate Poisson
+    /// process).
+    pub fn next_arrival(
+        &self,
+        after: f64,
+        rng: &mut amico_core::simulator::random::Rng,
+    ) -> Option<f64> {
+        let step = self.step.as_secs_f64();
+        let mut at = after;
+        loop {
+            let index = (at / step).floor() as usize;
+            let rate = *self.rates.get(index)?;
+            let end = (index + 1) as f64 * step;
+            if rate > 0.0 {
+                let next = at + rng.exponential(1.0 / rate);
+                if next < end {
+                    return Some(next);
+                }
+            }
+            at = end;
+        }
+    }
 }
 
 /// A step ramp's rates, calls a second.
@@ -175,6 +256,7 @@ impl Default for Options {
             rtp: false,
             allow_remote: false,
             ramp: None,
+            profile: None,
         }
     }
 }
@@ -188,6 +270,9 @@ amico-load: both sides of a contact centre against a SIP ACD over UDP
   --rate CALLS_PER_SEC    Poisson arrivals (default 10)
   --ramp FROM:STEP:TO     a step ramp instead: each rate for --duration, stopping after
                           the first step under 99.9 % completed (the knee)
+  --profile R1,R2,...     an hourly profile instead: each rate (calls/s) for
+                          --profile-step, one after the other (Poisson within each)
+  --profile-step SECS     how long each profile rate lasts (default 3600: an hour)
   --calls N               at most N calls
   --duration SECS         arrivals stop after SECS (default 10)
   --agents N              agents that register (default 10)
@@ -215,6 +300,8 @@ impl Options {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
         let mut options = Options::default();
         let mut local_given = false;
+        let mut profile: Option<String> = None;
+        let mut profile_step = Duration::from_secs(3_600);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -234,6 +321,14 @@ impl Options {
                 }
                 "--did" => options.did = value("--did")?,
                 "--ramp" => options.ramp = Some(Ramp::parse(&value("--ramp")?)?),
+                "--profile" => profile = Some(value("--profile")?),
+                "--profile-step" => {
+                    let secs: f64 = number("--profile-step", &value("--profile-step")?)?;
+                    if !(secs.is_finite() && (0.1..=3_600.0).contains(&secs)) {
+                        return Err("--profile-step must be 0.1 to 3600 seconds".into());
+                    }
+                    profile_step = Duration::from_secs_f64(secs);
+                }
                 "--rate" => options.rate = number("--rate", &value("--rate")?)?,
                 "--calls" => options.calls = Some(number("--calls", &value("--calls")?)?),
                 "--duration" => {
@@ -304,6 +399,12 @@ impl Options {
                 "--rate {} must be above 0 and at most 100000 calls a second",
                 options.rate
             ));
+        }
+        if let Some(text) = profile {
+            if options.ramp.is_some() {
+                return Err("--profile and --ramp are two kinds of run: give one".into());
+            }
+            options.profile = Some(Profile::parse(&text, profile_step)?);
         }
         if options.calls == Some(0) {
             return Err("--calls must be at least 1".into());
@@ -423,6 +524,31 @@ mod tests {
             let error = parse(args).unwrap_err();
             assert!(error.contains(named), "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn reads_a_profile_and_places_no_call_where_its_rate_is_zero() {
+        let options = parse(&["--profile", "50, 0,200", "--profile-step", "2"]).unwrap();
+        let profile = options.profile.unwrap();
+        assert_eq!(profile.rates, [50.0, 0.0, 200.0]);
+        assert_eq!(profile.length(), Duration::from_secs(6));
+        let mut rng = Rng::new(3);
+        let (mut at, mut counts) = (0.0, [0u32; 3]);
+        while let Some(next) = profile.next_arrival(at, &mut rng) {
+            assert!(next > at && next < 6.0, "{next}");
+            counts[(next / 2.0) as usize] += 1;
+            at = next;
+        }
+        // Poisson counts over 2 s: mean 100 and 400, sd 10 and 20.
+        assert_eq!(counts[1], 0, "{counts:?}");
+        assert!((60..=140).contains(&counts[0]), "{counts:?}");
+        assert!((320..=480).contains(&counts[2]), "{counts:?}");
+        for bad in ["", "1,x", "0,0", "-1,2"] {
+            let error = parse(&["--profile", bad]).unwrap_err();
+            assert!(error.contains("--profile"), "{bad}: {error}");
+        }
+        let error = parse(&["--profile", "1,2", "--ramp", "1:1:2"]).unwrap_err();
+        assert!(error.contains("--ramp"), "{error}");
     }
 
     #[test]
