@@ -189,15 +189,26 @@ fn secs(value: f64) -> Option<Duration> {
     (value > 0.0).then(|| Duration::from_secs_f64(value))
 }
 
+/// Whether a position announcement would say anything: the position, the estimated wait,
+/// or (the first time) the in-queue menu. When it would say nothing none is due, so the
+/// ACD is asked for no estimate and no `announced` is recorded: the caller was told
+/// nothing.
+fn speaks(experience: &Experience, first: bool) -> bool {
+    experience.announce_position != AnnouncePosition::No
+        || experience.announce_holdtime != AnnounceHoldtime::No
+        || (first && experience.menu)
+}
+
 impl Schedule {
     /// The schedule of a call that joined at time zero; the entry announcement is due at
     /// once.
     pub(crate) fn new(experience: Experience, language: Language, seed: u64) -> Schedule {
         let next_periodic = secs(experience.periodic_announce_frequency);
+        let next_position = speaks(&experience, true).then_some(Duration::ZERO);
         Schedule {
             experience,
             language,
-            next_position: Some(Duration::ZERO),
+            next_position,
             next_periodic,
             last_announcement: None,
             announced_holdtime: false,
@@ -224,7 +235,9 @@ impl Schedule {
             return None;
         }
         if self.next_position.is_some_and(|at| at <= now) {
-            self.next_position = secs(self.experience.announce_frequency).map(|every| now + every);
+            self.next_position = secs(self.experience.announce_frequency)
+                .filter(|_| speaks(&self.experience, false))
+                .map(|every| now + every);
             self.last_announcement = Some(now);
             return Some(Due::Position);
         }
@@ -339,6 +352,25 @@ mod tests {
                 (195, Due::Periodic("periodic-2".into())),
             ]
         );
+    }
+
+    #[test]
+    fn a_queue_that_says_neither_position_nor_wait_announces_nothing() {
+        let silent = Experience {
+            announce_frequency: 60.0,
+            announce_position: AnnouncePosition::No,
+            announce_holdtime: AnnounceHoldtime::No,
+            periodic_announce: Vec::new(),
+            periodic_announce_frequency: 0.0,
+            ..Experience::default()
+        };
+        assert_eq!(run(silent.clone(), 200), []);
+        // With the menu, the first announcement offers it, and that is all.
+        let menu = Experience {
+            menu: true,
+            ..silent
+        };
+        assert_eq!(run(menu, 200), [(0, Due::Position)]);
     }
 
     #[test]
