@@ -26,6 +26,9 @@ struct PoolInner {
     max: u16,
     first_port: u16,
     in_use: Box<[AtomicBool]>,
+    /// How many of `in_use` are set: read on every new call (the overload check), so kept
+    /// rather than counted.
+    leased: AtomicUsize,
     cursor: AtomicUsize,
 }
 
@@ -47,6 +50,7 @@ impl PortPool {
                 max,
                 first_port,
                 in_use: (0..slots).map(|_| AtomicBool::new(false)).collect(),
+                leased: AtomicUsize::new(0),
                 cursor: AtomicUsize::new(0),
             }),
         })
@@ -64,6 +68,7 @@ impl PortPool {
             {
                 continue;
             }
+            inner.leased.fetch_add(1, Ordering::Relaxed);
             let lease = Lease {
                 pool: Arc::clone(inner),
                 slot,
@@ -95,11 +100,7 @@ impl PortPool {
 
     /// How many ports are allocated now.
     pub fn in_use(&self) -> usize {
-        self.inner
-            .in_use
-            .iter()
-            .filter(|flag| flag.load(Ordering::Relaxed))
-            .count()
+        self.inner.leased.load(Ordering::Relaxed)
     }
 
     /// How many ports the pool holds in all.
@@ -117,6 +118,7 @@ struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.pool.in_use[self.slot].store(false, Ordering::Release);
+        self.pool.leased.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
