@@ -609,13 +609,14 @@ fn caller_identity_is_relayed_as_received_and_reinvites_keep_the_bridge() {
         )
         .unwrap();
     let agent_answer = audio_sdp(agent_rtp.local_addr().unwrap().port(), "sendrecv");
-    phone
-        .send_to(
-            respond(&ring, "200 OK", "a1", phone_port, Some(&agent_answer)).as_bytes(),
-            from,
-        )
-        .unwrap();
-    recv_until(&phone, |m| m.starts_with("ACK "));
+    let agent_ok = respond(&ring, "200 OK", "a1", phone_port, Some(&agent_answer));
+    phone.send_to(agent_ok.as_bytes(), from).unwrap();
+    let ack = recv_until(&phone, |m| m.starts_with("ACK ")).0;
+    // A 2xx that the phone retransmits (its ACK lost, as far as it knows) is ACKed again
+    // (RFC 3261 §13.2.2.4), once the INVITE's transaction has been ended (see below).
+    phone.send_to(agent_ok.as_bytes(), from).unwrap();
+    let again = recv_until(&phone, |m| m.starts_with("ACK ")).0;
+    assert_eq!(branch(&again), branch(&ack), "the same ACK: {again}");
 
     let amico = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
     rtp_flows(&trunk_rtp, amico(amico_caller_port), &agent_rtp);
@@ -670,6 +671,11 @@ fn caller_identity_is_relayed_as_received_and_reinvites_keep_the_bridge() {
         Duration::from_secs(5),
     );
     server.wait_metric("amico_calls_active", |v| v == 0.0, Duration::from_secs(5));
+    // The call is over and its dialog gone, but the 2xx is still ACKed within 64 × T1 of
+    // it (RFC 6026 §7.2): the INVITE's transaction left its ACK behind.
+    phone.send_to(agent_ok.as_bytes(), from).unwrap();
+    let late = recv_until(&phone, |m| m.starts_with("ACK ")).0;
+    assert_eq!(branch(&late), branch(&ack), "the same ACK: {late}");
 }
 
 #[test]

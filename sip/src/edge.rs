@@ -21,7 +21,8 @@ use rsipstack::sip::{Header, Method, SipMessage, StatusCode};
 use rsipstack::transaction::Endpoint;
 use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::endpoint::MessageInspector;
-use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::{Transaction, TransactionEvent};
 use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
@@ -463,6 +464,7 @@ impl ClientLeg {
                         match result {
                             Ok(Ok((_, Some(response)))) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
                                 self.answered = true;
+                                self.end_accepted_invite();
                                 return Some(LegEvent::Answered(response.body));
                             }
                             Ok(Ok((_, Some(response)))) => {
@@ -499,6 +501,31 @@ impl ClientLeg {
                 Some(LegEvent::Confirmed) => continue,
                 other => other,
             };
+        }
+    }
+
+    /// Ends the answered INVITE's client transaction now rather than at Timer M, keeping
+    /// the Timer M window itself in a smaller form.
+    ///
+    /// RFC 6026 §7.2: after a 2xx the transaction stays Accepted for 64 × T1 (32 s over
+    /// UDP) so that retransmissions of the 2xx are re-ACKed (RFC 3261 §13.2.2.4) and forked
+    /// 2xx are seen. rsipstack's `do_invite_async` drains it for that long from a task that
+    /// also holds the whole dialog, so each answered agent INVITE kept about 30 KB for 32 s
+    /// after the answer, however short the call: the transaction's event channel (11 KB),
+    /// the dialog's state channel (10 KB), the task (5.5 KB) and the requests (heaptrack,
+    /// BENCHMARKS.md "Calls under load"). Told to terminate, the transaction is dropped
+    /// and leaves the endpoint a finished entry of its key and its ACK for the same 64 × T1:
+    /// a retransmitted 2xx is still ACKed again, from that entry. What is lost is the
+    /// forked 2xx of another branch (a new To tag), which would be ACKed but not sent a
+    /// BYE; an agent INVITE goes to the one contact its phone registered here, not through
+    /// a forking proxy.
+    fn end_accepted_invite(&self) {
+        let request = self.leg.dialog.initial_request();
+        let Ok(key) = TransactionKey::from_request(&request, TransactionRole::Client) else {
+            return;
+        };
+        if let Some(transaction) = self.leg.dialog_layer.endpoint.transactions.get(&key) {
+            transaction.send(TransactionEvent::Terminate(key)).ok();
         }
     }
 
