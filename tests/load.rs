@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use amico_bench::load::{self, Dist, Options, Profile, Ramp, Report};
+use amico_bench::load::{self, Dist, Options, Profile, Ramp, Report, Transport};
 use server::Server;
 
 /// The test configuration with the README's load flow: a queue without prompts (no
@@ -129,6 +129,35 @@ fn amico_load_counts_callers_who_give_up() {
 }
 
 #[test]
+fn callers_vote_in_the_survey_with_rfc_4733_keys_after_the_agent_hangs_up() {
+    let config = format!("{}survey = true\nsurvey_timeout = 10\n", no_prompts(2));
+    let server = Server::start(&config);
+    let report = run_load(Options {
+        rate: 4.0,
+        calls: Some(6),
+        agents: 2,
+        talk: Dist::Fixed(0.3),
+        survey_keys: vec!['2'],
+        vote_after: Dist::Fixed(0.5),
+        ..options(&server)
+    });
+    let table = report.table();
+    assert_eq!(report.completed, 6, "{table}\n{}", server.log_tail(40));
+    assert_eq!(report.votes, 6, "{table}");
+    assert_adds_up(&report);
+    // Amico heard every key as the vote "sufficient" (2), for the agents who took the calls.
+    server.wait_metric(
+        "amico_survey_votes_total{queue=\"comune\",vote=\"sufficient\"}",
+        |n| n == 6.0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        server.metric("amico_survey_votes_total{queue=\"comune\",vote=\"none\"}"),
+        0.0
+    );
+}
+
+#[test]
 fn a_step_ramp_runs_each_rate_with_its_own_registrations() {
     let server = Server::start(&no_prompts(3));
     let reports = runtime()
@@ -174,6 +203,94 @@ fn an_hourly_profile_places_its_calls_and_ends_with_the_profile() {
         |n| n == report.offered as f64,
         Duration::from_secs(10),
     );
+}
+
+/// A throwaway certificate authority in `dir` and a leaf it signs for 127.0.0.1: the
+/// CA's certificate, the leaf's and the leaf's key (PEM files).
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).expect("the certificates' folder");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "amico-load test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().expect("a key"))
+        .expect("the test CA");
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("leaf parameters")
+        .signed_by(&key, &ca)
+        .expect("the leaf");
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    );
+    std::fs::write(&files.0, ca.pem()).expect("ca.pem");
+    std::fs::write(&files.1, leaf.pem()).expect("leaf.pem");
+    std::fs::write(&files.2, key.serialize_pem()).expect("leaf.key");
+    files
+}
+
+#[test]
+fn amico_load_calls_over_tcp_and_over_tls_with_the_certificate_checked() {
+    let dir = scratch("tls");
+    let (ca, certificate, key) = test_pki(&dir.join("pki"));
+    let config = format!(
+        "{}\n[sip.tls]\nlisten = \"127.0.0.1:0\"\ncertificate = \"{}\"\nprivate_key = \"{}\"\n",
+        no_prompts(3),
+        certificate.display(),
+        key.display()
+    );
+    let server = Server::start(&config);
+    let tls = server.sip_tls.expect("the server listens for TLS");
+    for (transport, target, tls_ca) in [
+        (Transport::Tcp, server.sip_tcp, None),
+        (Transport::Tls, tls, Some(ca.clone())),
+    ] {
+        // Every message of the run goes over the one transport: the agents register on
+        // their connections and are called back on them.
+        let report = run_load(Options {
+            transport,
+            target,
+            tls_ca,
+            rate: 5.0,
+            calls: Some(10),
+            agents: 3,
+            talk: Dist::Fixed(0.3),
+            rtp: true,
+            ..options(&server)
+        });
+        let table = report.table();
+        assert_eq!(report.transport, transport.name(), "{table}");
+        assert_eq!(report.agents_registered, 3, "{table}");
+        assert_eq!(report.completed, 10, "{table}\n{}", server.log_tail(40));
+        assert_eq!(report.route.count, 10, "{table}");
+        assert_eq!(report.uncorrelated, 0, "{table}");
+        assert_eq!(report.connections_lost, 0, "{table}");
+        assert!(report.rtp.agents_received > 0, "{table}");
+        assert_adds_up(&report);
+        server.wait_logged_in(0);
+    }
+    server.wait_metric(
+        "amico_queue_answered_total{queue=\"comune\"}",
+        |n| n == 20.0,
+        Duration::from_secs(10),
+    );
+
+    // A CA that did not sign the server's certificate: no handshake, and the run says so
+    // before any call.
+    let (stranger, _, _) = test_pki(&dir.join("other"));
+    let error = runtime()
+        .block_on(load::run(Options {
+            transport: Transport::Tls,
+            target: tls,
+            tls_ca: Some(stranger),
+            calls: Some(1),
+            agents: 1,
+            ..options(&server)
+        }))
+        .expect_err("a certificate from an unknown CA must not be trusted");
+    assert!(format!("{error:#}").contains("TLS handshake"), "{error:#}");
 }
 
 // ---------------------------------------------------------------------------------------

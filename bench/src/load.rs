@@ -1,8 +1,9 @@
 //! `amico-load`: a SIP load generator that plays both sides of a contact centre against
-//! any SIP ACD over UDP — the trunk that brings the callers and the agents' phones that
+//! any SIP ACD over UDP, TCP or TLS — the trunk that brings the callers and the agents' phones that
 //! take them — and measures what the ACD does with the calls.
 //!
-//! The run: every agent registers (digest auth) on a socket of its own; then calls arrive
+//! The run: every agent registers (digest auth) on a socket of its own (over TCP or TLS,
+//! a connection of its own, on which the ACD calls it back); then calls arrive
 //! as a Poisson process at `rate` a second, until `calls` were placed or `duration` is
 //! over; each caller is a task that places its call from the trunk socket and follows it
 //! to its end; arrivals stop, the calls in progress get `drain` to end, the agents
@@ -50,7 +51,7 @@ use anyhow::{Context, bail};
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
-pub use options::{Dist, Options, Profile, Ramp, USAGE};
+pub use options::{Dist, Options, Profile, Ramp, Transport, USAGE};
 pub use report::{Model, Report, Rtp, ServerUsage, Summary};
 
 use endpoint::Endpoint;
@@ -69,6 +70,9 @@ pub(crate) struct Track {
     connected_at: OnceLock<Instant>,
     /// Woken when `connected` turns true.
     connect: Notify,
+    /// Whether the agent hung up (sent its BYE), and its wake-up.
+    agent_left: AtomicBool,
+    leave: Notify,
 }
 
 impl Track {
@@ -80,6 +84,8 @@ impl Track {
             connected: AtomicBool::new(false),
             connected_at: OnceLock::new(),
             connect: Notify::new(),
+            agent_left: AtomicBool::new(false),
+            leave: Notify::new(),
         }
     }
 }
@@ -188,17 +194,26 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         trunk_media: trunk_media.clone(),
         agent_media: agent_media.clone(),
     });
-    let trunk = Endpoint::bind(local, options.target)
+    let tls = match (&options.tls_ca, options.transport) {
+        (Some(ca), Transport::Tls) => Some(endpoint::Tls::new(
+            ca,
+            options.tls_name.as_deref(),
+            options.target,
+        )?),
+        _ => None,
+    };
+    let transport = options.transport;
+    let trunk = Endpoint::open(transport, tls.as_ref(), local, options.target)
         .await
-        .with_context(|| format!("cannot bind the trunk socket on {local}"))?;
+        .context("the trunk")?;
     let trunk_reader = tokio::spawn(trunk.clone().read(None));
 
     let mut phones = Vec::with_capacity(options.agents);
     for i in 0..options.agents {
         let (user, password) = options.agent(i);
-        let endpoint = Endpoint::bind(local, options.target)
+        let endpoint = Endpoint::open(transport, tls.as_ref(), local, options.target)
             .await
-            .with_context(|| format!("cannot bind a socket for agent {user} on {local}"))?;
+            .with_context(|| format!("agent {user}'s phone"))?;
         phones.push(agent::Phone {
             user,
             password,
@@ -268,7 +283,18 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         }
         sleep_until(next).await;
         let patience = options.patience.map(|patience| patience.sample(&mut rng));
-        calls.spawn(trunk::call(shared.clone(), trunk.clone(), placed, patience));
+        let vote = (!options.survey_keys.is_empty()).then(|| {
+            let pick = (rng.next_u64() % options.survey_keys.len() as u64) as usize;
+            let key = options.survey_keys[pick];
+            (key, options.vote_after.sample(&mut rng))
+        });
+        calls.spawn(trunk::call(
+            shared.clone(),
+            trunk.clone(),
+            placed,
+            patience,
+            vote,
+        ));
         placed += 1;
         last_arrival = Instant::now();
         while calls.try_join_next().is_some() {}
@@ -318,6 +344,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     }
 
     let mut report = Report::from_recorder(&shared.recorder.lock().expect("recorder"));
+    report.transport = transport.name().to_owned();
+    report.connections_lost += u64::from(trunk.is_closed());
     report.arrival_seconds = arrival_seconds;
     report.elapsed_seconds = elapsed_seconds;
     report.rate_asked = options

@@ -79,7 +79,11 @@ impl Phone {
         loop {
             tokio::select! {
                 invite = incoming.recv() => {
-                    let Some((invite, receiver)) = invite else { break };
+                    let Some((invite, receiver)) = invite else {
+                        // The reader ended: the connection to the ACD is gone.
+                        shared.recorder.lock().expect("recorder").connections_lost += 1;
+                        break;
+                    };
                     let answer_after = shared.options.answer_after.sample(&mut rng);
                     let talk = shared.options.talk.sample(&mut rng);
                     let dialog = self.endpoint.accept(&invite, receiver);
@@ -114,8 +118,9 @@ impl Phone {
     /// One REGISTER, answered once if challenged; the lifetime granted.
     async fn register(&self, registration: &mut Registration, expires: u32) -> Result<u32, String> {
         let endpoint = &self.endpoint;
-        let (local, server) = (endpoint.local, endpoint.server);
-        let request_uri = format!("sip:{server}");
+        let server = endpoint.server;
+        let request_uri = endpoint.server_uri(None);
+        let (via, contact) = (endpoint.via(), endpoint.contact_uri(&self.user));
         let mut authorization: Option<(&str, String)> = None;
         for _attempt in 0..2 {
             registration.cseq += 1;
@@ -125,10 +130,10 @@ impl Phone {
                 .map(|(name, value)| format!("{name}: {value}\r\n"))
                 .unwrap_or_default();
             let text = format!(
-                "REGISTER {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={};rport\r\n\
+                "REGISTER {request_uri} SIP/2.0\r\nVia: {via};branch={};rport\r\n\
                  Max-Forwards: 70\r\nFrom: <sip:{user}@{server}>;tag={tag}\r\n\
                  To: <sip:{user}@{server}>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n\
-                 Contact: <sip:{user}@{local}>\r\nExpires: {expires}\r\n{credentials}\
+                 Contact: <{contact}>\r\nExpires: {expires}\r\n{credentials}\
                  User-Agent: amico-load\r\nContent-Length: 0\r\n\r\n",
                 branch(),
                 user = self.user,
@@ -248,7 +253,7 @@ async fn answer(
     }
     let endpoint = dialog.endpoint.clone();
     let tag = unique();
-    let contact = format!("Contact: <sip:{user}@{}>\r\n", endpoint.local);
+    let contact = format!("Contact: <{}>\r\n", endpoint.contact_uri(user));
     // RFC 3261 §13.3.1.1: ringing at once.
     let mut last = invite.response(180, "Ringing", Some(&tag), &contact, "");
     dialog.reply(&invite, &last).await;
@@ -268,8 +273,9 @@ async fn answer(
             let terminated = invite.response(487, "Request Terminated", Some(&tag), "", "");
             dialog.reply(&invite, &terminated).await;
             shared.recorder.lock().expect("recorder").agent_cancelled += 1;
-            // §17.2.1: the 487 is retransmitted until the ACK.
-            let _ = await_ack(&mut dialog, &invite, &terminated).await;
+            // §17.2.1: the 487 is retransmitted until the ACK (Timer G, on UDP alone).
+            let resend = !endpoint.transport.reliable();
+            let _ = await_ack(&mut dialog, &invite, &terminated, resend).await;
             return;
         }
     }
@@ -277,7 +283,8 @@ async fn answer(
     let sdp = answer_sdp(&endpoint, shared.agent_media.port);
     last = invite.response(200, "OK", Some(&tag), &contact, &sdp);
     dialog.reply(&invite, &last).await;
-    let connected = match await_ack(&mut dialog, &invite, &last).await {
+    // §13.3.1.4: a 2xx is retransmitted by the UAS core itself, whatever the transport.
+    let connected = match await_ack(&mut dialog, &invite, &last, true).await {
         Acked::Yes(at) => at,
         // The caller left as the agent answered: the trunk side counts the call.
         Acked::Bye => return,
@@ -336,7 +343,7 @@ async fn answer(
     let target = invite
         .header("contact")
         .map(|contact| uri_of(contact).to_owned())
-        .unwrap_or_else(|| format!("sip:{}", endpoint.server));
+        .unwrap_or_else(|| endpoint.server_uri(None));
     let to = invite.header("from").unwrap_or_default();
     let invite_to = invite.header("to").unwrap_or_default();
     let from = if tag_of(invite_to).is_some() {
@@ -345,9 +352,9 @@ async fn answer(
         format!("{invite_to};tag={tag}")
     };
     let mut bye = format!(
-        "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n\
+        "BYE {target} SIP/2.0\r\nVia: {};branch={};rport\r\nMax-Forwards: 70\r\n\
          From: {from}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\n",
-        endpoint.local,
+        endpoint.via(),
         branch(),
         dialog.call_id
     );
@@ -355,6 +362,11 @@ async fn answer(
         bye.push_str(&format!("Route: {route}\r\n"));
     }
     bye.push_str("Content-Length: 0\r\n\r\n");
+    // The caller learns that its agent left (its survey begins).
+    if let Some(track) = &track {
+        track.agent_left.store(true, Ordering::Release);
+        track.leave.notify_one();
+    }
     let ok = matches!(
         dialog.transact(&bye, 1, "BYE", |_| {}).await,
         Ok(response) if response.code().is_some_and(|code| (200..300).contains(&code))
@@ -374,10 +386,15 @@ enum Acked {
     No,
 }
 
-/// Resends `response` to `invite` (T1 doubling up to T2, RFC 3261 §13.3.1.4 and §17.2.1
-/// Timer G) until its ACK, for at most 64·T1. A retransmitted INVITE gets the response
-/// again at once.
-async fn await_ack(dialog: &mut Dialog, invite: &Message, response: &str) -> Acked {
+/// Waits for the ACK of `response` to `invite` for at most 64·T1, resending it meanwhile
+/// with `resend` (T1 doubling up to T2, RFC 3261 §13.3.1.4 and §17.2.1 Timer G). A
+/// retransmitted INVITE gets the response again at once.
+async fn await_ack(
+    dialog: &mut Dialog,
+    invite: &Message,
+    response: &str,
+    retransmit: bool,
+) -> Acked {
     let give_up = Instant::now() + TIMEOUT;
     let mut interval = T1;
     let mut resend = Instant::now() + interval;
@@ -396,7 +413,9 @@ async fn await_ack(dialog: &mut Dialog, invite: &Message, response: &str) -> Ack
             }
             Some(_) => {}
             None => {
-                dialog.reply(invite, response).await;
+                if retransmit {
+                    dialog.reply(invite, response).await;
+                }
                 interval = (interval * 2).min(T2);
                 resend = Instant::now() + interval;
             }

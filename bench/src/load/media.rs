@@ -3,6 +3,9 @@
 //! connected call a real G.711 frame (a tone) every 20 ms (RFC 3551 §4.5.14: 160 samples
 //! at 8 kHz).
 //!
+//! A caller presses a key (the survey's vote) as an RFC 4733 telephone-event on its call's
+//! stream, which ends its voice.
+//!
 //! A call's stream starts when its agent answers and stops when it ends, so that what
 //! the caller sends is what the ACD should relay to the agent: the agents' count of
 //! packets received against the callers' count sent is the relay's delivery. (Callers
@@ -182,20 +185,95 @@ impl Media {
         let Some((remote, payload_type)) = audio_target(sdp) else {
             return;
         };
-        let stream = Stream {
+        let stream = self.new_stream(id, remote, payload_type);
+        self.streams.lock().expect("streams").insert(id, stream);
+    }
+
+    /// Call `id`'s stream, before its first packet.
+    fn new_stream(&self, id: u64, remote: SocketAddr, payload_type: u8) -> Stream {
+        Stream {
             remote,
             payload_type,
             ssrc: (id as u32).wrapping_mul(2_654_435_761) ^ u32::from(self.port),
             sequence: (id as u16).wrapping_mul(7919),
             timestamp: (id as u32).wrapping_mul(160),
+        }
+    }
+
+    /// Presses `key` on call `id`'s stream: an RFC 4733 telephone-event to the SDP's
+    /// address in the payload type it maps to `telephone-event/8000`, one packet every
+    /// 20 ms. The call's voice, if it was sending, stops there and the event goes on with
+    /// its SSRC, sequence numbers and clock (§2.5.1.1). `false`, and nothing sent, when
+    /// the SDP has no telephone-event or `key` is no DTMF key.
+    pub(crate) async fn press(&self, id: u64, key: char, sdp: &str) -> bool {
+        let (Some(event), Some((remote, _)), Some(payload_type)) =
+            (key_event(key), audio_target(sdp), telephone_event_type(sdp))
+        else {
+            return false;
         };
-        self.streams.lock().expect("streams").insert(id, stream);
+        let voice = self.streams.lock().expect("streams").remove(&id);
+        let stream = voice.unwrap_or_else(|| self.new_stream(id, remote, payload_type));
+        let packets = event_packets(&stream, payload_type, event);
+        for (i, packet) in packets.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if self.socket.send_to(packet, remote).await.is_ok() {
+                self.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
     }
 
     /// Stops call `id`'s stream.
     pub(crate) fn stop(&self, id: u64) {
         self.streams.lock().expect("streams").remove(&id);
     }
+}
+
+/// The RFC 4733 §3.2 event of a DTMF key: `0`-`9`, `*` (10), `#` (11), `A`-`D` (12-15).
+pub(crate) fn key_event(key: char) -> Option<u8> {
+    match key {
+        '0'..='9' => Some(key as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(key as u8 - b'A' + 12),
+        _ => None,
+    }
+}
+
+/// The payload type an SDP maps to `telephone-event/8000` (RFC 4733 §7.1.1).
+fn telephone_event_type(sdp: &str) -> Option<u8> {
+    sdp.lines().map(str::trim).find_map(|line| {
+        let (payload_type, encoding) = line.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+        encoding
+            .eq_ignore_ascii_case("telephone-event/8000")
+            .then(|| payload_type.parse().ok())?
+    })
+}
+
+/// The packets of one key press after `stream`'s last (RFC 4733 §2.5.1): the event starts
+/// at the stream's clock and lasts 100 ms (800 units at 8 kHz), reported every 20 ms; the
+/// first packet has the marker bit (§2.5.1.2), the fifth the end bit, and the end packet is
+/// sent three times in all (§2.5.1.4). Volume -10 dBm0 (§2.3.4).
+fn event_packets(stream: &Stream, payload_type: u8, event: u8) -> Vec<Vec<u8>> {
+    (0..7u16)
+        .map(|i| {
+            let end = i >= 4;
+            let duration = FRAME as u16 * (i + 1).min(5);
+            let marker = if i == 0 { 0x80 } else { 0 };
+            let mut packet = Vec::with_capacity(16);
+            packet.push(0x80);
+            packet.push(marker | (payload_type & 0x7f));
+            packet.extend_from_slice(&stream.sequence.wrapping_add(i).to_be_bytes());
+            packet.extend_from_slice(&stream.timestamp.to_be_bytes());
+            packet.extend_from_slice(&stream.ssrc.to_be_bytes());
+            packet.push(event);
+            packet.push(if end { 0x80 } else { 0 } | 10);
+            packet.extend_from_slice(&duration.to_be_bytes());
+            packet
+        })
+        .collect()
 }
 
 /// Where an SDP wants its audio (RFC 4566 §5.7, §5.14) and its first G.711 payload type.
@@ -248,6 +326,54 @@ mod tests {
             audio_target("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18\r\n"),
             None
         );
+    }
+
+    #[test]
+    fn a_key_press_is_one_rfc_4733_event_ending_three_times() {
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0 96\r\n\
+                   a=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+        assert_eq!(telephone_event_type(sdp), Some(96));
+        assert_eq!(
+            telephone_event_type("v=0\r\nm=audio 4000 RTP/AVP 0\r\n"),
+            None
+        );
+        assert_eq!(key_event('2'), Some(2));
+        assert_eq!(key_event('#'), Some(11));
+        assert_eq!(key_event('x'), None);
+        let stream = Stream {
+            remote: "127.0.0.1:9".parse().unwrap(),
+            payload_type: 0,
+            ssrc: 7,
+            sequence: 65_534,
+            timestamp: 16_000,
+        };
+        let packets = event_packets(&stream, 96, 2);
+        assert_eq!(packets.len(), 7);
+        for (i, packet) in packets.iter().enumerate() {
+            assert_eq!(packet.len(), 16);
+            // The marker on the first packet alone; the payload type throughout.
+            assert_eq!(packet[1], if i == 0 { 0x80 | 96 } else { 96 });
+            let sequence = u16::from_be_bytes([packet[2], packet[3]]);
+            assert_eq!(sequence, 65_534u16.wrapping_add(i as u16));
+            // One event: the same timestamp and SSRC in every packet.
+            assert_eq!(
+                u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+                16_000
+            );
+            assert_eq!(
+                u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+                7
+            );
+            assert_eq!(packet[12], 2);
+            assert_eq!(
+                packet[13] & 0x80 != 0,
+                i >= 4,
+                "the end bit on the last three"
+            );
+            assert_eq!(packet[13] & 0x3f, 10);
+            let duration = u16::from_be_bytes([packet[14], packet[15]]);
+            assert_eq!(duration, 160 * (i as u16 + 1).min(5));
+        }
     }
 
     #[test]

@@ -186,6 +186,62 @@ impl Message {
     }
 }
 
+/// The largest message a stream may carry here: headers and body.
+pub(crate) const MAX_STREAM_MESSAGE: usize = 65_536;
+
+/// What the start of a stream's bytes holds (RFC 3261 §18.3).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A whole message of this many bytes.
+    Message(usize),
+    /// This many bytes of CRLF between messages: keep-alives (RFC 5626 §3.5.1), skipped.
+    Blank(usize),
+    /// Not a whole message yet.
+    Partial,
+    /// Not SIP that can be framed: the connection is of no use any more.
+    Bad(&'static str),
+}
+
+/// Frames the next message of a stream: over TCP and TLS the header ends at the first
+/// empty line and the body is Content-Length bytes long, a header every such message
+/// must carry (RFC 3261 §18.3, §20.14).
+pub(crate) fn frame(bytes: &[u8]) -> Frame {
+    let blank = bytes
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if blank > 0 {
+        return Frame::Blank(blank);
+    }
+    let Some(head_end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if bytes.len() > MAX_STREAM_MESSAGE {
+            Frame::Bad("a header longer than 64 KiB")
+        } else {
+            Frame::Partial
+        };
+    };
+    let Ok(head) = std::str::from_utf8(&bytes[..head_end]) else {
+        return Frame::Bad("a header that is not UTF-8");
+    };
+    let length = head.split("\r\n").skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (full_name(name.trim()) == "content-length").then(|| value.trim().parse::<usize>())
+    });
+    let length = match length {
+        Some(Ok(length)) => length,
+        Some(Err(_)) => return Frame::Bad("a Content-Length that is not a number"),
+        None => return Frame::Bad("a message without Content-Length"),
+    };
+    let total = head_end + 4 + length;
+    if total > MAX_STREAM_MESSAGE {
+        Frame::Bad("a message longer than 64 KiB")
+    } else if bytes.len() < total {
+        Frame::Partial
+    } else {
+        Frame::Message(total)
+    }
+}
+
 /// The `tag` parameter of a From or To value (RFC 3261 §19.3), outside any `<…>`.
 pub(crate) fn tag_of(value: &str) -> Option<&str> {
     let params = match value.rfind('>') {
@@ -283,6 +339,39 @@ mod tests {
         assert!(message.answers(2, "REGISTER"));
         assert_eq!(tag_of(message.header("to").unwrap()), Some("xyz"));
         assert_eq!(granted_expires(&message), Some(120));
+    }
+
+    #[test]
+    fn frames_stream_messages_by_content_length_and_skips_keep_alives() {
+        let two = format!("\r\n\r\n{INVITE}SIP/2.0 200 OK\r\nl: 0\r\n\r\nINV");
+        let bytes = two.as_bytes();
+        assert_eq!(frame(bytes), Frame::Blank(4));
+        let rest = &bytes[4..];
+        let Frame::Message(first) = frame(rest) else {
+            panic!("{:?}", frame(rest))
+        };
+        // The INVITE's body is its 4 bytes; "extra" starts the next message.
+        assert!(rest[..first].ends_with(b"\r\n\r\nv=0\n"));
+        assert!(rest[first..].starts_with(b"extraSIP/2.0 200 OK"));
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nTo: <sip:a@h>\r\n\r\n"),
+            Frame::Bad("a message without Content-Length")
+        );
+        let ok = b"SIP/2.0 200 OK\r\nl: 0\r\n\r\nINV";
+        assert_eq!(frame(ok), Frame::Message(ok.len() - 3));
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nv="),
+            Frame::Partial
+        );
+        assert_eq!(frame(b"SIP/2.0 200 OK\r\nContent"), Frame::Partial);
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nContent-Length: many\r\n\r\n"),
+            Frame::Bad("a Content-Length that is not a number")
+        );
+        assert_eq!(
+            frame(&vec![b'a'; MAX_STREAM_MESSAGE + 1]),
+            Frame::Bad("a header longer than 64 KiB")
+        );
     }
 
     #[test]

@@ -52,11 +52,57 @@ impl Dist {
     }
 }
 
+/// How the SIP messages travel (RFC 3261 §18): the trunk and every agent's phone alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// A datagram socket each, with the retransmissions of RFC 3261 §17.
+    #[default]
+    Udp,
+    /// A TCP connection each: no retransmissions (§17.1.1.2), framing by Content-Length
+    /// (§18.3).
+    Tcp,
+    /// TCP under TLS (§26.2), the ACD's certificate checked against `--tls-ca`.
+    Tls,
+}
+
+impl Transport {
+    /// Reads `udp`, `tcp` or `tls`.
+    pub fn parse(text: &str) -> Result<Transport, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "udp" => Ok(Transport::Udp),
+            "tcp" => Ok(Transport::Tcp),
+            "tls" => Ok(Transport::Tls),
+            _ => Err(format!("--transport '{text}' is not udp, tcp or tls")),
+        }
+    }
+
+    /// The name in lower case, as in a URI's `transport` parameter (RFC 3261 §19.1.1).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// Whether the transport delivers every message itself (no retransmissions).
+    pub fn reliable(self) -> bool {
+        self != Transport::Udp
+    }
+}
+
 /// A load run's settings.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The ACD's SIP address (UDP).
+    /// The ACD's SIP address for `transport`.
     pub target: SocketAddr,
+    /// How SIP travels, for the trunk and the agents.
+    pub transport: Transport,
+    /// With TLS: the certificates (PEM) the ACD's must chain to.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With TLS: the name the ACD's certificate must bear (default: the target's IP
+    /// address).
+    pub tls_name: Option<String>,
     /// The number the trunk calls (`sip:DID@TARGET`).
     pub did: String,
     /// Arrivals a second (Poisson).
@@ -79,6 +125,11 @@ pub struct Options {
     pub talk: Dist,
     /// How long a caller waits for an agent before hanging up (`None`: forever).
     pub patience: Option<Dist>,
+    /// The keys a caller may press for the post-call survey once its agent hung up (one
+    /// drawn per call; empty: nobody votes), as RFC 4733 telephone-events.
+    pub survey_keys: Vec<char>,
+    /// How long after the agent's BYE the caller presses its key.
+    pub vote_after: Dist,
     /// The address the load's sockets bind to.
     pub local: IpAddr,
     /// How long calls in progress may take to end once arrivals stop.
@@ -234,6 +285,9 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             target: SocketAddr::from((Ipv4Addr::LOCALHOST, 5060)),
+            transport: Transport::Udp,
+            tls_ca: None,
+            tls_name: None,
             did: "100".into(),
             rate: 10.0,
             calls: None,
@@ -245,6 +299,8 @@ impl Default for Options {
             answer_after: Dist::Fixed(0.0),
             talk: Dist::Fixed(1.0),
             patience: None,
+            survey_keys: Vec::new(),
+            vote_after: Dist::Fixed(1.0),
             local: IpAddr::V4(Ipv4Addr::LOCALHOST),
             drain: Duration::from_secs(30),
             expires: 600,
@@ -263,9 +319,13 @@ impl Default for Options {
 
 /// The usage text.
 pub const USAGE: &str = "\
-amico-load: both sides of a contact centre against a SIP ACD over UDP
+amico-load: both sides of a contact centre against a SIP ACD over UDP, TCP or TLS
 
   --target HOST:PORT      the ACD (default 127.0.0.1:5060)
+  --transport T           udp (default), tcp or tls: the trunk and every agent
+  --tls-ca FILE           with tls: the certificates (PEM) the ACD's must chain to
+  --tls-name NAME         with tls: the name in the ACD's certificate (default the
+                          target's address)
   --did NUMBER            the number the trunk calls (default 100)
   --rate CALLS_PER_SEC    Poisson arrivals (default 10)
   --ramp FROM:STEP:TO     a step ramp instead: each rate for --duration, stopping after
@@ -283,6 +343,9 @@ amico-load: both sides of a contact centre against a SIP ACD over UDP
   --talk T                talk time before the agent hangs up (default 1)
   --patience T            a caller hangs up if no agent answered by then (default none)
                           T is seconds (1.5) or an exponential mean (exp:1.5)
+  --survey-vote KEYS      after the agent hangs up, the caller presses one of KEYS (drawn
+                          per call, e.g. 1 or 123) as an RFC 4733 event: the survey vote
+  --vote-after T          how long after the agent's BYE it presses (default 1)
   --drain SECS            time for calls to end after arrivals stop (default 30)
   --expires SECS          registration lifetime asked for (default 600)
   --server-pid PID        read the server's CPU and memory from /proc/PID
@@ -319,6 +382,9 @@ impl Options {
                         format!("--target '{text}' is not an IP address and port (127.0.0.1:5060)")
                     })?;
                 }
+                "--transport" => options.transport = Transport::parse(&value("--transport")?)?,
+                "--tls-ca" => options.tls_ca = Some(value("--tls-ca")?.into()),
+                "--tls-name" => options.tls_name = Some(value("--tls-name")?),
                 "--did" => options.did = value("--did")?,
                 "--ramp" => options.ramp = Some(Ramp::parse(&value("--ramp")?)?),
                 "--profile" => profile = Some(value("--profile")?),
@@ -354,6 +420,23 @@ impl Options {
                         "none" => None,
                         _ => Some(dist("--patience", &text)?),
                     };
+                }
+                "--survey-vote" => {
+                    let keys = value("--survey-vote")?;
+                    if keys.is_empty()
+                        || keys.len() > 16
+                        || !keys
+                            .chars()
+                            .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
+                    {
+                        return Err(format!(
+                            "--survey-vote '{keys}' is not 1 to 16 keys of 0-9, *, #, A-D"
+                        ));
+                    }
+                    options.survey_keys = keys.chars().collect();
+                }
+                "--vote-after" => {
+                    options.vote_after = dist("--vote-after", &value("--vote-after")?)?
                 }
                 "--drain" => {
                     let secs: u64 = number("--drain", &value("--drain")?)?;
@@ -405,6 +488,25 @@ impl Options {
                 return Err("--profile and --ramp are two kinds of run: give one".into());
             }
             options.profile = Some(Profile::parse(&text, profile_step)?);
+        }
+        match (&options.tls_ca, options.transport) {
+            (None, Transport::Tls) => {
+                return Err(
+                    "--transport tls needs --tls-ca: the certificates (PEM) the ACD's \
+                            must chain to"
+                        .into(),
+                );
+            }
+            (Some(ca), Transport::Tls) if !ca.is_file() => {
+                return Err(format!("--tls-ca '{}' is not a file", ca.display()));
+            }
+            (Some(_), Transport::Udp | Transport::Tcp) => {
+                return Err("--tls-ca is for --transport tls".into());
+            }
+            _ => {}
+        }
+        if options.tls_name.is_some() && options.transport != Transport::Tls {
+            return Err("--tls-name is for --transport tls".into());
         }
         if options.calls == Some(0) {
             return Err("--calls must be at least 1".into());
@@ -490,9 +592,18 @@ mod tests {
             "--json",
             "--quiet",
             "--rtp",
+            "--transport",
+            "TCP",
+            "--survey-vote",
+            "12",
+            "--vote-after",
+            "exp:2",
         ])
         .unwrap();
         assert_eq!(options.target.port(), 5099);
+        assert_eq!(options.transport, Transport::Tcp);
+        assert_eq!(options.survey_keys, ['1', '2']);
+        assert_eq!(options.vote_after, Dist::Exponential(2.0));
         assert_eq!(options.calls, Some(20));
         assert_eq!(options.talk, Dist::Exponential(0.5));
         assert_eq!(options.answer_after, Dist::Fixed(0.1));
@@ -520,6 +631,16 @@ mod tests {
             (&["--server-pid", "4000000000"], "--server-pid"),
             (&["--frobnicate"], "--frobnicate"),
             (&["--settle", "5"], "--server-pid"),
+            (&["--transport", "sctp"], "--transport"),
+            (&["--survey-vote", "yes"], "--survey-vote"),
+            (&["--vote-after", "soon"], "--vote-after"),
+            (&["--transport", "tls"], "--tls-ca"),
+            (
+                &["--transport", "tls", "--tls-ca", "/nonexistent.pem"],
+                "--tls-ca",
+            ),
+            (&["--tls-ca", "/etc/hostname"], "--tls-ca"),
+            (&["--transport", "tcp", "--tls-name", "pbx"], "--tls-name"),
         ] {
             let error = parse(args).unwrap_err();
             assert!(error.contains(named), "{args:?}: {error}");

@@ -44,6 +44,10 @@ pub(crate) struct Recorder {
     pub(crate) agent_bye_failures: u64,
     /// Agent 200s never ACKed.
     pub(crate) agent_unacked: u64,
+    /// TCP or TLS connections to the ACD that closed or broke during the run.
+    pub(crate) connections_lost: u64,
+    /// Survey keys the callers pressed.
+    pub(crate) votes: u64,
 }
 
 impl Default for Recorder {
@@ -67,6 +71,8 @@ impl Default for Recorder {
             registration_failures: 0,
             agent_bye_failures: 0,
             agent_unacked: 0,
+            connections_lost: 0,
+            votes: 0,
         }
     }
 }
@@ -284,6 +290,13 @@ pub struct Report {
     pub agent_bye_failures: u64,
     /// Agent 200s the ACD never ACKed.
     pub agent_unacked: u64,
+    /// How SIP travelled: `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// TCP or TLS connections (the trunk's, the agents') that closed or broke before the
+    /// end of the run.
+    pub connections_lost: u64,
+    /// Survey votes the callers pressed (RFC 4733 events) after their agent hung up.
+    pub votes: u64,
     /// The trunk's INVITE → the ACD's 200.
     pub setup: Summary,
     /// The trunk's INVITE sent → the agent's INVITE received, for the same call.
@@ -335,6 +348,8 @@ impl Report {
             uncorrelated: recorder.uncorrelated,
             agent_bye_failures: recorder.agent_bye_failures,
             agent_unacked: recorder.agent_unacked,
+            connections_lost: recorder.connections_lost,
+            votes: recorder.votes,
             setup: Summary::of(&recorder.setup),
             route: Summary::of(&recorder.route),
             ring: Summary::of(&recorder.ring),
@@ -402,6 +417,9 @@ impl Report {
             "uncorrelated": self.uncorrelated,
             "agent_bye_failures": self.agent_bye_failures,
             "agent_unacked": self.agent_unacked,
+            "transport": self.transport,
+            "connections_lost": self.connections_lost,
+            "survey_votes": self.votes,
             "setup": self.setup.json(),
             "route": self.route.json(),
             "ring": self.ring.json(),
@@ -433,7 +451,8 @@ impl Report {
             }
         };
         text.push_str(&format!(
-            "calls: {} offered in {:.1} s ({:.1}/s asked, {:.1}/s achieved), all ended after {:.1} s\n",
+            "calls over {}: {} offered in {:.1} s ({:.1}/s asked, {:.1}/s achieved), all ended after {:.1} s\n",
+            self.transport.to_ascii_uppercase(),
             self.offered,
             self.arrival_seconds,
             self.rate_asked,
@@ -467,6 +486,18 @@ impl Report {
             self.agent_unacked,
             self.agent_bye_failures
         ));
+        if self.votes > 0 {
+            text.push_str(&format!(
+                "survey: {} callers pressed their vote after the agent hung up\n",
+                self.votes
+            ));
+        }
+        if self.connections_lost > 0 {
+            text.push_str(&format!(
+                "connections to the ACD lost during the run: {}\n",
+                self.connections_lost
+            ));
+        }
         text.push_str(
             "\n| ms | count | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---|---|---|---|---|---|---|\n",
         );

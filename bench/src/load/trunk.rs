@@ -6,6 +6,9 @@
 //! (RFC 3261 §13.2.2.4), answers the ACD's BYE (§15.1.2), and hangs up itself with a BYE
 //! (§15.1.1) if its patience runs out before an agent answers.
 //!
+//! With `--survey-vote`, once the agent hung up the caller stays for the ACD's survey and
+//! presses its key (an RFC 4733 event) after the chosen delay, then waits for the ACD's BYE.
+//!
 //! Patience counts from the ACD's 200: the caller waits answered, in the queue, as in an
 //! ACD that answers first and plays music; an ACD that rings the trunk until an agent
 //! answers is not abandoned on (no CANCEL is sent).
@@ -83,6 +86,7 @@ pub(crate) async fn call(
     endpoint: Arc<Endpoint>,
     n: u64,
     patience: Option<Duration>,
+    vote: Option<(char, Duration)>,
 ) {
     let call_id = format!("load-{}@amico-load", unique());
     let mut dialog = endpoint.dialog(&call_id);
@@ -91,15 +95,18 @@ pub(crate) async fn call(
     let _forget = Forget { shared: &shared, n };
 
     let local = endpoint.local;
-    let request_uri = format!("sip:{}@{}", shared.options.did, endpoint.server);
+    let request_uri = endpoint.server_uri(Some(&shared.options.did));
+    let to = format!("sip:{}@{}", shared.options.did, endpoint.server);
+    let via = endpoint.via();
     let user = caller_user(n);
+    let contact = endpoint.contact_uri(&user);
     let from = format!("\"amico-load\" <sip:{user}@{local}>;tag={}", unique());
     let sdp = offer(&endpoint, shared.trunk_media.port, n);
     let invite_branch = branch();
     let invite = format!(
-        "INVITE {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={invite_branch};rport\r\n\
-         Max-Forwards: 70\r\nFrom: {from}\r\nTo: <{request_uri}>\r\nCall-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:{user}@{local}>\r\nUser-Agent: amico-load\r\n\
+        "INVITE {request_uri} SIP/2.0\r\nVia: {via};branch={invite_branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: {from}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContact: <{contact}>\r\nUser-Agent: amico-load\r\n\
          Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
@@ -118,7 +125,7 @@ pub(crate) async fn call(
         // RFC 3261 §17.1.1.3: a non-2xx final response is ACKed within the transaction:
         // same branch, the To of the response.
         let ack = format!(
-            "ACK {request_uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={invite_branch};rport\r\n\
+            "ACK {request_uri} SIP/2.0\r\nVia: {via};branch={invite_branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
              CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
         );
@@ -173,6 +180,7 @@ pub(crate) async fn call(
         &answered,
         answered_at,
         patience,
+        vote,
     )
     .await;
 }
@@ -190,10 +198,10 @@ fn request(
     routes: &[String],
     extra: &str,
 ) -> String {
-    let local = endpoint.local;
     let mut text = format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={};rport\r\n\
+        "{method} {target} SIP/2.0\r\nVia: {};branch={};rport\r\n\
          Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n",
+        endpoint.via(),
         branch()
     );
     for route in routes {
@@ -205,7 +213,8 @@ fn request(
 }
 
 /// From the ACD's answer to the end of the call: wait for the ACD's BYE, or hang up when
-/// patience runs out before an agent answers.
+/// patience runs out before an agent answers; with a `vote`, press its key that long
+/// after the agent hung up.
 async fn converse(
     shared: &Shared,
     dialog: &mut Dialog,
@@ -213,14 +222,20 @@ async fn converse(
     answered: &Answered,
     answered_at: Instant,
     patience: Option<Duration>,
+    mut vote: Option<(char, Duration)>,
 ) {
     let endpoint = dialog.endpoint.clone();
     let give_up = patience.map(|patience| answered_at + patience);
     // Every loop is bounded: a call that outlives this is the drain's to count.
     let cap = answered_at + Duration::from_secs(4 * 3600);
     let mut streaming = false;
+    let mut vote_at: Option<Instant> = None;
     loop {
         let connected = track.connected.load(Ordering::Acquire);
+        let agent_left = track.agent_left.load(Ordering::Acquire);
+        if agent_left && vote_at.is_none() {
+            vote_at = vote.map(|(_, after)| Instant::now() + after);
+        }
         if connected && !streaming {
             // Measured here, not by the agent: the agent's ACK may be seen before this
             // task took its own 200.
@@ -241,6 +256,15 @@ async fn converse(
         let message = tokio::select! {
             message = dialog.next(cap) => message,
             _ = track.connect.notified(), if !connected => continue,
+            _ = track.leave.notified(), if connected && !agent_left => continue,
+            _ = sleep_until(vote_at.unwrap_or(cap)), if vote.is_some() && vote_at.is_some() => {
+                if let Some((key, _)) = vote.take()
+                    && shared.trunk_media.press(answered.n, key, &answered.sdp).await
+                {
+                    shared.recorder.lock().expect("recorder").votes += 1;
+                }
+                continue;
+            }
             _ = sleep_until(patience_at.unwrap_or(cap)), if patience_at.is_some() => {
                 return abandon(shared, dialog, answered, answered_at).await;
             }
@@ -262,7 +286,7 @@ async fn converse(
             Some("INVITE") => {
                 // RFC 3261 §14.2: a re-INVITE (a hold, a new media path) gets our offer again.
                 let sdp = offer(&endpoint, shared.trunk_media.port, 0);
-                let contact = format!("Contact: <sip:load@{}>\r\n", endpoint.local);
+                let contact = format!("Contact: <{}>\r\n", endpoint.contact_uri("load"));
                 let ok = message.response(200, "OK", None, &contact, &sdp);
                 dialog.reply(&message, &ok).await;
             }
