@@ -24,7 +24,7 @@ use rsipstack::transaction::endpoint::MessageInspector;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::{Transaction, TransactionEvent};
 use rsipstack::transport::tcp::TcpConnection;
-use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
+use rsipstack::transport::tls::{ReloadableCertResolver, TlsConfig, TlsConnection};
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio::sync::mpsc;
@@ -727,7 +727,7 @@ pub struct SipEdge {
     /// Calls in progress per trunk name.
     trunk_calls: DashMap<String, Arc<AtomicU32>>,
     call_id_host: String,
-    tls: Option<(TlsListenerConnection, SocketAddr)>,
+    tls: Option<TlsEdge>,
     /// Where browsers reach us over WebSocket (the HTTP listener), once known.
     websocket_addr: std::sync::OnceLock<SocketAddr>,
     /// Says whether the server can take one more call, and if not when to try again.
@@ -758,7 +758,8 @@ impl SipEdge {
         })?;
         let security = Arc::new(Security::new(config.security.clone(), counters.clone()));
         let transport_layer = TransportLayer::new(cancel.clone());
-        // A banned source's TLS connections are refused at accept (TCP ones in `accept_tcp`).
+        // A banned source's datagrams are dropped by the stack (TCP and TLS connections are
+        // refused in `next_stream`).
         transport_layer.set_whitelist(BanList(security.clone()));
         let guarded: Arc<dyn rsipstack::platform::net::UdpSocket> =
             Arc::new(GuardedSocket::new(udp, counters.clone(), security.clone()));
@@ -766,25 +767,13 @@ impl SipEdge {
             .await
             .map_err(SipError::stack)?;
         transport_layer.add_transport(udp.into());
-        // TCP connections are accepted by the edge itself (`accept_tcp`), not by the
-        // stack's listener, so that each gets TCP_NODELAY.
+        // TCP and TLS connections are accepted by the edge itself (`accept_tcp`,
+        // `accept_tls`), not by the stack's listeners, so that each gets TCP_NODELAY.
         let tls = match &config.tls {
             Some(settings) => {
-                let addr = free_tcp_port(settings.listen)?;
-                let listener = TlsListenerConnection::new(
-                    addr,
-                    None,
-                    TlsConfig {
-                        cert: Some(settings.certificate.clone()),
-                        key: Some(settings.private_key.clone()),
-                        ..TlsConfig::default()
-                    },
-                )
-                .await
-                .map_err(SipError::stack)?;
-                transport_layer.add_transport(listener.clone().into());
+                let tls = TlsEdge::bind(settings)?;
                 transport_layer.set_tls_config(client_tls(settings.ca_certificates.clone()));
-                Some((listener, addr))
+                Some(tls)
             }
             None => None,
         };
@@ -865,12 +854,11 @@ impl SipEdge {
         private_key: Vec<u8>,
         ca_certificates: Option<Vec<u8>>,
     ) -> Result<(), SipError> {
-        let Some((listener, _)) = &self.tls else {
+        let Some(tls) = &self.tls else {
             return Err(SipError::Stack("TLS is not enabled".into()));
         };
-        listener
-            .reload_tls_config(certificate, private_key)
-            .await
+        tls.certificate
+            .reload(&certificate, &private_key)
             .map_err(SipError::stack)?;
         self.endpoint
             .inner
@@ -922,7 +910,7 @@ impl SipEdge {
 
     /// The TLS address, if TLS is enabled.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
-        self.tls.as_ref().map(|(_, addr)| *addr)
+        self.tls.as_ref().map(|tls| tls.addr)
     }
 
     /// The UDP address.
@@ -944,27 +932,87 @@ impl SipEdge {
     /// connection to the stack, which reads it and routes by it.
     ///
     /// The edge does this rather than the stack's own listener for one socket option:
-    /// TCP_NODELAY. A call is answered with `100 Trying` and then, about half a
-    /// millisecond later, its `200`. Under Nagle's algorithm the `200` waited for the
-    /// peer's ACK of the `100`, and a peer with nothing to send delays that ACK by up to
-    /// 40 ms. Over TCP at 20 calls/s the caller heard its answer 32 ms late (p50;
-    /// 0.53 ms over UDP; BENCHMARKS.md). Banned sources are refused here, as the
-    /// stack's listener did through its whitelist.
+    /// TCP_NODELAY (see `next_stream`).
     async fn accept_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
         let local = SipAddr {
             r#type: Some(rsipstack::sip::Transport::Tcp),
             addr: self.tcp_addr.into(),
         };
+        while let Some((stream, remote)) = self.next_stream(&listener).await {
+            match TcpConnection::from_stream(stream, local.clone(), Some(self.cancel.child_token()))
+            {
+                Ok(connection) => self.add_connection(SipConnection::Tcp(connection)),
+                Err(error) => debug!(%error, %remote, "a SIP TCP connection could not be served"),
+            }
+        }
+    }
+
+    /// Accepts SIP over TLS (RFC 3261 §26) until the edge is cancelled: each connection's
+    /// handshake runs in a task of its own, bounded in time, with the certificate of the
+    /// moment (a reload changes it for the handshakes after it), and the connection then
+    /// goes to the stack.
+    async fn accept_tls(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        /// A client that opens a connection and never finishes its handshake holds it
+        /// no longer than this.
+        const HANDSHAKE: Duration = Duration::from_secs(10);
+        let Some(tls) = &self.tls else { return };
+        let local = SipAddr {
+            r#type: Some(rsipstack::sip::Transport::Tls),
+            addr: tls.addr.into(),
+        };
+        while let Some((stream, remote)) = self.next_stream(&listener).await {
+            let edge = self.clone();
+            let acceptor = tls.acceptor.clone();
+            let local = local.clone();
+            tokio::spawn(async move {
+                let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        debug!(%error, %remote, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%remote, "TLS handshake unfinished after 10 s");
+                        return;
+                    }
+                };
+                let remote_addr = SipAddr {
+                    r#type: Some(rsipstack::sip::Transport::Tls),
+                    addr: remote.into(),
+                };
+                let cancel = Some(edge.cancel.child_token());
+                match TlsConnection::from_server_stream(stream, local, remote_addr, cancel).await {
+                    Ok(connection) => edge.add_connection(SipConnection::Tls(connection)),
+                    Err(error) => {
+                        debug!(%error, %remote, "a SIP TLS connection could not be served")
+                    }
+                }
+            });
+        }
+    }
+
+    /// The next connection on a TCP or TLS listener, refused if its source is banned,
+    /// with TCP_NODELAY set; `None` once the edge is cancelled.
+    ///
+    /// Why TCP_NODELAY: a call is answered with `100 Trying` and then, about half a
+    /// millisecond later, its `200`. Under Nagle's algorithm the `200` waited for the
+    /// peer's ACK of the `100`, and a peer with nothing to send delays that ACK by up to
+    /// 40 ms. Over TCP at 20 calls/s the caller heard its answer 32 ms late (p50; 0.53 ms
+    /// over UDP; BENCHMARKS.md). The stack's own listeners set no socket option.
+    async fn next_stream(
+        &self,
+        listener: &tokio::net::TcpListener,
+    ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
         loop {
             let accepted = tokio::select! {
-                _ = self.cancel.cancelled() => return,
+                _ = self.cancel.cancelled() => return None,
                 accepted = listener.accept() => accepted,
             };
             let (stream, remote) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, most likely: let some close before trying again.
-                    warn!(%error, "cannot accept a SIP TCP connection");
+                    warn!(%error, "cannot accept a SIP connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -976,11 +1024,7 @@ impl SipEdge {
             if let Err(error) = stream.set_nodelay(true) {
                 debug!(%error, %remote, "TCP_NODELAY refused");
             }
-            match TcpConnection::from_stream(stream, local.clone(), Some(self.cancel.child_token()))
-            {
-                Ok(connection) => self.add_connection(SipConnection::Tcp(connection)),
-                Err(error) => debug!(%error, %remote, "a SIP TCP connection could not be served"),
-            }
+            return Some((stream, remote));
         }
     }
 
@@ -1020,6 +1064,22 @@ impl SipEdge {
                 source,
             })?;
         tokio::spawn(self.clone().accept_tcp(tcp_listener));
+        if let Some(tls) = &self.tls {
+            let listener = tls
+                .listener
+                .lock()
+                .ok()
+                .and_then(|mut listener| listener.take())
+                .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                .map_err(|source| SipError::Bind {
+                    addr: tls.addr,
+                    source,
+                })?;
+            tokio::spawn(self.clone().accept_tls(listener));
+        }
         let mut probe =
             tokio::time::interval(self.probe_interval.unwrap_or(Duration::from_secs(3600)));
         probe.tick().await;
@@ -1895,18 +1955,49 @@ impl rsipstack::transport::TransportWhitelist for BanList {
     }
 }
 
-/// `listen`, with a free port chosen when it asks for port 0 (the stack's TLS listener
-/// binds the address it is given and does not report the port it got).
-fn free_tcp_port(listen: SocketAddr) -> Result<SocketAddr, SipError> {
-    if listen.port() != 0 {
-        return Ok(listen);
-    }
-    std::net::TcpListener::bind(listen)
-        .and_then(|probe| probe.local_addr())
-        .map_err(|source| SipError::Bind {
-            addr: listen,
+/// SIP over TLS (RFC 3261 §26): the listening socket, and the certificate its
+/// handshakes present.
+struct TlsEdge {
+    addr: SocketAddr,
+    /// Bound at start, so that a port taken fails the start; `serve` accepts on it.
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    /// The certificate and key each new handshake presents; a reload replaces them.
+    certificate: Arc<ReloadableCertResolver>,
+}
+
+impl TlsEdge {
+    /// Binds `settings.listen` and reads its certificate and key (PEM). TLS 1.2 and 1.3
+    /// with rustls's safe defaults: phones whose TLS is OpenSSL 1.0.2 (PJSIP's wheel)
+    /// still need TLS 1.2.
+    fn bind(settings: &TlsSettings) -> Result<TlsEdge, SipError> {
+        let bind_error = |source| SipError::Bind {
+            addr: settings.listen,
             source,
+        };
+        let listener = std::net::TcpListener::bind(settings.listen).map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certificate = Arc::new(
+            ReloadableCertResolver::new(
+                &settings.certificate,
+                &settings.private_key,
+                provider.clone(),
+            )
+            .map_err(SipError::stack)?,
+        );
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| SipError::Stack(format!("TLS protocol versions: {error}")))?
+            .with_no_client_auth()
+            .with_cert_resolver(certificate.clone());
+        Ok(TlsEdge {
+            addr,
+            listener: std::sync::Mutex::new(Some(listener)),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            certificate,
         })
+    }
 }
 
 /// Asks the kernel for a receive buffer of `wanted` bytes on the SIP UDP socket. The default
