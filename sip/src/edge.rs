@@ -1050,34 +1050,10 @@ impl SipEdge {
             .ok()
             .and_then(|mut rx| rx.take())
             .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
-        let tcp_listener = self
-            .tcp_listener
-            .lock()
-            .ok()
-            .and_then(|mut listener| listener.take())
-            .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
-        let tcp_listener = tcp_listener
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpListener::from_std(tcp_listener))
-            .map_err(|source| SipError::Bind {
-                addr: self.tcp_addr,
-                source,
-            })?;
+        let tcp_listener = take_listener(&self.tcp_listener, self.tcp_addr)?;
         tokio::spawn(self.clone().accept_tcp(tcp_listener));
         if let Some(tls) = &self.tls {
-            let listener = tls
-                .listener
-                .lock()
-                .ok()
-                .and_then(|mut listener| listener.take())
-                .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
-            let listener = listener
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpListener::from_std(listener))
-                .map_err(|source| SipError::Bind {
-                    addr: tls.addr,
-                    source,
-                })?;
+            let listener = take_listener(&tls.listener, tls.addr)?;
             tokio::spawn(self.clone().accept_tls(listener));
         }
         let mut probe =
@@ -1953,6 +1929,22 @@ impl rsipstack::transport::TransportWhitelist for BanList {
         }
         !banned
     }
+}
+
+/// The listener bound at start, for the runtime to accept on; once only.
+fn take_listener(
+    slot: &std::sync::Mutex<Option<std::net::TcpListener>>,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpListener, SipError> {
+    let listener = slot
+        .lock()
+        .ok()
+        .and_then(|mut listener| listener.take())
+        .ok_or_else(|| SipError::Stack("the edge is already served".into()))?;
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .map_err(|source| SipError::Bind { addr, source })
 }
 
 /// SIP over TLS (RFC 3261 §26): the listening socket, and the certificate its
