@@ -387,7 +387,7 @@ enum Acked {
 }
 
 /// Waits for the ACK of `response` to `invite` for at most 64·T1, resending it meanwhile
-/// with `resend` (T1 doubling up to T2, RFC 3261 §13.3.1.4 and §17.2.1 Timer G). A
+/// if `retransmit` (T1 doubling up to T2, RFC 3261 §13.3.1.4 and §17.2.1 Timer G). A
 /// retransmitted INVITE gets the response again at once.
 async fn await_ack(
     dialog: &mut Dialog,
