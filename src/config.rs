@@ -335,6 +335,10 @@ pub(crate) struct LimitsSection {
     /// Bytes of a request's body.
     #[serde(default = "default_max_body")]
     pub(crate) max_body: usize,
+    /// TCP, TLS and WebSocket connections one address may hold open at once (trusted
+    /// trunks: any number); 0 is no limit.
+    #[serde(default = "default_connections_per_source")]
+    pub(crate) connections_per_source: u32,
 }
 
 impl Default for LimitsSection {
@@ -345,6 +349,7 @@ impl Default for LimitsSection {
             max_headers: default_max_headers(),
             max_header_length: default_max_header_length(),
             max_body: default_max_body(),
+            connections_per_source: default_connections_per_source(),
         }
     }
 }
@@ -354,6 +359,9 @@ fn default_stranger_rates() -> RatesSection {
 }
 fn default_trusted_rates() -> RatesSection {
     SecurityConfig::default().trusted_rates.into()
+}
+fn default_connections_per_source() -> u32 {
+    SecurityConfig::default().connections_per_source
 }
 fn default_max_headers() -> usize {
     Limits::default().max_headers
@@ -1185,6 +1193,7 @@ impl Validated {
                 failure_window: Duration::from_secs(sip.auth.failure_window),
                 ban: Duration::from_secs(sip.auth.ban),
                 max_ban: Duration::from_secs(sip.auth.max_ban),
+                connections_per_source: sip.limits.connections_per_source,
             },
             limits: Limits {
                 max_headers: sip.limits.max_headers,

@@ -1324,6 +1324,106 @@ fn requests_that_rfc_3261_refuses_get_400_or_513_naming_the_problem() {
 }
 
 #[test]
+fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_closes() {
+    use std::io::{Read, Write};
+    let config = format!(
+        "{}\n[sip.limits]\nconnections_per_source = 3\n",
+        stranger_config(1)
+    );
+    let server = Server::start(&config);
+    let connect = || {
+        let tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp
+    };
+    let mut held: Vec<_> = (0..3).map(|_| connect()).collect();
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 3.0,
+        Duration::from_secs(5),
+    );
+
+    // The fourth and fifth are closed as they are accepted, before anything is read.
+    for n in 4..=5 {
+        let mut over = connect();
+        let mut buf = [0u8; 64];
+        match over.read(&mut buf) {
+            Ok(0) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("connection {n} over the cap: {other:?}, not closed"),
+        }
+    }
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"connections\"}"),
+        2.0
+    );
+    assert_eq!(server.metric("amico_sip_connections"), 3.0);
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert_eq!(
+        log.matches("SIP connection refused source=127.0.0.1 open=3")
+            .count(),
+        1,
+        "one line while the source stays at its cap:\n{log}"
+    );
+
+    // One closes: the stack notices, and the source may connect again and be answered.
+    drop(held.pop());
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 2.0,
+        Duration::from_secs(5),
+    );
+    let mut tcp = connect();
+    let local = tcp.local_addr().unwrap();
+    let port = server.sip_tcp.port();
+    tcp.write_all(
+        format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {local};branch=z9hG4bK-cap1\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:probe@{local}>;tag=cap1\r\n\
+             To: <sip:127.0.0.1:{port}>\r\n\
+             Call-ID: connection-cap\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\r\n\r\n") {
+        let n = tcp.read(&mut buf).expect("an answer within 5 s");
+        assert!(n > 0, "closed before an answer: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.starts_with("SIP/2.0 200"), "{seen}");
+    assert_eq!(server.metric("amico_sip_connections"), 3.0);
+
+    // A browser's WebSocket counts towards the same cap: refused while three are open.
+    let refused = WsPhone::connect(&server)
+        .err()
+        .expect("a fourth connection refused");
+    assert!(refused.contains("403"), "{refused}");
+    drop(held.pop());
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 2.0,
+        Duration::from_secs(5),
+    );
+    let _browser = WsPhone::connect(&server).unwrap();
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 3.0,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"connections\"}"),
+        3.0
+    );
+}
+
+#[test]
 fn amico_names_itself_as_configured_and_without_its_version() {
     let server = Server::start(&with_sip(&server::config(1, ""), "probe_interval = 1"));
     let probe = Probe::new(&server);

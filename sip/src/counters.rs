@@ -29,14 +29,24 @@ pub struct SipCounters {
     pub(crate) bans: AtomicU64,
     /// Sources banned right now.
     pub(crate) banned_sources: AtomicU64,
+    /// TCP, TLS and WebSocket connections open now.
+    pub(crate) connections: AtomicU64,
     /// Requests refused, by reason (`REFUSALS` order).
     refused: [AtomicU64; REFUSALS.len()],
 }
 
 /// Why a request was refused before it was handled: over its source's rate, a user
 /// blocked from the source, a trunk at its concurrent-call limit, the server overloaded
-/// (all answered 503 with Retry-After), or a banned source (dropped).
-pub const REFUSALS: [&str; 5] = ["rate", "user_blocked", "trunk_calls", "overload", "banned"];
+/// (all answered 503 with Retry-After), a banned source (dropped), or a connection over
+/// its source's cap (closed at once).
+pub const REFUSALS: [&str; 6] = [
+    "rate",
+    "user_blocked",
+    "trunk_calls",
+    "overload",
+    "banned",
+    "connections",
+];
 
 fn method_index(method: &str) -> usize {
     COUNTED_METHODS
@@ -149,6 +159,11 @@ impl SipCounters {
     /// Sources banned now.
     pub fn banned_sources(&self) -> u64 {
         self.banned_sources.load(Ordering::Relaxed)
+    }
+
+    /// TCP, TLS and WebSocket connections open now.
+    pub fn connections_open(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Messages that could not be taken.

@@ -37,7 +37,7 @@ use crate::guard::GuardedSocket;
 use crate::registrar::{
     Binding, RegisterOutcome, RegisterRequest, Registrar, RegistrarConfig, Transport,
 };
-use crate::security::{Admission, Limited, Security, SecurityConfig};
+use crate::security::{Admission, ConnectionSlot, Limited, Security, SecurityConfig};
 use crate::strict::Limits;
 use crate::{ALLOWED_METHODS, SipError};
 
@@ -878,8 +878,11 @@ impl SipEdge {
             self.counters.refused("banned");
             return None;
         }
+        let slot = self
+            .security
+            .open_connection(remote.ip(), self.trusted(remote.ip()))?;
         let _ = self.websocket_addr.set(local);
-        match crate::WebSocketFlow::new(self.clone(), remote).await {
+        match crate::WebSocketFlow::new(self.clone(), remote, slot).await {
             Ok(flow) => Some(flow),
             Err(error) => {
                 warn!(%remote, %error, "WebSocket refused by the stack");
@@ -938,10 +941,13 @@ impl SipEdge {
             r#type: Some(rsipstack::sip::Transport::Tcp),
             addr: self.tcp_addr.into(),
         };
-        while let Some((stream, remote)) = self.next_stream(&listener).await {
-            match TcpConnection::from_stream(stream, local.clone(), Some(self.cancel.child_token()))
-            {
-                Ok(connection) => self.add_connection(SipConnection::Tcp(connection)),
+        while let Some((stream, remote, slot)) = self.next_stream(&listener).await {
+            let cancel = self.cancel.child_token();
+            match TcpConnection::from_stream(stream, local.clone(), Some(cancel.clone())) {
+                Ok(connection) => {
+                    self.add_connection(SipConnection::Tcp(connection));
+                    hold_until_closed(slot, cancel);
+                }
                 Err(error) => debug!(%error, %remote, "a SIP TCP connection could not be served"),
             }
         }
@@ -960,7 +966,7 @@ impl SipEdge {
             r#type: Some(rsipstack::sip::Transport::Tls),
             addr: tls.addr.into(),
         };
-        while let Some((stream, remote)) = self.next_stream(&listener).await {
+        while let Some((stream, remote, slot)) = self.next_stream(&listener).await {
             let edge = self.clone();
             let acceptor = tls.acceptor.clone();
             let local = local.clone();
@@ -980,9 +986,18 @@ impl SipEdge {
                     r#type: Some(rsipstack::sip::Transport::Tls),
                     addr: remote.into(),
                 };
-                let cancel = Some(edge.cancel.child_token());
-                match TlsConnection::from_server_stream(stream, local, remote_addr, cancel).await {
-                    Ok(connection) => edge.add_connection(SipConnection::Tls(connection)),
+                let cancel = edge.cancel.child_token();
+                let connection = TlsConnection::from_server_stream(
+                    stream,
+                    local,
+                    remote_addr,
+                    Some(cancel.clone()),
+                );
+                match connection.await {
+                    Ok(connection) => {
+                        edge.add_connection(SipConnection::Tls(connection));
+                        hold_until_closed(slot, cancel);
+                    }
                     Err(error) => {
                         debug!(%error, %remote, "a SIP TLS connection could not be served")
                     }
@@ -991,8 +1006,9 @@ impl SipEdge {
         }
     }
 
-    /// The next connection on a TCP or TLS listener, refused if its source is banned,
-    /// with TCP_NODELAY set; `None` once the edge is cancelled.
+    /// The next connection on a TCP or TLS listener with its slot in the source's count,
+    /// refused (closed at once) if its source is banned or holds as many connections as it
+    /// may, with TCP_NODELAY set; `None` once the edge is cancelled.
     ///
     /// Why TCP_NODELAY: a call is answered with `100 Trying` and then, about half a
     /// millisecond later, its `200`. Under Nagle's algorithm the `200` waited for the
@@ -1002,7 +1018,7 @@ impl SipEdge {
     async fn next_stream(
         &self,
         listener: &tokio::net::TcpListener,
-    ) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    ) -> Option<(tokio::net::TcpStream, SocketAddr, ConnectionSlot)> {
         loop {
             let accepted = tokio::select! {
                 _ = self.cancel.cancelled() => return None,
@@ -1021,10 +1037,16 @@ impl SipEdge {
                 self.security.counters().refused("banned");
                 continue;
             }
+            let Some(slot) = self
+                .security
+                .open_connection(remote.ip(), self.trusted(remote.ip()))
+            else {
+                continue;
+            };
             if let Err(error) = stream.set_nodelay(true) {
                 debug!(%error, %remote, "TCP_NODELAY refused");
             }
-            return Some((stream, remote));
+            return Some((stream, remote, slot));
         }
     }
 
@@ -1929,6 +1951,16 @@ impl rsipstack::transport::TransportWhitelist for BanList {
         }
         !banned
     }
+}
+
+/// Keeps a connection's slot in its source's count until the stack closes the connection:
+/// the stack cancels a stream connection's token when it retires it (its peer closed, it
+/// sat idle, or the edge stopped).
+fn hold_until_closed(slot: ConnectionSlot, closed: CancellationToken) {
+    tokio::spawn(async move {
+        closed.cancelled().await;
+        drop(slot);
+    });
 }
 
 /// The listener bound at start, for the runtime to accept on; once only.

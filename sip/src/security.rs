@@ -17,9 +17,17 @@
 //! - Each failure is logged as one stable line (see [`Security::auth_failed`]), for
 //!   fail2ban, and counted in [`SipCounters`].
 //!
+//! - **Connections.** A source may hold `connections_per_source` TCP, TLS and WebSocket
+//!   connections open at once; the next is closed as soon as it is accepted, before a TLS
+//!   handshake or anything it sends is read. Each connection holds buffers in the stack
+//!   (about 80 KB over TCP), so without a cap one address could open connections until
+//!   memory or descriptors ran out. Agents behind one NAT share their office's address:
+//!   the cap is per address, generous, and trusted trunks' addresses are not capped.
+//!
 //! The tables are bounded: entries idle past their window are swept every second, and a
 //! table at its bound treats new sources as over their rate until the sweep makes room
-//! (a flood of spoofed addresses cannot grow memory).
+//! (a flood of spoofed addresses cannot grow memory). The connection table holds only
+//! sources with connections open, each of which the kernel has completed a handshake with.
 //!
 //! Time is an argument: the edge passes its clock, tests pass their own.
 
@@ -99,6 +107,9 @@ pub struct SecurityConfig {
     pub ban: Duration,
     /// The longest block or ban.
     pub max_ban: Duration,
+    /// TCP, TLS and WebSocket connections one source may hold open at once (trusted
+    /// trunks' addresses: any number); 0 is no limit.
+    pub connections_per_source: u32,
 }
 
 impl Default for SecurityConfig {
@@ -115,6 +126,9 @@ impl Default for SecurityConfig {
             failure_window: Duration::from_secs(60),
             ban: Duration::from_secs(60),
             max_ban: Duration::from_secs(3600),
+            // A large office's agents behind one NAT address, each phone with a
+            // connection of its own, and a browser tab or two each.
+            connections_per_source: 256,
         }
     }
 }
@@ -267,7 +281,41 @@ pub struct Security {
     config: SecurityConfig,
     sources: DashMap<IpAddr, Source>,
     pairs: DashMap<(IpAddr, String), Offender>,
+    /// Connections open, by source; a source without any has no entry.
+    connections: DashMap<IpAddr, Open>,
     counters: Arc<SipCounters>,
+}
+
+/// A source's open connections.
+#[derive(Clone, Copy, Debug, Default)]
+struct Open {
+    connections: u32,
+    /// Whether a refusal was logged since the source was last under its cap: one line
+    /// for a source at its cap, however often it tries.
+    logged: bool,
+}
+
+/// One open connection of a source, counted in [`Security`] until it is dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    security: Arc<Security>,
+    source: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.security
+            .connections
+            .remove_if_mut(&self.source, |_, open| {
+                open.connections -= 1;
+                open.logged = false;
+                open.connections == 0
+            });
+        self.security
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Security {
@@ -277,6 +325,7 @@ impl Security {
             config,
             sources: DashMap::new(),
             pairs: DashMap::new(),
+            connections: DashMap::new(),
             counters,
         }
     }
@@ -328,6 +377,35 @@ impl Security {
         let verdict = take(&mut fresh);
         self.sources.insert(source, fresh);
         verdict
+    }
+
+    /// A new connection from `source`: its slot, to hold while it is open, or `None`
+    /// (counted as refused, `reason="connections"`) when the source already holds
+    /// `connections_per_source`. A trusted trunk's address is counted but not capped.
+    pub fn open_connection(
+        self: &Arc<Self>,
+        source: IpAddr,
+        trusted: bool,
+    ) -> Option<ConnectionSlot> {
+        let limit = self.config.connections_per_source;
+        let mut open = self.connections.entry(source).or_default();
+        if limit > 0 && !trusted && open.connections >= limit {
+            if !std::mem::replace(&mut open.logged, true) {
+                warn!(
+                    "SIP connection refused source={source} open={limit}, the most \
+                     connections_per_source allows"
+                );
+            }
+            drop(open);
+            self.counters.refused("connections");
+            return None;
+        }
+        open.connections += 1;
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        Some(ConnectionSlot {
+            security: self.clone(),
+            source,
+        })
     }
 
     /// How long `user` stays blocked from `source`, if it is.
@@ -589,6 +667,58 @@ mod tests {
             );
         }
         assert_eq!(security.user_blocked(AGENT, "anna", t0), None);
+    }
+
+    #[test]
+    fn connections_are_capped_per_source_and_given_back_when_dropped() {
+        let security = Arc::new(security(SecurityConfig {
+            connections_per_source: 2,
+            ..SecurityConfig::default()
+        }));
+        let first = security.open_connection(ATTACKER, false).unwrap();
+        let second = security.open_connection(ATTACKER, false).unwrap();
+        assert!(security.open_connection(ATTACKER, false).is_none());
+        assert!(security.open_connection(ATTACKER, false).is_none());
+        // Another address has a cap of its own; a trusted trunk's address has none.
+        let agent = security.open_connection(AGENT, false).unwrap();
+        let trunk: Vec<_> = (0..5)
+            .map(|_| security.open_connection(AGENT, true).unwrap())
+            .collect();
+        assert_eq!(security.counters.connections_open(), 8);
+        let refused = |security: &Security| {
+            security
+                .counters
+                .refusals()
+                .find(|(reason, _)| *reason == "connections")
+                .unwrap()
+                .1
+        };
+        assert_eq!(refused(&security), 2);
+
+        drop(first);
+        let third = security.open_connection(ATTACKER, false).unwrap();
+        assert!(security.open_connection(ATTACKER, false).is_none());
+        assert_eq!(refused(&security), 3);
+
+        // A source without connections leaves no entry behind.
+        drop((second, third, agent, trunk));
+        assert!(security.connections.is_empty());
+        assert_eq!(security.counters.connections_open(), 0);
+
+        // 0: no cap.
+        let open = Arc::new(Security::new(
+            SecurityConfig {
+                connections_per_source: 0,
+                ..SecurityConfig::default()
+            },
+            Arc::new(SipCounters::default()),
+        ));
+        let many: Vec<_> = (0..1000)
+            .map(|_| open.open_connection(ATTACKER, false).unwrap())
+            .collect();
+        assert_eq!(open.counters.connections_open(), 1000);
+        drop(many);
+        assert!(open.connections.is_empty());
     }
 
     #[test]

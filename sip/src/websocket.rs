@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::guard::{Verdict, first_look};
+use crate::security::ConnectionSlot;
 
 /// The largest SIP message a browser may send in one WebSocket message (the stack's
 /// stream limit).
@@ -41,12 +42,15 @@ pub struct WebSocketFlow {
     /// Cancelled when the flow ends: the stack forgets the connection.
     cancel: CancellationToken,
     edge: Arc<crate::edge::SipEdge>,
+    /// The connection's place in its source's count, given back when the flow ends.
+    _slot: ConnectionSlot,
 }
 
 impl WebSocketFlow {
     pub(crate) async fn new(
         edge: Arc<crate::edge::SipEdge>,
         remote: SocketAddr,
+        slot: ConnectionSlot,
     ) -> Result<WebSocketFlow, crate::SipError> {
         let (to_stack, incoming) = mpsc::unbounded_channel();
         let (outgoing, from_stack) = mpsc::unbounded_channel();
@@ -67,6 +71,7 @@ impl WebSocketFlow {
             from_stack,
             cancel,
             edge,
+            _slot: slot,
         })
     }
 

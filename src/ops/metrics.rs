@@ -421,8 +421,15 @@ impl Collector for AmicoCollector {
             &mut encoder,
             "amico_sip_refused",
             "SIP requests refused before handling: over a source's rate, a user blocked \
-             from its source, a trunk at its call limit (503), a banned source (dropped).",
+             from its source, a trunk at its call limit (503), a banned source (dropped), a \
+             connection over its source's cap (closed).",
             &refusals,
+        )?;
+        gauge(
+            &mut encoder,
+            "amico_sip_connections",
+            "SIP connections open now: TCP, TLS and WebSocket.",
+            &[(vec![], sip.connections_open() as f64)],
         )?;
         gauge(
             &mut encoder,
