@@ -280,7 +280,8 @@ fn default_max_ban() -> u64 {
     SecurityConfig::default().max_ban.as_secs()
 }
 
-/// Requests a second per source address, by method; 0 is no limit.
+/// Requests a second per source address, by method, and connections opened a second; 0 is
+/// no limit.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RatesSection {
@@ -293,6 +294,9 @@ pub(crate) struct RatesSection {
     /// OPTIONS outside a dialog.
     #[serde(default)]
     pub(crate) options: f64,
+    /// TCP, TLS and WebSocket connections opened.
+    #[serde(default)]
+    pub(crate) connections: f64,
 }
 
 impl From<Rates> for RatesSection {
@@ -301,6 +305,7 @@ impl From<Rates> for RatesSection {
             invite: rates.invite,
             register: rates.register,
             options: rates.options,
+            connections: rates.connections,
         }
     }
 }
@@ -311,6 +316,7 @@ impl From<RatesSection> for Rates {
             invite: rates.invite,
             register: rates.register,
             options: rates.options,
+            connections: rates.connections,
         }
     }
 }
@@ -1112,15 +1118,16 @@ impl Config {
         }
         let limits = &sip.limits;
         for (kind, rates) in [("stranger", &limits.stranger), ("trusted", &limits.trusted)] {
-            for (method, rate) in [
-                ("invite", rates.invite),
-                ("register", rates.register),
-                ("options", rates.options),
+            for (method, rate, what) in [
+                ("invite", rates.invite, "requests"),
+                ("register", rates.register, "requests"),
+                ("options", rates.options, "requests"),
+                ("connections", rates.connections, "connections"),
             ] {
                 if !(rate.is_finite() && rate >= 0.0) {
                     return Err(field(
                         format!("sip.limits.{kind}.{method}"),
-                        "must be requests a second, 0 for no limit",
+                        format!("must be {what} a second, 0 for no limit"),
                     ));
                 }
             }
@@ -1307,6 +1314,10 @@ mod tests {
         assert_eq!(
             error(&sip("[sip.limits]\nstranger = { invite = -1 }")),
             "sip.limits.stranger.invite: must be requests a second, 0 for no limit"
+        );
+        assert_eq!(
+            error(&sip("[sip.limits]\ntrusted = { connections = inf }")),
+            "sip.limits.trusted.connections: must be connections a second, 0 for no limit"
         );
         assert_eq!(
             error(&sip("[sip.limits]\nmax_body = 10")),

@@ -1325,7 +1325,6 @@ fn requests_that_rfc_3261_refuses_get_400_or_513_naming_the_problem() {
 
 #[test]
 fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_closes() {
-    use std::io::{Read, Write};
     let config = format!(
         "{}\n[sip.limits]\nconnections_per_source = 3\n",
         stranger_config(1)
@@ -1345,13 +1344,7 @@ fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_clos
 
     // The fourth and fifth are closed as they are accepted, before anything is read.
     for n in 4..=5 {
-        let mut over = connect();
-        let mut buf = [0u8; 64];
-        match over.read(&mut buf) {
-            Ok(0) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
-            other => panic!("connection {n} over the cap: {other:?}, not closed"),
-        }
+        assert_closed_unanswered(connect(), &format!("connection {n}, over the cap"));
     }
     assert_eq!(
         server.metric("amico_sip_refused_total{reason=\"connections\"}"),
@@ -1374,30 +1367,8 @@ fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_clos
         Duration::from_secs(5),
     );
     let mut tcp = connect();
-    let local = tcp.local_addr().unwrap();
-    let port = server.sip_tcp.port();
-    tcp.write_all(
-        format!(
-            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
-             Via: SIP/2.0/TCP {local};branch=z9hG4bK-cap1\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:probe@{local}>;tag=cap1\r\n\
-             To: <sip:127.0.0.1:{port}>\r\n\
-             Call-ID: connection-cap\r\n\
-             CSeq: 1 OPTIONS\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains("\r\n\r\n") {
-        let n = tcp.read(&mut buf).expect("an answer within 5 s");
-        assert!(n > 0, "closed before an answer: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    assert!(seen.starts_with("SIP/2.0 200"), "{seen}");
+    let answer = options_over_tcp(&mut tcp, &server, "connection-cap");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
     assert_eq!(server.metric("amico_sip_connections"), 3.0);
 
     // A browser's WebSocket counts towards the same cap: refused while three are open.
@@ -1421,6 +1392,71 @@ fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_clos
         server.metric("amico_sip_refused_total{reason=\"connections\"}"),
         3.0
     );
+}
+
+#[test]
+fn a_stranger_opening_connections_faster_than_its_rate_has_them_closed_at_once() {
+    // One connection every 10 s, a bucket of one: the second in a row is over the rate.
+    let config = format!(
+        "{}\n[sip.limits]\nstranger = {{ connections = 0.1 }}\n",
+        stranger_config(1)
+    );
+    let server = Server::start(&config);
+    let connect = || {
+        let tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp
+    };
+    let mut first = connect();
+    assert_closed_unanswered(connect(), "the second connection, over the rate");
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"rate\"}"),
+        1.0
+    );
+    // The first is served as before.
+    let answer = options_over_tcp(&mut first, &server, "connection-rate");
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    assert_eq!(server.metric("amico_sip_connections"), 1.0);
+}
+
+/// Asserts that the server closed `tcp` without a byte (`what` says which connection).
+fn assert_closed_unanswered(mut tcp: std::net::TcpStream, what: &str) {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    match tcp.read(&mut buf) {
+        Ok(0) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("{what}: {other:?}, not closed"),
+    }
+}
+
+/// Sends an OPTIONS over `tcp` (RFC 3261 §11) and reads the answer's head.
+fn options_over_tcp(tcp: &mut std::net::TcpStream, server: &Server, call_id: &str) -> String {
+    use std::io::{Read, Write};
+    let local = tcp.local_addr().unwrap();
+    let port = server.sip_tcp.port();
+    tcp.write_all(
+        format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/TCP {local};branch=z9hG4bK-{call_id}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:probe@{local}>;tag=probe\r\n\
+             To: <sip:127.0.0.1:{port}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\r\n\r\n") {
+        let n = tcp.read(&mut buf).expect("an answer within 5 s");
+        assert!(n > 0, "closed before an answer: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
 }
 
 #[test]

@@ -874,13 +874,7 @@ impl SipEdge {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Option<crate::WebSocketFlow> {
-        if self.security.banned(remote.ip(), std::time::Instant::now()) {
-            self.counters.refused("banned");
-            return None;
-        }
-        let slot = self
-            .security
-            .open_connection(remote.ip(), self.trusted(remote.ip()))?;
+        let slot = self.admit_connection(remote.ip())?;
         let _ = self.websocket_addr.set(local);
         match crate::WebSocketFlow::new(self.clone(), remote, slot).await {
             Ok(flow) => Some(flow),
@@ -1006,9 +1000,30 @@ impl SipEdge {
         }
     }
 
-    /// The next connection on a TCP or TLS listener with its slot in the source's count,
-    /// refused (closed at once) if its source is banned or holds as many connections as it
-    /// may, with TCP_NODELAY set; `None` once the edge is cancelled.
+    /// A new TCP, TLS or WebSocket connection from `source`: its slot in the source's
+    /// count, or `None` (close it at once, unanswered) when the source is banned, opens
+    /// connections faster than its rate, or holds as many as it may.
+    fn admit_connection(&self, source: IpAddr) -> Option<ConnectionSlot> {
+        let trusted = self.trusted(source);
+        let now = std::time::Instant::now();
+        match self
+            .security
+            .admit(source, Limited::Connection, trusted, now)
+        {
+            Admission::Pass => self.security.open_connection(source, trusted),
+            Admission::Limited(_) => {
+                self.counters.refused("rate");
+                None
+            }
+            Admission::Banned => {
+                self.counters.refused("banned");
+                None
+            }
+        }
+    }
+
+    /// The next connection on a TCP or TLS listener with its slot in the source's count
+    /// (see `admit_connection`), with TCP_NODELAY set; `None` once the edge is cancelled.
     ///
     /// Why TCP_NODELAY: a call is answered with `100 Trying` and then, about half a
     /// millisecond later, its `200`. Under Nagle's algorithm the `200` waited for the
@@ -1033,14 +1048,7 @@ impl SipEdge {
                     continue;
                 }
             };
-            if self.security.banned(remote.ip(), std::time::Instant::now()) {
-                self.security.counters().refused("banned");
-                continue;
-            }
-            let Some(slot) = self
-                .security
-                .open_connection(remote.ip(), self.trusted(remote.ip()))
-            else {
+            let Some(slot) = self.admit_connection(remote.ip()) else {
                 continue;
             };
             if let Err(error) = stream.set_nodelay(true) {

@@ -5,6 +5,9 @@
 //!   start something (INVITE, REGISTER, OPTIONS outside a dialog). Over its rate a
 //!   request gets `503 Service Unavailable` with `Retry-After` (RFC 3261 §21.5.4);
 //!   requests inside a dialog are never limited, so calls in progress are untouched.
+//!   The TCP, TLS and WebSocket connections a source opens have a bucket too: over its
+//!   rate a new connection is closed as it is accepted (a TLS handshake costs the server
+//!   far more than the client that asks for it).
 //!   Trusted trunks have limits of their own (none by default).
 //! - **Failed authentication.** Failures are counted per (source, user) and per source in
 //!   a window. Too many for one user from one source blocks that user from that source
@@ -42,8 +45,9 @@ use tracing::warn;
 use crate::counters::SipCounters;
 use crate::digest::AuthFailure;
 
-/// Requests a second per source, by method; 0 is no limit. A bucket holds two seconds'
-/// worth (at least one request), so a phone's short burst passes.
+/// Requests a second per source, by method, and connections opened a second; 0 is no
+/// limit. A bucket holds two seconds' worth (at least one), so a phone's short burst
+/// passes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rates {
     /// INVITEs outside a dialog.
@@ -52,6 +56,8 @@ pub struct Rates {
     pub register: f64,
     /// OPTIONS outside a dialog.
     pub options: f64,
+    /// TCP, TLS and WebSocket connections opened.
+    pub connections: f64,
 }
 
 impl Rates {
@@ -60,6 +66,7 @@ impl Rates {
         invite: 0.0,
         register: 0.0,
         options: 0.0,
+        connections: 0.0,
     };
 
     fn of(&self, method: Limited) -> f64 {
@@ -67,6 +74,7 @@ impl Rates {
             Limited::Invite => self.invite,
             Limited::Register => self.register,
             Limited::Options => self.options,
+            Limited::Connection => self.connections,
         }
     }
 }
@@ -80,6 +88,8 @@ pub enum Limited {
     Register,
     /// OPTIONS outside a dialog.
     Options,
+    /// A TCP, TLS or WebSocket connection opened.
+    Connection,
 }
 
 impl Limited {
@@ -119,6 +129,8 @@ impl Default for SecurityConfig {
                 invite: 20.0,
                 register: 50.0,
                 options: 20.0,
+                // As many as REGISTERs: each phone's connection comes before its REGISTER.
+                connections: 50.0,
             },
             trusted_rates: Rates::UNLIMITED,
             failures_per_user: 5,
@@ -241,7 +253,7 @@ impl Offender {
 /// One source address.
 #[derive(Clone, Copy, Debug)]
 struct Source {
-    buckets: [Bucket; 3],
+    buckets: [Bucket; 4],
     offender: Offender,
 }
 
@@ -256,6 +268,7 @@ impl Source {
                 full(rates.invite),
                 full(rates.register),
                 full(rates.options),
+                full(rates.connections),
             ],
             offender: Offender::new(now),
         }
@@ -667,6 +680,43 @@ mod tests {
             );
         }
         assert_eq!(security.user_blocked(AGENT, "anna", t0), None);
+    }
+
+    #[test]
+    fn connections_opened_faster_than_their_rate_are_refused() {
+        let security = security(SecurityConfig::default());
+        let t0 = Instant::now();
+        // 50 connections a second: a burst of 100 passes, the 101st waits 20 ms.
+        for _ in 0..100 {
+            assert_eq!(
+                security.admit(ATTACKER, Limited::Connection, false, t0),
+                Admission::Pass
+            );
+        }
+        assert_eq!(
+            security.admit(ATTACKER, Limited::Connection, false, t0),
+            Admission::Limited(Duration::from_millis(20))
+        );
+        // Requests have buckets of their own; a trusted trunk's address has no limit.
+        assert_eq!(
+            security.admit(ATTACKER, Limited::Register, false, t0),
+            Admission::Pass
+        );
+        for _ in 0..1000 {
+            assert_eq!(
+                security.admit(AGENT, Limited::Connection, true, t0),
+                Admission::Pass
+            );
+        }
+        assert_eq!(
+            security.admit(
+                ATTACKER,
+                Limited::Connection,
+                false,
+                t0 + Duration::from_millis(21)
+            ),
+            Admission::Pass
+        );
     }
 
     #[test]
