@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amico_core::handoff::{Inbox, SnapshotCell};
 use amico_core::{Acd, AcdConfig, AcdError, AcdSnapshot, Input, Output, Timestamp};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -97,11 +97,12 @@ impl AcdHandle {
     }
 }
 
-/// Starts the writer task. Outputs go to `outputs` in order, with the ACD's time.
+/// Starts the writer task. Each output, with the ACD's time, goes to `outputs` in order,
+/// called in the writer's own task (it must not wait).
 pub(crate) fn start(
     config: AcdConfig,
     clock: Clock,
-    outputs: mpsc::UnboundedSender<(Timestamp, Output)>,
+    mut outputs: impl FnMut(Timestamp, Output) + Send + 'static,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(AcdHandle, tokio::task::JoinHandle<()>)> {
     let mut acd = Acd::new(config, clock.now())?;
@@ -131,11 +132,11 @@ pub(crate) fn start(
             }
             let now = clock.now();
             if acd.poll_timeout().is_some_and(|at| at <= now) {
-                let _ = handle_one(&mut acd, now, Input::Timeout, &outputs);
+                let _ = handle_one(&mut acd, now, Input::Timeout, &mut outputs);
                 dirty = true;
             }
             while let Some((input, reply)) = writer.inbox.pop() {
-                let verdict = handle_one(&mut acd, now, input, &outputs);
+                let verdict = handle_one(&mut acd, now, input, &mut outputs);
                 if let Some(reply) = reply {
                     verdicts.push((reply, verdict));
                 }
@@ -168,7 +169,7 @@ fn handle_one(
     acd: &mut Acd,
     now: Timestamp,
     input: Input,
-    outputs: &mpsc::UnboundedSender<(Timestamp, Output)>,
+    outputs: &mut impl FnMut(Timestamp, Output),
 ) -> Result<(), AcdError> {
     // The clock is read once per batch; a later input can never be earlier.
     let now = now.max(acd.now());
@@ -190,10 +191,8 @@ fn handle_one(
     }
     // Each output with the time it happened (a timer's deadline, even when the timeout
     // was handled late), so that stored events replay into exactly the ACD's figures.
-    while let Some(output) = acd.poll_output_at() {
-        if outputs.send(output).is_err() {
-            break;
-        }
+    while let Some((at, output)) = acd.poll_output_at() {
+        outputs(at, output);
     }
     verdict
 }

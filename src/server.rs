@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::call::flow::Calls;
+use crate::call::flow::{Calls, Dispatch, LiveCalls};
 use crate::config::Validated;
 use crate::runner::{self, Clock};
 
@@ -96,8 +96,14 @@ pub(crate) async fn run(
             })).collect::<Vec<_>>(),
         }),
     });
-    let (outputs, routed) = mpsc::unbounded_channel();
-    let (acd, acd_task) = runner::start(validated.acd.clone(), clock, outputs, shutdown.clone())?;
+    let live = LiveCalls::default();
+    let dispatch = Dispatch::new(live.clone(), events.clone());
+    let (acd, acd_task) = runner::start(
+        validated.acd.clone(),
+        clock,
+        move |at, output| dispatch.output(at, output),
+        shutdown.clone(),
+    )?;
     let session = SessionConfig {
         rtp_timeout: (config.rtp.timeout > 0.0)
             .then(|| Duration::from_secs_f64(config.rtp.timeout)),
@@ -133,8 +139,8 @@ pub(crate) async fn run(
         routing,
         events,
         first_call,
+        live,
     });
-    tokio::spawn(calls.clone().route(routed));
     edge.set_overload_check(overload_check(
         calls.clone(),
         ports.clone(),

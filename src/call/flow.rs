@@ -86,9 +86,99 @@ enum CallCommand {
 }
 
 /// A call in progress, as the call flow knows it.
-struct LiveCall {
+pub(crate) struct LiveCall {
     commands: mpsc::UnboundedSender<CallCommand>,
     info: CallInfo,
+}
+
+/// The calls in progress by id, each with its task's channel: shared by the call flow and
+/// the ACD's writer ([`Dispatch`]).
+#[derive(Clone, Default)]
+pub(crate) struct LiveCalls(Arc<DashMap<CallId, LiveCall>>);
+
+impl std::ops::Deref for LiveCalls {
+    type Target = DashMap<CallId, LiveCall>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// What becomes of each of the ACD's outputs, done by the ACD's writer as it makes them
+/// (`runner::start`): recorded in the queue log, then handed to the call it concerns.
+///
+/// The writer hands a call its command itself, with no task in between: a task between
+/// them was one more hand-over on the way from a caller's INVITE to the agent's, and at
+/// an idle moment one more thread woken (BENCHMARKS.md, "Where the route time goes").
+/// Recording first keeps the log in the order the ACD decided, ahead of what the call
+/// task records after its command.
+pub(crate) struct Dispatch {
+    live: LiveCalls,
+    events: Events,
+}
+
+impl Dispatch {
+    pub(crate) fn new(live: LiveCalls, events: Events) -> Dispatch {
+        Dispatch { live, events }
+    }
+
+    /// Records `output`, at the ACD's time `at`, and hands the call it concerns its
+    /// command.
+    pub(crate) fn output(&self, at: Timestamp, output: Output) {
+        self.events.acd_output(at, &output);
+        let (call, command) = match output {
+            Output::Command(Command::Ring { call, agent, .. }) => (call, CallCommand::Ring(agent)),
+            Output::Command(Command::StopRinging { call, agent }) => {
+                (call, CallCommand::StopRinging(agent))
+            }
+            Output::Command(Command::Disconnect { call, reason }) => {
+                info!(%call, ?reason, "queue limit: the call is ended");
+                (call, CallCommand::Disconnect)
+            }
+            Output::Command(Command::RouteOut { call, destination }) => {
+                // The configuration refuses external overflow targets for now.
+                warn!(%call, %destination, "no route out: the call is ended");
+                (call, CallCommand::Disconnect)
+            }
+            Output::Event(Event::CallConnected {
+                call, agent, wait, ..
+            }) => {
+                info!(%call, %agent, wait_secs = wait.as_secs_f64(), "call connected");
+                (call, CallCommand::Connected(agent))
+            }
+            Output::Event(Event::WaitEstimated {
+                call,
+                position,
+                estimated_wait,
+                ..
+            }) => (
+                call,
+                CallCommand::Estimate {
+                    position,
+                    estimated_wait,
+                },
+            ),
+            Output::Event(Event::CallOverflowed {
+                call,
+                to: OverflowedTo::Queue(queue),
+                ..
+            }) => (call, CallCommand::MovedTo(queue)),
+            Output::Event(Event::CallbackDialing { call, agent, .. }) => {
+                (call, CallCommand::DialCaller(agent))
+            }
+            Output::Event(Event::CallbackUnanswered { call, .. }) => {
+                info!(%call, "the callback never reached the caller");
+                (call, CallCommand::Disconnect)
+            }
+            Output::Event(event) => {
+                debug!(?event, "acd");
+                return;
+            }
+        };
+        if let Some(live) = self.live.get(&call) {
+            live.commands.send(command).ok();
+        }
+    }
 }
 
 /// Who is on a live call, for the API.
@@ -164,6 +254,8 @@ pub(crate) struct CallsParts {
     pub(crate) events: Events,
     /// The first call id to give (after every call the store knows).
     pub(crate) first_call: u64,
+    /// The calls in progress, shared with the ACD's writer's [`Dispatch`].
+    pub(crate) live: LiveCalls,
 }
 
 /// Everything a call task needs, shared.
@@ -175,7 +267,7 @@ pub(crate) struct Calls {
     webrtc: WebRtcEndpoint,
     media: Arc<MediaCounters>,
     session: SessionConfig,
-    live: DashMap<CallId, LiveCall>,
+    live: LiveCalls,
     routing: arc_swap::ArcSwap<Routing>,
     next_call: AtomicU64,
     events: Events,
@@ -193,6 +285,7 @@ impl Calls {
             routing,
             events,
             first_call,
+            live,
         } = parts;
         Arc::new(Calls {
             acd,
@@ -201,7 +294,7 @@ impl Calls {
             webrtc,
             media,
             session,
-            live: DashMap::new(),
+            live,
             routing: arc_swap::ArcSwap::from_pointee(routing),
             next_call: AtomicU64::new(first_call.max(1)),
             events,
@@ -240,70 +333,6 @@ impl Calls {
         self.live
             .get(&call)
             .is_some_and(|c| c.commands.send(CallCommand::HangUp).is_ok())
-    }
-
-    /// Routes the ACD's outputs to the calls they concern.
-    pub(crate) async fn route(
-        self: Arc<Self>,
-        mut outputs: mpsc::UnboundedReceiver<(Timestamp, Output)>,
-    ) {
-        while let Some((at, output)) = outputs.recv().await {
-            self.events.acd_output(at, &output);
-            let (call, command) = match output {
-                Output::Command(Command::Ring { call, agent, .. }) => {
-                    (call, CallCommand::Ring(agent))
-                }
-                Output::Command(Command::StopRinging { call, agent }) => {
-                    (call, CallCommand::StopRinging(agent))
-                }
-                Output::Command(Command::Disconnect { call, reason }) => {
-                    info!(%call, ?reason, "queue limit: the call is ended");
-                    (call, CallCommand::Disconnect)
-                }
-                Output::Command(Command::RouteOut { call, destination }) => {
-                    // The configuration refuses external overflow targets for now.
-                    warn!(%call, %destination, "no route out: the call is ended");
-                    (call, CallCommand::Disconnect)
-                }
-                Output::Event(Event::CallConnected {
-                    call, agent, wait, ..
-                }) => {
-                    info!(%call, %agent, wait_secs = wait.as_secs_f64(), "call connected");
-                    (call, CallCommand::Connected(agent))
-                }
-                Output::Event(Event::WaitEstimated {
-                    call,
-                    position,
-                    estimated_wait,
-                    ..
-                }) => (
-                    call,
-                    CallCommand::Estimate {
-                        position,
-                        estimated_wait,
-                    },
-                ),
-                Output::Event(Event::CallOverflowed {
-                    call,
-                    to: OverflowedTo::Queue(queue),
-                    ..
-                }) => (call, CallCommand::MovedTo(queue)),
-                Output::Event(Event::CallbackDialing { call, agent, .. }) => {
-                    (call, CallCommand::DialCaller(agent))
-                }
-                Output::Event(Event::CallbackUnanswered { call, .. }) => {
-                    info!(%call, "the callback never reached the caller");
-                    (call, CallCommand::Disconnect)
-                }
-                Output::Event(event) => {
-                    debug!(?event, "acd");
-                    continue;
-                }
-            };
-            if let Some(live) = self.live.get(&call) {
-                live.commands.send(command).ok();
-            }
-        }
     }
 
     /// Takes an admitted trunk call and runs it to its end.
