@@ -300,8 +300,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
             signals.cancel();
         });
-        // On a worker, not on this thread: the server's loop hands each new call to a task,
-        // and a hand-over between workers is cheaper than waking the main thread for it.
+        // On a worker, not on this thread: the server's loop hands agents' logins and
+        // logouts to the ACD, and a hand-over between workers is cheaper than waking the
+        // main thread for it (trunk calls go from the edge's task to theirs directly).
         let server = server::run(
             validated,
             args.config.clone(),

@@ -148,6 +148,10 @@ pub(crate) async fn run(
         config.sip.max_calls,
         config.storage.max_backlog,
     ));
+    edge.set_call_handler({
+        let calls = calls.clone();
+        Box::new(move |call| calls.accept(call))
+    });
 
     let (events, mut edge_events) = mpsc::channel(1024);
     let sip_task = tokio::spawn(edge.clone().serve(events, shutdown.clone()));
@@ -306,7 +310,6 @@ pub(crate) async fn run(
                         acd.send(Input::Logout { agent });
                     }
                 }
-                Some(EdgeEvent::IncomingCall(call)) => calls.accept(call),
             },
         }
     }

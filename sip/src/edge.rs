@@ -1,6 +1,7 @@
 //! The SIP edge: listens on UDP and TCP, answers what it can alone (OPTIONS, REGISTER,
 //! unsupported methods, untrusted or unknown calls) and hands admitted trunk calls to the
-//! application as [`IncomingCall`]s. Agent legs are placed with [`SipEdge::invite_agent`].
+//! application's [`CallHandler`] as [`IncomingCall`]s. Agent legs are placed with
+//! [`SipEdge::invite_agent`].
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -156,8 +157,6 @@ pub enum EdgeEvent {
         /// Why.
         reason: Unregistered,
     },
-    /// A trunk call was admitted: the application answers or rejects it.
-    IncomingCall(IncomingCall),
 }
 
 /// Why a registration ended.
@@ -732,6 +731,8 @@ pub struct SipEdge {
     websocket_addr: std::sync::OnceLock<SocketAddr>,
     /// Says whether the server can take one more call, and if not when to try again.
     overload: std::sync::OnceLock<OverloadCheck>,
+    /// Takes each admitted trunk call.
+    calls: std::sync::OnceLock<CallHandler>,
     websocket_grace: Duration,
     /// WebSockets that closed, by the browser's address, for the serve loop.
     closed_websockets: mpsc::UnboundedSender<SocketAddr>,
@@ -830,6 +831,7 @@ impl SipEdge {
             tls,
             websocket_addr: std::sync::OnceLock::new(),
             overload: std::sync::OnceLock::new(),
+            calls: std::sync::OnceLock::new(),
             websocket_grace: config.websocket_grace,
             closed_websockets,
             closed_websockets_rx: std::sync::Mutex::new(Some(closed_websockets_rx)),
@@ -1231,7 +1233,7 @@ impl SipEdge {
                 tx.reply_with(StatusCode::OK, headers, None).await
             }
             Method::Register => self.register(&mut tx, &events).await,
-            Method::Invite => self.invite(tx, &events).await,
+            Method::Invite => self.invite(tx).await,
             Method::Bye | Method::Cancel | Method::PRack | Method::Update | Method::Info => {
                 tx.reply(StatusCode::CallTransactionDoesNotExist).await
             }
@@ -1358,11 +1360,7 @@ impl SipEdge {
         }
     }
 
-    async fn invite(
-        self: &Arc<Self>,
-        mut tx: Transaction,
-        events: &mpsc::Sender<EdgeEvent>,
-    ) -> rsipstack::Result<()> {
+    async fn invite(self: &Arc<Self>, mut tx: Transaction) -> rsipstack::Result<()> {
         let (source, transport) = source_of(&tx);
         let request = tx.original.clone();
         // RFC 3261 §8.2.2.1: the Request-URI user, as written (the stack keeps it raw).
@@ -1459,9 +1457,13 @@ impl SipEdge {
                 _slot: slot,
             },
         };
-        if events.send(EdgeEvent::IncomingCall(call)).await.is_err() {
+        // Handed over from this task, not through the serve loop's events: one hand-over
+        // less between the caller's INVITE and the agent's (BENCHMARKS.md).
+        let Some(accept) = self.calls.get() else {
+            warn!("no call handler: a trunk call gets 503");
             return tx.reply(StatusCode::ServiceUnavailable).await;
-        }
+        };
+        accept(call);
         // The dialog drives the INVITE transaction until its final response and ACK, and
         // then through Timer L (RFC 6026 §7.1: 32 s over UDP). Nothing else of this task
         // need live that long: the request's copy goes now.
@@ -1683,6 +1685,14 @@ impl SipEdge {
         }
     }
 
+    /// Sets what takes admitted trunk calls, once, before [`SipEdge::serve`]; until then
+    /// a trunk call gets 503.
+    pub fn set_call_handler(&self, handler: CallHandler) {
+        if self.calls.set(handler).is_err() {
+            warn!("the call handler was already set");
+        }
+    }
+
     /// How an agent's phone is registered now: over a WebSocket it is a browser, which takes
     /// only WebRTC media (RFC 7118 §1, RFC 8827 §6.5); `None` when it is not registered.
     pub fn agent_transport(&self, user: &str) -> Option<Transport> {
@@ -1849,6 +1859,10 @@ async fn unavailable(tx: &mut Transaction, wait: Duration) -> rsipstack::Result<
 /// Whether one more call can be taken; when not, how long the caller should wait before it
 /// tries again.
 pub type OverloadCheck = Box<dyn Fn() -> Option<Duration> + Send + Sync>;
+
+/// Takes an admitted trunk call, which it answers or rejects (`IncomingCall::leg`). Called
+/// from the task that admitted the call: it must not wait.
+pub type CallHandler = Box<dyn Fn(IncomingCall) + Send + Sync>;
 
 /// Why a trunk INVITE is not admitted.
 enum Refused {

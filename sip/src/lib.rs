@@ -34,8 +34,8 @@ pub mod websocket;
 pub use counters::SipCounters;
 pub use digest::{Account, Algorithm};
 pub use edge::{
-    ClientLeg, EdgeConfig, EdgeEvent, EndReason, Gateway, IncomingCall, LegEvent, OverloadCheck,
-    Responder, ServerLeg, SipEdge, TlsSettings, Trunk, Unregistered,
+    CallHandler, ClientLeg, EdgeConfig, EdgeEvent, EndReason, Gateway, IncomingCall, LegEvent,
+    OverloadCheck, Responder, ServerLeg, SipEdge, TlsSettings, Trunk, Unregistered,
 };
 pub use registrar::{Binding, RegistrarConfig, Transport};
 pub use security::{Rates, SecurityConfig};
