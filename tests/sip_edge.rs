@@ -1330,11 +1330,7 @@ fn a_stranger_holds_only_so_many_connections_and_gets_a_place_back_when_one_clos
         stranger_config(1)
     );
     let server = Server::start(&config);
-    let connect = || {
-        let tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        tcp
-    };
+    let connect = || tcp_to(&server);
     let mut held: Vec<_> = (0..3).map(|_| connect()).collect();
     server.wait_metric(
         "amico_sip_connections",
@@ -1402,11 +1398,7 @@ fn a_stranger_opening_connections_faster_than_its_rate_has_them_closed_at_once()
         stranger_config(1)
     );
     let server = Server::start(&config);
-    let connect = || {
-        let tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        tcp
-    };
+    let connect = || tcp_to(&server);
     let mut first = connect();
     assert_closed_unanswered(connect(), "the second connection, over the rate");
     assert_eq!(
@@ -1417,6 +1409,13 @@ fn a_stranger_opening_connections_faster_than_its_rate_has_them_closed_at_once()
     let answer = options_over_tcp(&mut first, &server, "connection-rate");
     assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
     assert_eq!(server.metric("amico_sip_connections"), 1.0);
+}
+
+/// A TCP connection to the server's SIP port, reads bounded to 5 s.
+fn tcp_to(server: &Server) -> std::net::TcpStream {
+    let tcp = std::net::TcpStream::connect(server.sip_tcp).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp
 }
 
 /// Asserts that the server closed `tcp` without a byte (`what` says which connection).
