@@ -35,10 +35,10 @@ pub struct SipCounters {
     refused: [AtomicU64; REFUSALS.len()],
 }
 
-/// Why a request was refused before it was handled: over its source's rate, a user
-/// blocked from the source, a trunk at its concurrent-call limit, the server overloaded
-/// (all answered 503 with Retry-After), a banned source (dropped), or a connection over
-/// its source's cap (closed at once).
+/// Why a request or a connection was refused before it was handled: over its source's
+/// rate, a user blocked from the source, a trunk at its concurrent-call limit, the server
+/// overloaded (requests all answered 503 with Retry-After, connections closed at once), a
+/// banned source (dropped), or a connection over its source's cap (closed at once).
 pub const REFUSALS: [&str; 6] = [
     "rate",
     "user_blocked",

@@ -420,9 +420,10 @@ impl Collector for AmicoCollector {
         counter(
             &mut encoder,
             "amico_sip_refused",
-            "SIP requests refused before handling: over a source's rate, a user blocked \
-             from its source, a trunk at its call limit (503), a banned source (dropped), a \
-             connection over its source's cap (closed).",
+            "SIP requests and connections refused before handling: over a source's rate \
+             (503; a connection closed), a user blocked from its source, a trunk at its call \
+             limit (503), a banned source (dropped), a connection over its source's cap \
+             (closed).",
             &refusals,
         )?;
         gauge(
