@@ -859,6 +859,42 @@ fn an_rsa_certificate_with_a_pkcs1_key_is_served() {
 }
 
 #[test]
+fn a_stranger_at_its_connection_cap_gets_no_tls_handshake_until_one_closes() {
+    let pki = Pki::new("tls-cap");
+    pki.install(&pki.leaf("amico-test-cap", KeyKind::EcdsaPkcs8));
+    // 127.0.0.1 a stranger (the trunk trusted elsewhere), allowed one connection.
+    let config = config(1, &pki.section())
+        .replace("sources = [\"127.0.0.1\"]", "sources = [\"10.0.0.0/8\"]")
+        .replace(
+            "[[trunks]]",
+            "[sip.limits]\nconnections_per_source = 1\n\n[[trunks]]",
+        );
+    let (server, tls) = start_tls(&config);
+    // A connection that never starts its handshake holds the one place.
+    let idle = std::net::TcpStream::connect(tls).unwrap();
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+    let refused = handshake(tls, Some(&pki.ca));
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(
+        server.metric("amico_sip_refused_total{reason=\"connections\"}"),
+        1.0
+    );
+    // It closes: its handshake fails, the place is free, and the next handshake is served.
+    drop(idle);
+    server.wait_metric(
+        "amico_sip_connections",
+        |v| v == 0.0,
+        Duration::from_secs(5),
+    );
+    let served = handshake(tls, Some(&pki.ca));
+    assert_eq!(served["ok"], true, "{served}");
+}
+
+#[test]
 fn a_missing_certificate_file_stops_the_start_with_its_name() {
     let dir = peers::scratch_dir("tls-missing");
     let missing = dir.join("nowhere.pem");

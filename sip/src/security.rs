@@ -19,7 +19,6 @@
 //!   is never banned.
 //! - Each failure is logged as one stable line (see [`Security::auth_failed`]), for
 //!   fail2ban, and counted in [`SipCounters`].
-//!
 //! - **Connections.** A source may hold `connections_per_source` TCP, TLS and WebSocket
 //!   connections open at once; the next is closed as soon as it is accepted, before a TLS
 //!   handshake or anything it sends is read. Each connection holds buffers in the stack
