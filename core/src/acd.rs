@@ -53,7 +53,8 @@ use crate::ids::{AgentId, CallId, QueueId};
 use crate::input::{Input, OfferFailure, Vote};
 use crate::journal::JournalEntry;
 use crate::metrics::{
-    self, AgentIntervalReport, AgentTime, Histogram, IntervalReport, Outcome, QueueStats, Samples,
+    self, AgentIntervalReport, AgentTime, ByMillisecond, Histogram, IntervalReport, Outcome,
+    QueueStats,
 };
 use crate::output::{Command, Event, Output, OverflowReason, OverflowedTo, WaitOutcome};
 use crate::snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, WaitingCaller};
@@ -282,7 +283,7 @@ impl Acd {
     }
 
     /// A queue's statistics for the current interval.
-    pub fn interval_stats(&self, queue: QueueId) -> Option<&QueueStats<Samples>> {
+    pub fn interval_stats(&self, queue: QueueId) -> Option<&QueueStats<ByMillisecond>> {
         self.queues.get(queue.index()).map(|q| &q.interval)
     }
 

@@ -2,9 +2,11 @@
 //!
 //! Each queue keeps the same [`QueueStats`] twice: cumulative since start, in
 //! hdrhistograms (milliseconds, three significant digits: ±0.1 %), and for the current
-//! interval (15 minutes by default) as the raw samples, so that an interval's percentiles
-//! are exact and closing an interval costs nothing when it saw no call. Means are always
-//! exact: they come from microsecond sums, not from histogram buckets.
+//! interval (15 minutes by default) counted by the millisecond ([`ByMillisecond`]), so
+//! that an interval's percentiles are exact to the millisecond in memory that does not
+//! grow with the number of calls, and closing an interval costs nothing when it saw no
+//! call. Means and maxima are always exact: they come from microseconds, not from
+//! buckets.
 //!
 //! Every figure is counted here and only here: the ACD hands each [`Outcome`] to
 //! [`QueueStats::record`] as it happens, and [`crate::tally::Tally`] hands it the same
@@ -45,6 +47,7 @@
 //! starts when counting starts and may be partial. Something that happens exactly at a
 //! boundary belongs to the interval that starts there. Agent time is split at the boundary.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -185,7 +188,9 @@ impl Histogram {
     }
 }
 
-/// An interval's distribution: the raw samples, for exact percentiles.
+/// Raw samples, for percentiles exact to the microsecond; their room grows with every
+/// value, so they suit a bounded set (a benchmark's latencies). Queue figures use
+/// [`ByMillisecond`].
 #[derive(Clone, Debug, Default)]
 pub struct Samples {
     micros: Vec<u64>,
@@ -240,14 +245,110 @@ impl Distribution for Samples {
     }
 }
 
+/// A distribution counted by the millisecond: how many values rounded to each millisecond,
+/// with the exact sum and maximum in microseconds.
+///
+/// Its percentiles are nearest-rank, exact to the millisecond: rounding is monotone, so
+/// the rank-`k` value of the rounded values is the rounded rank-`k` value, which is what
+/// [`Samples`] gives rounded to the millisecond (and never above the exact maximum). Its
+/// room grows with how many different milliseconds occur, not with how many values: a
+/// day of a million calls whose waits spread over ten minutes holds at most 600,000
+/// entries, and in practice a few thousand. The queues' intervals and the day's tally
+/// count with it, so that the figures of a busy day cost the same memory as a quiet one's.
+#[derive(Clone, Debug, Default)]
+pub struct ByMillisecond {
+    /// Values per millisecond (rounded to the nearest).
+    counts: BTreeMap<u64, u64>,
+    count: u64,
+    sum_micros: u128,
+    max_micros: u64,
+}
+
+impl ByMillisecond {
+    /// The nearest-rank values at each of `quantiles` (ascending), in one pass.
+    fn ranks<const N: usize>(&self, quantiles: [f64; N]) -> [Duration; N] {
+        let mut found = [Duration::ZERO; N];
+        if self.count == 0 {
+            return found;
+        }
+        let max = Duration::from_micros(self.max_micros);
+        let mut next = 0;
+        let mut below = 0u64;
+        for (&millis, &count) in &self.counts {
+            below += count;
+            while next < N && rank(quantiles[next], self.count) <= below {
+                found[next] = Duration::from_millis(millis).min(max);
+                next += 1;
+            }
+            if next == N {
+                break;
+            }
+        }
+        found
+    }
+}
+
+/// The 1-based nearest rank of quantile `q` among `count` values.
+fn rank(q: f64, count: u64) -> u64 {
+    ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).clamp(1, count)
+}
+
+impl Distribution for ByMillisecond {
+    fn record(&mut self, value: Duration) {
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
+        *self
+            .counts
+            .entry(micros.saturating_add(500) / 1000)
+            .or_default() += 1;
+        self.count += 1;
+        self.sum_micros += u128::from(micros);
+        self.max_micros = self.max_micros.max(micros);
+    }
+
+    fn count(&self) -> u64 {
+        self.count
+    }
+
+    fn sum(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.sum_micros).unwrap_or(u64::MAX))
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let [value] = self.ranks([q]);
+        value
+    }
+
+    fn max(&self) -> Duration {
+        Duration::from_micros(self.max_micros)
+    }
+
+    fn clear(&mut self) {
+        *self = ByMillisecond::default();
+    }
+
+    fn summary(&self) -> DistributionSummary {
+        let [p50, p90, p95, p99, p999] = self.ranks(QUANTILES);
+        DistributionSummary {
+            count: self.count,
+            mean: mean(self.sum(), self.count),
+            p50,
+            p90,
+            p95,
+            p99,
+            p999,
+            max: self.max(),
+        }
+    }
+}
+
 /// The nearest-rank percentile: the smallest sample with at least `q` of the samples at or
 /// below it.
 fn nearest_rank(sorted: &[u64], q: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
-    Duration::from_micros(sorted[rank.clamp(1, sorted.len()) - 1])
+    let rank = rank(q, sorted.len() as u64) as usize;
+    Duration::from_micros(sorted[rank - 1])
 }
 
 /// Count, mean and percentiles of one distribution.
@@ -810,6 +911,66 @@ mod tests {
         assert_eq!(summary.max, ms(1000));
         assert_eq!(summary.mean, Some(Duration::from_micros(500_500)));
         assert_eq!(samples.quantile(0.5), ms(500));
+    }
+
+    /// Rounds to the nearest millisecond, as [`ByMillisecond`] does.
+    fn to_millisecond(value: Duration) -> Duration {
+        Duration::from_millis((value.as_micros() as u64 + 500) / 1000)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Each percentile is the raw samples' nearest rank rounded to the millisecond
+        /// (never above the maximum); count, mean and maximum are the samples' own.
+        #[test]
+        fn by_millisecond_is_the_samples_rounded_to_the_millisecond(
+            micros in proptest::collection::vec(0u64..5_000_000, 0..400),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut samples = Samples::default();
+            let mut counted = ByMillisecond::default();
+            for &value in &micros {
+                samples.record(Duration::from_micros(value));
+                counted.record(Duration::from_micros(value));
+            }
+            let (want, got) = (samples.summary(), counted.summary());
+            proptest::prop_assert_eq!(got.count, want.count);
+            proptest::prop_assert_eq!(got.mean, want.mean);
+            proptest::prop_assert_eq!(got.max, want.max);
+            for (got, want) in [
+                (got.p50, want.p50),
+                (got.p90, want.p90),
+                (got.p95, want.p95),
+                (got.p99, want.p99),
+                (got.p999, want.p999),
+                (counted.quantile(q), samples.quantile(q)),
+            ] {
+                proptest::prop_assert_eq!(got, to_millisecond(want).min(samples.max()));
+            }
+        }
+    }
+
+    #[test]
+    fn by_millisecond_keeps_one_entry_per_millisecond_whatever_the_count() {
+        let mut counted = ByMillisecond::default();
+        // A million talk times of one to two seconds, each to the microsecond.
+        for call in 0..1_000_000u64 {
+            counted.record(Duration::from_micros(1_000_000 + call * 7919 % 1_000_000));
+        }
+        assert_eq!(counted.count(), 1_000_000);
+        assert!(
+            counted.counts.len() <= 1001,
+            "{} entries",
+            counted.counts.len()
+        );
+        let summary = counted.summary();
+        assert_eq!(summary.p50, ms(1500));
+        assert_eq!(summary.max, Duration::from_micros(1_999_999));
+        assert_eq!(counted.quantile(0.0), ms(1000));
+        counted.clear();
+        assert_eq!(counted.summary(), DistributionSummary::default());
+        assert!(counted.counts.is_empty());
     }
 
     #[test]

@@ -87,8 +87,8 @@ use std::time::Duration;
 use crate::config::{AcdConfig, Thresholds};
 use crate::ids::{AgentId, QueueId};
 use crate::metrics::{
-    self, AgentFigures, AgentIntervalReport, AgentReport, AgentTime, IntervalReport, Outcome,
-    QueueStats, Samples,
+    self, AgentFigures, AgentIntervalReport, AgentReport, AgentTime, ByMillisecond, IntervalReport,
+    Outcome, QueueStats,
 };
 use crate::output::{AgentStatus, Event, WaitOutcome};
 use crate::time::Timestamp;
@@ -112,8 +112,8 @@ pub struct Tally {
 #[derive(Clone, Debug, Default)]
 struct QueueTally {
     thresholds: Thresholds,
-    total: QueueStats<Samples>,
-    interval: QueueStats<Samples>,
+    total: QueueStats<ByMillisecond>,
+    interval: QueueStats<ByMillisecond>,
     closed: Vec<IntervalReport>,
 }
 
@@ -369,12 +369,12 @@ impl Tally {
 
     /// Every queue seen in an event or given thresholds, by id, with its statistics since
     /// the start.
-    pub fn queues(&self) -> impl Iterator<Item = (QueueId, &QueueStats<Samples>)> {
+    pub fn queues(&self) -> impl Iterator<Item = (QueueId, &QueueStats<ByMillisecond>)> {
         self.queues.iter().map(|(&id, queue)| (id, &queue.total))
     }
 
     /// A queue's statistics since the start.
-    pub fn queue(&self, queue: QueueId) -> Option<&QueueStats<Samples>> {
+    pub fn queue(&self, queue: QueueId) -> Option<&QueueStats<ByMillisecond>> {
         self.queues.get(&queue).map(|queue| &queue.total)
     }
 

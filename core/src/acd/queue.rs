@@ -8,7 +8,7 @@ use crate::bitset::Bitset;
 use crate::config::{NoAgentsPolicy, Strategy, Thresholds};
 use crate::estimator::WaitEstimator;
 use crate::ids::{QueueId, SkillId};
-use crate::metrics::{Histogram, IntervalReport, Outcome, QueueStats, Samples};
+use crate::metrics::{ByMillisecond, Histogram, IntervalReport, Outcome, QueueStats};
 
 /// Where a queue's overflow goes, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub(crate) struct Queue {
     pub(crate) cursor: usize,
     pub(crate) estimator: WaitEstimator,
     pub(crate) stats: QueueStats<Histogram>,
-    pub(crate) interval: QueueStats<Samples>,
+    pub(crate) interval: QueueStats<ByMillisecond>,
     pub(crate) closed: VecDeque<IntervalReport>,
 }
 
