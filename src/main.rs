@@ -3,7 +3,9 @@
 
 /// jemalloc, with its background threads purging freed pages: with glibc's allocator a
 /// server that took 200 calls a second for 30 s still held 243 MB a minute after the last
-/// call (from 35 MB at rest); see BENCHMARKS.md, "After the load".
+/// call (from 35 MB at rest); see BENCHMARKS.md, "After the load". The feature
+/// `system-allocator` leaves it out, for heap profilers that hook glibc's `malloc`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
