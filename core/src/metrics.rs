@@ -39,8 +39,10 @@
 //!
 //! A wait is "within T" when it is at most T; a short abandon waited strictly less than
 //! the short-abandon threshold, and an abandon "after the threshold" strictly more than
-//! the abandon threshold (see [`Counters::abandon`]). Percentiles are nearest-rank on raw
-//! samples and hdrhistogram's highest-equivalent value on histograms.
+//! the abandon threshold (see [`Counters::abandon`]). Percentiles are nearest-rank (the
+//! smallest value with at least that share of the values at or below it), to the
+//! millisecond, on the intervals' and reports' counts ([`ByMillisecond`]), and
+//! hdrhistogram's highest-equivalent value on the cumulative histograms.
 //!
 //! # Intervals
 //! Statistics intervals fall on `origin + k × length` ([`interval_end`]); the first one

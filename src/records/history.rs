@@ -267,6 +267,10 @@ const FORMULAS: &[(&str, &str)] = &[
         "estimate_accuracy",
         "wait predictions within 20 % of the actual wait / predictions, answered calls",
     ),
+    (
+        "wait percentiles",
+        "nearest rank: the smallest wait with at least that share of the waits at or below it, to the millisecond",
+    ),
 ];
 
 /// One queue over one interval (or the whole period: `span` = "total").
