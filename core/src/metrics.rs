@@ -148,7 +148,7 @@ impl Distribution for Histogram {
         let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
         // Round to the nearest millisecond. `record` grows the auto-resizing histogram;
         // only a value beyond what any histogram can track fails, and that one is clamped.
-        let millis = micros.saturating_add(500) / 1000;
+        let millis = nearest_millisecond(micros);
         if self.histogram.record(millis).is_err() {
             self.histogram.saturating_record(millis);
         }
@@ -261,6 +261,7 @@ impl Distribution for Samples {
 pub struct ByMillisecond {
     /// Values per millisecond (rounded to the nearest).
     counts: BTreeMap<u64, u64>,
+    /// The sum of `counts`, kept: the ranks need it before their walk.
     count: u64,
     sum_micros: u128,
     max_micros: u64,
@@ -290,6 +291,12 @@ impl ByMillisecond {
     }
 }
 
+/// `micros` rounded to the nearest millisecond, as both [`Histogram`] and [`ByMillisecond`]
+/// count.
+fn nearest_millisecond(micros: u64) -> u64 {
+    micros.saturating_add(500) / 1000
+}
+
 /// The 1-based nearest rank of quantile `q` among `count` values.
 fn rank(q: f64, count: u64) -> u64 {
     ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).clamp(1, count)
@@ -298,10 +305,7 @@ fn rank(q: f64, count: u64) -> u64 {
 impl Distribution for ByMillisecond {
     fn record(&mut self, value: Duration) {
         let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
-        *self
-            .counts
-            .entry(micros.saturating_add(500) / 1000)
-            .or_default() += 1;
+        *self.counts.entry(nearest_millisecond(micros)).or_default() += 1;
         self.count += 1;
         self.sum_micros += u128::from(micros);
         self.max_micros = self.max_micros.max(micros);
