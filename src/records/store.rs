@@ -96,6 +96,7 @@ pub(crate) fn database_url(setting: &str) -> anyhow::Result<(Backend, String)> {
 #[derive(Clone, Debug)]
 pub(crate) struct Store {
     pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
@@ -132,7 +133,7 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("database '{setting}': migrations"))?;
-        Ok(Store { pool })
+        Ok(Store { pool, backend })
     }
 
     /// The highest sequence number stored, 0 when the log is empty.
@@ -179,13 +180,14 @@ impl Store {
             ]);
             rows.add(record);
         }
-        insert_rows(&mut tx, &QUEUE_LOG, log).await?;
+        let backend = self.backend;
+        insert_rows(&mut tx, backend, &QUEUE_LOG, log).await?;
         // A call's row is inserted before any update of it: its arrival comes first.
-        insert_rows(&mut tx, &CALLS, rows.calls).await?;
-        insert_rows(&mut tx, &SURVEY_VOTES, rows.votes).await?;
-        insert_rows(&mut tx, &AGENT_STATES, rows.agent_states).await?;
-        insert_rows(&mut tx, &WAIT_PREDICTIONS, rows.predictions).await?;
-        insert_rows(&mut tx, &LEGS, rows.legs).await?;
+        insert_rows(&mut tx, backend, &CALLS, rows.calls).await?;
+        insert_rows(&mut tx, backend, &SURVEY_VOTES, rows.votes).await?;
+        insert_rows(&mut tx, backend, &AGENT_STATES, rows.agent_states).await?;
+        insert_rows(&mut tx, backend, &WAIT_PREDICTIONS, rows.predictions).await?;
+        insert_rows(&mut tx, backend, &LEGS, rows.legs).await?;
         for record in records {
             update_call(&mut tx, record).await?;
         }
@@ -342,6 +344,7 @@ const MAX_ROWS: usize = 64;
 /// are prepared once.
 async fn insert_rows(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     table: &Table,
     rows: Vec<Vec<Param>>,
 ) -> sqlx::Result<()> {
@@ -354,7 +357,7 @@ async fn insert_rows(
             1 << left.ilog2()
         };
         // Built from the table's own names and numbered placeholders only: no value is in it.
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(table, take)));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(backend, table, take)));
         for param in rows.by_ref().take(take).flatten() {
             query = match param {
                 Param::Int(value) => query.bind(value),
@@ -367,8 +370,17 @@ async fn insert_rows(
     Ok(())
 }
 
-/// `INSERT INTO table (columns) VALUES ($1, ..), (..)` for `rows` rows.
-fn insert_sql(table: &Table, rows: usize) -> String {
+/// `INSERT INTO table (columns) VALUES (..), (..)` for `rows` rows, with the backend's
+/// placeholders: PostgreSQL's numbered `$1, $2, ..`, SQLite's anonymous `?`.
+///
+/// Not `$N` for SQLite: sqlx finds the argument of each numbered parameter by its name,
+/// and SQLite looks a name up by walking the statement's list of names
+/// (`sqlite3_bind_parameter_name`), so binding a 640-value INSERT walked that list 640
+/// times. It was a third of the store thread's CPU (BENCHMARKS.md, "The store's
+/// placeholders"). An anonymous `?` has no name, and its number is its position
+/// (SQLite docs, "Binding Values To Prepared Statements"), which is the order values are
+/// bound in here.
+fn insert_sql(backend: Backend, table: &Table, rows: usize) -> String {
     use std::fmt::Write;
     let width = table.columns.len();
     let mut sql = format!(
@@ -380,7 +392,14 @@ fn insert_sql(table: &Table, rows: usize) -> String {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..width {
             let separator = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", row * width + column + 1);
+            match backend {
+                Backend::Postgres => {
+                    let _ = write!(sql, "{separator}${}", row * width + column + 1);
+                }
+                Backend::Sqlite => {
+                    let _ = write!(sql, "{separator}?");
+                }
+            }
         }
         sql.push(')');
     }
@@ -574,9 +593,15 @@ mod tests {
     #[test]
     fn multi_row_inserts_number_their_placeholders_row_by_row() {
         assert_eq!(
-            insert_sql(&AGENT_STATES, 2),
+            insert_sql(Backend::Postgres, &AGENT_STATES, 2),
             "INSERT INTO agent_states (seq, at_us, agent, state, reason) VALUES \
              ($1, $2, $3, $4, $5), ($6, $7, $8, $9, $10)"
+        );
+        // SQLite's are anonymous: numbered by position, in the order values are bound.
+        assert_eq!(
+            insert_sql(Backend::Sqlite, &AGENT_STATES, 2),
+            "INSERT INTO agent_states (seq, at_us, agent, state, reason) VALUES \
+             (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"
         );
         // The widest table at the most rows stays under SQLite's oldest bound-value limit.
         let widest = [
@@ -595,7 +620,10 @@ mod tests {
             widest * MAX_ROWS <= 999,
             "{widest} columns x {MAX_ROWS} rows"
         );
-        assert!(insert_sql(&LEGS, MAX_ROWS).ends_with(&format!("${})", 10 * MAX_ROWS)));
+        assert!(
+            insert_sql(Backend::Postgres, &LEGS, MAX_ROWS)
+                .ends_with(&format!("${})", 10 * MAX_ROWS))
+        );
     }
 
     #[test]
