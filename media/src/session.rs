@@ -66,9 +66,13 @@ enum AgentInput {
     WebRtc(Datagram),
 }
 
+/// What the handle asks of the session's task. Boxed where a variant is large: every
+/// session's command queue allocates room for 32 commands at its start (Tokio's block),
+/// so the largest variant sets its size; with the agent leg inline (128 bytes) that was
+/// 4 KB a call, about 6 MB at 1,000 calls a second (BENCHMARKS.md).
 #[derive(Debug)]
 enum Command {
-    Bridge(AgentLeg),
+    Bridge(Box<AgentLeg>),
     AgentOffer(String, oneshot::Sender<Result<String, WebRtcError>>),
     Hold,
     UpdateRemote(Leg, RemoteMedia),
@@ -136,7 +140,7 @@ impl MediaSession {
     /// flows to the browser once DTLS is up, and until then the caller's packets for it are
     /// counted as dropped (`NoPeer`).
     pub fn bridge_agent(&self, agent: AgentLeg) {
-        self.send(Command::Bridge(agent));
+        self.send(Command::Bridge(Box::new(agent)));
     }
 
     /// Answers an SDP offer from the bridged browser agent (a re-INVITE from the page: hold,
@@ -305,18 +309,21 @@ async fn run(
         tokio::select! {
             command = commands.recv() => match command {
                 None | Some(Command::Stop) => break,
-                Some(Command::Bridge(AgentLeg::Rtp(socket, remote))) => {
-                    let local = socket.local_addr();
-                    tracing::debug!(%local, remote = %remote.addr, "agent leg bridged");
-                    agent = Some(AgentSocket::Rtp(socket));
-                    state.handle_bridge(now(), AgentMedia::Rtp(remote));
-                }
-                Some(Command::Bridge(AgentLeg::WebRtc(leg))) => {
-                    let (rtc, link) = leg.into_parts();
-                    tracing::debug!(local = %link.local_addr(), ?rtc, "WebRTC agent leg bridged");
-                    agent = Some(AgentSocket::WebRtc(link));
-                    state.handle_bridge(now(), AgentMedia::WebRtc(rtc));
-                }
+                Some(Command::Bridge(leg)) => match *leg {
+                    AgentLeg::Rtp(socket, remote) => {
+                        let local = socket.local_addr();
+                        tracing::debug!(%local, remote = %remote.addr, "agent leg bridged");
+                        agent = Some(AgentSocket::Rtp(socket));
+                        state.handle_bridge(now(), AgentMedia::Rtp(remote));
+                    }
+                    AgentLeg::WebRtc(leg) => {
+                        let (rtc, link) = leg.into_parts();
+                        let local = link.local_addr();
+                        tracing::debug!(%local, ?rtc, "WebRTC agent leg bridged");
+                        agent = Some(AgentSocket::WebRtc(link));
+                        state.handle_bridge(now(), AgentMedia::WebRtc(rtc));
+                    }
+                },
                 Some(Command::AgentOffer(offer, reply)) => {
                     let _ = reply.send(state.handle_agent_offer(now(), &offer));
                 }
