@@ -5,10 +5,12 @@ use crate::port_pool::RtpSocket;
 use crate::session_state::{AgentMedia, SessionState, Transmit, TransmitKind};
 use crate::webrtc::{Datagram, Link};
 use crate::{Leg, MediaEvent, Playlist, RemoteMedia, WebRtcError, WebRtcLeg};
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 /// Events waiting for the call flow before new ones are dropped (with a warning): enough for
@@ -18,9 +20,21 @@ const EVENT_CAPACITY: usize = 64;
 /// Larger than any RTP packet a G.711 phone sends (a 1500-byte MTU), so nothing is cut.
 const RECEIVE_BUFFER: usize = 2048;
 
+thread_local! {
+    /// Where an RTP datagram lands between its socket's readiness and its handling: one
+    /// buffer for each runtime thread, used only between an await and the next, rather than
+    /// two in each session (4 KB a call, some 6 MB at 1,000 calls a second).
+    static DATAGRAM: RefCell<Vec<u8>> = RefCell::new(vec![0; RECEIVE_BUFFER]);
+}
+
 /// Packets sent at one wake-up at most. Two are normal (an audio frame and a
 /// telephone-event); the bound only keeps a state that failed to advance from spinning.
 const MAX_DUE_PER_WAKE: usize = 8;
+
+/// Most datagrams read from one socket at one wake-up: read until the socket has no more
+/// (its readiness is cleared then, so the next wait sleeps), but never so many that the
+/// other leg and the timers wait.
+const MAX_READ_PER_WAKE: usize = 8;
 
 /// How a [`MediaSession`] behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,7 +76,8 @@ enum AgentSocket {
 
 /// What the agent side of the session's select loop received.
 enum AgentInput {
-    Rtp(io::Result<(usize, SocketAddr)>),
+    /// The plain RTP socket is readable (or failed to wait).
+    RtpReady(io::Result<()>),
     WebRtc(Datagram),
 }
 
@@ -239,9 +254,9 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn receive(socket: Option<&mut AgentSocket>, buffer: &mut [u8]) -> AgentInput {
+async fn receive(socket: Option<&mut AgentSocket>) -> AgentInput {
     match socket {
-        Some(AgentSocket::Rtp(socket)) => AgentInput::Rtp(socket.socket().recv_from(buffer).await),
+        Some(AgentSocket::Rtp(socket)) => AgentInput::RtpReady(socket.socket().readable().await),
         Some(AgentSocket::WebRtc(link)) => match link.recv().await {
             Some(datagram) => AgentInput::WebRtc(datagram),
             // The link holds a sender of its own queue, so this never ends; if it did, the
@@ -249,6 +264,21 @@ async fn receive(socket: Option<&mut AgentSocket>, buffer: &mut [u8]) -> AgentIn
             None => std::future::pending().await,
         },
         None => std::future::pending().await,
+    }
+}
+
+/// One datagram from a socket that was readable, into `buffer`: its length and source, or
+/// None when the readiness was stale or the read failed.
+fn try_read(socket: &UdpSocket, buffer: &mut [u8], leg: Leg) -> Option<(usize, SocketAddr)> {
+    match socket.try_recv_from(buffer) {
+        Ok(received) => Some(received),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+        // ICMP errors from earlier sends surface here (ECONNREFUSED on Linux); the socket is
+        // still fine.
+        Err(error) => {
+            tracing::trace!(%error, ?leg, "RTP receive error");
+            None
+        }
     }
 }
 
@@ -297,8 +327,6 @@ async fn run(
 ) {
     let counters = Arc::clone(&active.0);
     let mut agent: Option<AgentSocket> = None;
-    let mut caller_buffer = vec![0; RECEIVE_BUFFER];
-    let mut agent_buffer = vec![0; RECEIVE_BUFFER];
     loop {
         let deadline = state.poll_timeout();
         // A far-away wake-up stands in for "none"; the branch is disabled then anyway.
@@ -337,23 +365,34 @@ async fn run(
                 Some(Command::Play(playlist, id)) => state.handle_play(playlist, id),
                 Some(Command::SendDtmf(leg, digit)) => state.handle_send_dtmf(now(), leg, digit),
             },
-            received = caller.socket().recv_from(&mut caller_buffer) => match received {
-                Ok((len, from)) => {
-                    let datagram = &caller_buffer[..len];
-                    let transmit = state.handle_datagram(now(), Leg::Caller, from, datagram);
-                    send(transmit, &caller, agent.as_mut(), &counters);
-                }
-                // ICMP errors from earlier sends surface here (ECONNREFUSED on Linux); the
-                // socket is still fine.
-                Err(error) => tracing::trace!(%error, "caller RTP receive error"),
+            ready = caller.socket().readable() => match ready {
+                Ok(()) => DATAGRAM.with_borrow_mut(|buffer| {
+                    for _ in 0..MAX_READ_PER_WAKE {
+                        let Some((len, from)) = try_read(caller.socket(), buffer, Leg::Caller)
+                        else {
+                            break;
+                        };
+                        let datagram = &buffer[..len];
+                        let transmit = state.handle_datagram(now(), Leg::Caller, from, datagram);
+                        send(transmit, &caller, agent.as_mut(), &counters);
+                    }
+                }),
+                Err(error) => tracing::trace!(%error, "caller RTP wait error"),
             },
-            received = receive(agent.as_mut(), &mut agent_buffer) => match received {
-                AgentInput::Rtp(Ok((len, from))) => {
-                    let datagram = &agent_buffer[..len];
-                    let transmit = state.handle_datagram(now(), Leg::Agent, from, datagram);
-                    send(transmit, &caller, agent.as_mut(), &counters);
-                }
-                AgentInput::Rtp(Err(error)) => tracing::trace!(%error, "agent RTP receive error"),
+            received = receive(agent.as_mut()) => match received {
+                AgentInput::RtpReady(Ok(())) => DATAGRAM.with_borrow_mut(|buffer| {
+                    for _ in 0..MAX_READ_PER_WAKE {
+                        let Some(AgentSocket::Rtp(socket)) = &agent else { return };
+                        let Some((len, from)) = try_read(socket.socket(), buffer, Leg::Agent)
+                        else {
+                            break;
+                        };
+                        let datagram = &buffer[..len];
+                        let transmit = state.handle_datagram(now(), Leg::Agent, from, datagram);
+                        send(transmit, &caller, agent.as_mut(), &counters);
+                    }
+                }),
+                AgentInput::RtpReady(Err(error)) => tracing::trace!(%error, "agent RTP wait error"),
                 AgentInput::WebRtc(datagram) => {
                     let local = match &agent {
                         Some(AgentSocket::WebRtc(link)) => link.local_addr(),
