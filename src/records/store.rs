@@ -160,10 +160,10 @@ impl Store {
     /// Writes `records` and everything derived from them in one transaction.
     ///
     /// Each statement is a round trip to the database (for SQLite, to the thread sqlx runs
-    /// it on, and back). So rows of one table go in together, as multi-row INSERTs, and
-    /// only the updates of a call's CDR go one by one, in order. Near 2,000 calls a second
-    /// the store is what limits the server, and this raised what it commits by about a
-    /// tenth (BENCHMARKS.md, "Where a call's CPU went").
+    /// it on, and back). So rows of one table go in together, as multi-row INSERTs, and the
+    /// calls' CDRs are filled in by one UPDATE for many calls ([`update_calls`]): a batch
+    /// of 512 records takes about a dozen statements (BENCHMARKS.md, "The store's
+    /// statements").
     pub(crate) async fn write(&self, records: &[Record]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut rows = DerivedRows::default();
