@@ -31,9 +31,8 @@ thread_local! {
 /// telephone-event); the bound only keeps a state that failed to advance from spinning.
 const MAX_DUE_PER_WAKE: usize = 8;
 
-/// Most datagrams read from one socket at one wake-up: read until the socket has no more
-/// (its readiness is cleared then, so the next wait sleeps), but never so many that the
-/// other leg and the timers wait.
+/// Most datagrams read from one socket at one wake-up ([`relay_ready`]): never so many
+/// that the other leg and the timers wait.
 const MAX_READ_PER_WAKE: usize = 8;
 
 /// How a [`MediaSession`] behaves.
@@ -267,6 +266,32 @@ async fn receive(socket: Option<&mut AgentSocket>) -> AgentInput {
     }
 }
 
+/// Relays what `leg`'s plain RTP socket holds, now that it is readable: read into the
+/// thread's buffer until the socket is empty (its readiness is cleared then, so the next
+/// wait sleeps), at most [`MAX_READ_PER_WAKE`] datagrams.
+fn relay_ready(
+    leg: Leg,
+    state: &mut SessionState,
+    caller: &RtpSocket,
+    agent: &mut Option<AgentSocket>,
+    counters: &MediaCounters,
+) {
+    DATAGRAM.with_borrow_mut(|buffer| {
+        for _ in 0..MAX_READ_PER_WAKE {
+            let socket = match (leg, &*agent) {
+                (Leg::Caller, _) => caller.socket(),
+                (Leg::Agent, Some(AgentSocket::Rtp(socket))) => socket.socket(),
+                (Leg::Agent, _) => return,
+            };
+            let Some((len, from)) = try_read(socket, buffer, leg) else {
+                return;
+            };
+            let transmit = state.handle_datagram(now(), leg, from, &buffer[..len]);
+            send(transmit, caller, agent.as_mut(), counters);
+        }
+    });
+}
+
 /// One datagram from a socket that was readable, into `buffer`: its length and source, or
 /// None when the readiness was stale or the read failed.
 fn try_read(socket: &UdpSocket, buffer: &mut [u8], leg: Leg) -> Option<(usize, SocketAddr)> {
@@ -366,32 +391,13 @@ async fn run(
                 Some(Command::SendDtmf(leg, digit)) => state.handle_send_dtmf(now(), leg, digit),
             },
             ready = caller.socket().readable() => match ready {
-                Ok(()) => DATAGRAM.with_borrow_mut(|buffer| {
-                    for _ in 0..MAX_READ_PER_WAKE {
-                        let Some((len, from)) = try_read(caller.socket(), buffer, Leg::Caller)
-                        else {
-                            break;
-                        };
-                        let datagram = &buffer[..len];
-                        let transmit = state.handle_datagram(now(), Leg::Caller, from, datagram);
-                        send(transmit, &caller, agent.as_mut(), &counters);
-                    }
-                }),
+                Ok(()) => relay_ready(Leg::Caller, &mut state, &caller, &mut agent, &counters),
                 Err(error) => tracing::trace!(%error, "caller RTP wait error"),
             },
             received = receive(agent.as_mut()) => match received {
-                AgentInput::RtpReady(Ok(())) => DATAGRAM.with_borrow_mut(|buffer| {
-                    for _ in 0..MAX_READ_PER_WAKE {
-                        let Some(AgentSocket::Rtp(socket)) = &agent else { return };
-                        let Some((len, from)) = try_read(socket.socket(), buffer, Leg::Agent)
-                        else {
-                            break;
-                        };
-                        let datagram = &buffer[..len];
-                        let transmit = state.handle_datagram(now(), Leg::Agent, from, datagram);
-                        send(transmit, &caller, agent.as_mut(), &counters);
-                    }
-                }),
+                AgentInput::RtpReady(Ok(())) => {
+                    relay_ready(Leg::Agent, &mut state, &caller, &mut agent, &counters);
+                }
                 AgentInput::RtpReady(Err(error)) => tracing::trace!(%error, "agent RTP wait error"),
                 AgentInput::WebRtc(datagram) => {
                     let local = match &agent {
