@@ -384,7 +384,7 @@ fn statement_sizes(rows: usize, max: usize) -> impl Iterator<Item = usize> {
 /// and SQLite looks a name up by walking the statement's list of names
 /// (`sqlite3_bind_parameter_name`), so binding a 640-value INSERT walked that list 640
 /// times. It was a third of the store thread's CPU (BENCHMARKS.md, "The store's
-/// placeholders"). An anonymous `?` has no name, and its number is its position
+/// statements"). An anonymous `?` has no name, and its number is its position
 /// (SQLite docs, "Binding Values To Prepared Statements"), which is the order values are
 /// bound in here.
 fn insert_sql(backend: Backend, table: &Table, rows: usize) -> String {
@@ -538,7 +538,7 @@ enum Change {
 
 impl Change {
     /// Its code in the UPDATE (see [`update_sql`]) and its value.
-    fn code(&self) -> (i64, Option<&Param>) {
+    fn code(self) -> (i64, Option<Param>) {
         match self {
             Change::Keep => (0, None),
             Change::Set(value) => (1, Some(value)),
@@ -658,20 +658,19 @@ async fn update_calls(
     backend: Backend,
     records: &[Record],
 ) -> sqlx::Result<()> {
-    let calls = calls_changed(records);
-    let mut calls = calls.iter();
+    let mut calls = calls_changed(records).into_iter();
     for rows in statement_sizes(calls.len(), MAX_UPDATED_CALLS) {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(update_sql(backend, rows)));
         for (call, changes) in calls.by_ref().take(rows) {
-            query = query.bind(*call);
-            for (change, (_, text)) in changes.iter().zip(CALL_COLUMNS) {
+            query = query.bind(call);
+            for (change, (_, text)) in changes.into_iter().zip(CALL_COLUMNS) {
                 let (code, value) = change.code();
                 query = query.bind(code);
                 // A kept column's value is a NULL of the column's type: PostgreSQL wants
                 // one type down each column of the VALUES.
                 query = match value {
-                    Some(Param::Int(value)) => query.bind(*value),
-                    Some(Param::Text(value)) => query.bind(value.clone()),
+                    Some(Param::Int(value)) => query.bind(value),
+                    Some(Param::Text(value)) => query.bind(value),
                     None if text => query.bind(None::<String>),
                     None => query.bind(None::<i64>),
                 };
