@@ -351,10 +351,7 @@ async fn insert_rows(
         // Built from the table's own names and placeholders only: no value is in it.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(backend, table, take)));
         for param in rows.by_ref().take(take).flatten() {
-            query = match param {
-                Param::Int(value) => query.bind(value),
-                Param::Text(value) => query.bind(value),
-            };
+            query = param.bind_to(query);
         }
         query.execute(&mut **tx).await?;
     }
@@ -566,7 +563,18 @@ impl Param {
     fn is_null(&self) -> bool {
         matches!(self, Param::Int(None) | Param::Text(None))
     }
+
+    /// `query` with this value bound as its next parameter.
+    fn bind_to(self, query: AnyQuery<'_>) -> AnyQuery<'_> {
+        match self {
+            Param::Int(value) => query.bind(value),
+            Param::Text(value) => query.bind(value),
+        }
+    }
 }
+
+/// A statement of the store, before it runs.
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
 /// What one record says of its call's row, if anything.
 fn call_changes(entry: &Entry) -> Vec<(CallColumn, Change)> {
@@ -580,46 +588,44 @@ fn call_changes(entry: &Entry) -> Vec<(CallColumn, Change)> {
         ..
     } = entry;
     let set = |column, value| (column, Change::Set(value));
-    let int = |value: Option<i64>| Param::Int(value);
-    let text = |value: &str| Param::Text(Some(value.to_owned()));
+    let number = |value: i64| Param::Int(Some(value));
+    let literal = |value: &str| Param::Text(Some(value.to_owned()));
     match kind.as_str() {
         "call_queued" => vec![
             set(Queue, Param::Text(queue.clone())),
-            (QueuedUs, Change::IfNull(int(Some(*at_us)))),
+            (QueuedUs, Change::IfNull(number(*at_us))),
         ],
         "call_connected" => vec![
-            set(AnsweredUs, int(Some(*at_us))),
+            set(AnsweredUs, number(*at_us)),
             set(Agent, Param::Text(agent.clone())),
-            set(WaitMs, int(millis(body, "wait"))),
-            set(Outcome, text("answered")),
+            set(WaitMs, Param::Int(millis(body, "wait"))),
+            set(Outcome, literal("answered")),
         ],
         "call_abandoned" => vec![
-            set(Outcome, text("abandoned")),
-            set(WaitMs, int(millis(body, "wait"))),
-            set(AbandonPosition, int(self::int(body, "position"))),
+            set(Outcome, literal("abandoned")),
+            set(WaitMs, Param::Int(millis(body, "wait"))),
+            set(AbandonPosition, Param::Int(int(body, "position"))),
         ],
         "call_removed" => vec![
-            set(Outcome, text("removed")),
-            set(WaitMs, int(millis(body, "wait"))),
+            set(Outcome, literal("removed")),
+            set(WaitMs, Param::Int(millis(body, "wait"))),
         ],
-        "call_completed" => vec![set(TalkMs, int(millis(body, "talk")))],
+        "call_completed" => vec![set(TalkMs, Param::Int(millis(body, "talk")))],
         // Into another queue, the call goes on there (a call_queued follows).
         "call_overflowed" if body.get("to").and_then(|to| to.get("queue")).is_none() => {
-            vec![set(Outcome, text("overflowed"))]
+            vec![set(Outcome, literal("overflowed"))]
         }
-        "callback_requested" => vec![set(Callback, int(Some(1)))],
-        "callback_unanswered" => vec![set(Outcome, text("callback_unanswered"))],
+        "callback_requested" => vec![set(Callback, number(1))],
+        "callback_unanswered" => vec![set(Outcome, literal("callback_unanswered"))],
         "survey_recorded" => vec![set(
             Survey,
-            text(self::text(body, "vote").as_deref().unwrap_or("none")),
+            literal(text(body, "vote").as_deref().unwrap_or("none")),
         )],
         "call_ended" => vec![
-            set(EndedUs, int(Some(*at_us))),
+            set(EndedUs, number(*at_us)),
             (
                 Outcome,
-                Change::IfNull(text(
-                    self::text(body, "cause").as_deref().unwrap_or("ended"),
-                )),
+                Change::IfNull(literal(text(body, "cause").as_deref().unwrap_or("ended"))),
             ),
         ],
         _ => Vec::new(),
@@ -669,8 +675,7 @@ async fn update_calls(
                 // A kept column's value is a NULL of the column's type: PostgreSQL wants
                 // one type down each column of the VALUES.
                 query = match value {
-                    Some(Param::Int(value)) => query.bind(value),
-                    Some(Param::Text(value)) => query.bind(value),
+                    Some(value) => value.bind_to(query),
                     None if text => query.bind(None::<String>),
                     None => query.bind(None::<i64>),
                 };
