@@ -122,27 +122,38 @@ fn interval_length(text: &str) -> Result<Option<Duration>, String> {
 /// Names to the dense ids the core's events use, in order of appearance.
 #[derive(Debug, Default)]
 struct Ids {
-    queues: Vec<String>,
-    agents: Vec<String>,
+    queues: Names,
+    agents: Names,
+}
+
+/// Names numbered in order of appearance, each found by its name in one lookup: a replay
+/// asks for an agent's id for most records, and a centre has thousands of agents.
+#[derive(Debug, Default)]
+struct Names {
+    /// The names, by id.
+    list: Vec<String>,
+    index: HashMap<String, u32>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(name.to_owned());
+        self.index.insert(name.to_owned(), id);
+        id
+    }
 }
 
 impl Ids {
-    fn id(list: &mut Vec<String>, name: &str) -> u64 {
-        match list.iter().position(|n| n == name) {
-            Some(i) => i as u64,
-            None => {
-                list.push(name.to_owned());
-                list.len() as u64 - 1
-            }
-        }
-    }
-
     fn queue(&mut self, name: &str) -> QueueId {
-        QueueId(Self::id(&mut self.queues, name) as u32)
+        QueueId(self.queues.id(name))
     }
 
     fn agent(&mut self, name: &str) -> AgentId {
-        AgentId(Self::id(&mut self.agents, name) as u32)
+        AgentId(self.agents.id(name))
     }
 }
 
@@ -587,6 +598,7 @@ impl Replay {
     pub(crate) fn queue_summaries(&self) -> HashMap<String, QueueSummary> {
         self.ids
             .queues
+            .list
             .iter()
             .enumerate()
             .filter_map(|(index, name)| {
@@ -682,7 +694,7 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
 
     let mut queues = Vec::new();
     if request.by != By::Agent {
-        for (index, name) in by_name(&ids.queues) {
+        for (index, name) in by_name(&ids.queues.list) {
             let queue = QueueId(index as u32);
             if request.interval.is_some() {
                 for report in tally.queue_intervals(queue) {
@@ -713,7 +725,7 @@ pub(crate) async fn from_store(store: &Store, request: &Request) -> anyhow::Resu
     }
     let mut agents = Vec::new();
     if request.by != By::Queue {
-        for (index, name) in by_name(&ids.agents) {
+        for (index, name) in by_name(&ids.agents.list) {
             let agent = AgentId(index as u32);
             if request.interval.is_some() {
                 for report in tally.agent_intervals(agent) {

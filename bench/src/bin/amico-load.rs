@@ -11,8 +11,7 @@
 
 use amico_bench::load::{Options, USAGE, ramp, ramp_table, run};
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         print!("{USAGE}");
@@ -25,6 +24,28 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    // One thread unless asked: the generator shares the server's cores, and each wake-up
+    // handed from one of its threads to another costs them a futex and a context switch.
+    let runtime = match options.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("amico-load: cannot start the runtime: {error}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(generate(options));
+}
+
+async fn generate(options: Options) {
     let json = options.json;
     if options.ramp.is_some() {
         match ramp(options).await {

@@ -147,6 +147,9 @@ pub struct Options {
     pub json: bool,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// The threads amico-load runs on. One by default: on the server's machine every
+    /// wake-up handed between two threads of the generator is CPU the server does not get.
+    pub threads: usize,
     /// Send RTP both ways on every connected call: G.711 at 50 packets a second.
     pub rtp: bool,
     /// Whether a target that is not a loopback address is allowed.
@@ -309,6 +312,7 @@ impl Default for Options {
             seed: 1,
             json: false,
             progress: true,
+            threads: 1,
             rtp: false,
             allow_remote: false,
             ramp: None,
@@ -354,6 +358,8 @@ amico-load: both sides of a contact centre against a SIP ACD over UDP, TCP or TL
   --local IP              address to bind (default 127.0.0.1)
   --allow-remote          allow a target that is not a loopback address
   --rtp                   RTP both ways on connected calls (G.711, 50 packets/s)
+  --threads N             threads amico-load runs on (default 1; more for TLS or RTP
+                          at high rates)
   --json                  print the report as JSON
   --quiet                 no progress line
 ";
@@ -468,6 +474,12 @@ impl Options {
                         .parse()
                         .map_err(|_| format!("--local '{text}' is not an IP address"))?;
                     local_given = true;
+                }
+                "--threads" => {
+                    options.threads = number("--threads", &value("--threads")?)?;
+                    if !(1..=64).contains(&options.threads) {
+                        return Err(format!("--threads {} must be 1 to 64", options.threads));
+                    }
                 }
                 "--allow-remote" => options.allow_remote = true,
                 "--json" => options.json = true,
@@ -598,8 +610,11 @@ mod tests {
             "12",
             "--vote-after",
             "exp:2",
+            "--threads",
+            "2",
         ])
         .unwrap();
+        assert_eq!(options.threads, 2);
         assert_eq!(options.target.port(), 5099);
         assert_eq!(options.transport, Transport::Tcp);
         assert_eq!(options.survey_keys, ['1', '2']);
@@ -630,6 +645,8 @@ mod tests {
             (&["--duration"], "--duration"),
             (&["--server-pid", "4000000000"], "--server-pid"),
             (&["--frobnicate"], "--frobnicate"),
+            (&["--threads", "0"], "--threads"),
+            (&["--threads", "many"], "--threads"),
             (&["--settle", "5"], "--server-pid"),
             (&["--transport", "sctp"], "--transport"),
             (&["--survey-vote", "yes"], "--survey-vote"),
