@@ -358,8 +358,8 @@ amico-load: both sides of a contact centre against a SIP ACD over UDP, TCP or TL
   --local IP              address to bind (default 127.0.0.1)
   --allow-remote          allow a target that is not a loopback address
   --rtp                   RTP both ways on connected calls (G.711, 50 packets/s)
-  --threads N             threads amico-load runs on (default 1; more for TLS or RTP
-                          at high rates)
+  --threads N             threads amico-load runs on (default 1; 2 for a run that
+                          measures RTP jitter)
   --json                  print the report as JSON
   --quiet                 no progress line
 ";
