@@ -161,9 +161,9 @@ impl Store {
     ///
     /// Each statement is a round trip to the database (for SQLite, to the thread sqlx runs
     /// it on, and back). So rows of one table go in together, as multi-row INSERTs, and the
-    /// calls' CDRs are filled in by one UPDATE for many calls ([`update_calls`]): a batch
-    /// of 512 records takes about a dozen statements (BENCHMARKS.md, "The store's
-    /// statements").
+    /// calls' CDRs are filled in by one UPDATE for many calls ([`update_calls`]): 512
+    /// records take about a dozen statements (BENCHMARKS.md, "The store's statements"),
+    /// however large the writer's batch ([`crate::records::log`]'s `BATCH`).
     pub(crate) async fn write(&self, records: &[Record]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut rows = DerivedRows::default();
